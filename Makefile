@@ -1,0 +1,29 @@
+# CryptoFlow: every target bootstraps its own virtualenv, so a fresh clone needs only Python 3.11/3.12.
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON_BIN ?= $(shell command -v python3.12 || command -v python3.11)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean-warehouse
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## main job: local simulator replaying real captures -> dataflows -> ./warehouse
+	$(VENV)/bin/cryptoflow demo
+
+test: $(STAMP)  ## lint + the whole test suite
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean-warehouse:
+	rm -rf warehouse

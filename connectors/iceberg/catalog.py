@@ -1,0 +1,94 @@
+"""Catalog access: SqlCatalog (SQLite + local files) embedded, RestCatalog with SigV4 for S3 Tables."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+from pyiceberg.catalog import Catalog
+from pyiceberg.catalog.rest import RestCatalog
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.table import Table
+
+from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.schemas import SCHEMA_VERSION, TableDef
+
+log = logging.getLogger(__name__)
+
+
+def _sqlite_uri(uri: str) -> str:
+    """Make a relative `sqlite:///path` absolute and create its directory."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return uri
+    path = Path(uri[len(prefix) :])
+    path = path if path.is_absolute() else Path.cwd() / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return prefix + str(path)
+
+
+def _file_warehouse(warehouse: str) -> str:
+    if "://" in warehouse:
+        return warehouse
+    path = Path(warehouse)
+    path = path if path.is_absolute() else Path.cwd() / path
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def load_catalog(cfg: CatalogConfig) -> Catalog:
+    if cfg.type == "sql":
+        return SqlCatalog(
+            cfg.name, uri=_sqlite_uri(cfg.uri), warehouse=_file_warehouse(cfg.warehouse), **cfg.properties
+        )
+    props = {"uri": cfg.rest_uri, "warehouse": cfg.warehouse, **cfg.properties}
+    if cfg.region:
+        props.update(
+            {
+                "rest.sigv4-enabled": "true",
+                "rest.signing-name": cfg.signing_name,
+                "rest.signing-region": cfg.region,
+            }
+        )
+    return RestCatalog(cfg.name, **props)
+
+
+def table_properties(parquet: ParquetConfig) -> dict[str, str]:
+    props = {
+        "format-version": "2",
+        "write.parquet.compression-codec": parquet.compression
+        if parquet.compression != "none"
+        else "uncompressed",
+        "write.target-file-size-bytes": str(parquet.target_mb * 1024 * 1024),
+        "write.parquet.row-group-limit": str(parquet.row_group_rows),
+        "commit.manifest-merge.enabled": "true",
+        "cryptoflow.schema-version": SCHEMA_VERSION,
+    }
+    if parquet.compression_level is not None:
+        props["write.parquet.compression-level"] = str(parquet.compression_level)
+    return props
+
+
+def ensure_table(catalog: Catalog, namespace: str, table: TableDef, parquet: ParquetConfig) -> Table:
+    """Load the table, creating namespace and table on first use (safe when several writers race)."""
+    identifier = (namespace, table.name)
+    try:
+        return catalog.load_table(identifier)
+    except NoSuchTableError:
+        pass
+    with contextlib.suppress(NamespaceAlreadyExistsError):
+        catalog.create_namespace(namespace)
+    try:
+        created = catalog.create_table(
+            identifier,
+            schema=table.schema,
+            partition_spec=table.partition_spec,
+            sort_order=table.sort_order,
+            properties=table_properties(parquet),
+        )
+        log.info("created table %s.%s", namespace, table.name)
+        return created
+    except TableAlreadyExistsError:
+        return catalog.load_table(identifier)

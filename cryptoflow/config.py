@@ -1,0 +1,242 @@
+"""Typed configuration: YAML file -> pydantic models, with `CRYPTOFLOW_...` environment overrides.
+
+A bad config must stop the program with one line that names the field and the reason, never with a
+traceback from deep inside a connector, so every section forbids unknown keys and validates ranges.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cryptoflow.paths import REPO_ROOT
+
+ENV_PREFIX = "CRYPTOFLOW_"
+ENV_CONFIG_PATH = "CRYPTOFLOW_CONFIG"
+# Variables with the prefix that are not config fields.
+ENV_NOT_SETTINGS = {ENV_CONFIG_PATH, "CRYPTOFLOW_LOG_LEVEL"}
+
+DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "dev" / "cryptoflow.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased for the person who wrote the config."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelCaps(_Section):
+    """Bounded queue sizes (design.md `channels`)."""
+
+    raw_cap: int = Field(8192, ge=1, le=10_000_000)
+    norm_cap: int = Field(8192, ge=1, le=10_000_000)
+    buffer_inbox_cap: int = Field(2048, ge=1, le=10_000_000)
+
+
+class ChannelsConfig(_Section):
+    defaults: ChannelCaps = ChannelCaps()
+    # overrides[exchange][stream] = caps, e.g. overrides.binance.spot_delta.raw_cap
+    overrides: dict[str, dict[str, ChannelCaps]] = {}
+
+    def caps_for(self, exchange: str, stream: str) -> ChannelCaps:
+        return self.overrides.get(exchange, {}).get(stream, self.defaults)
+
+
+class ShardingConfig(_Section):
+    total_shards: int = Field(16, ge=1, le=65_536)
+    replica_index: int = Field(0, ge=0)
+    replica_count: int = Field(1, ge=1)
+    egress_pool: list[str] = []
+    per_shard_ip_override: dict[int, str] = {}
+
+    @model_validator(mode="after")
+    def _replica_in_range(self) -> ShardingConfig:
+        if self.replica_index >= self.replica_count:
+            raise ValueError(
+                f"replica_index {self.replica_index} must be below replica_count {self.replica_count}"
+            )
+        return self
+
+
+class ParquetConfig(_Section):
+    target_mb: int = Field(128, ge=1, le=4096)
+    flush_interval_ms: int = Field(5000, ge=100)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+    compression_level: int | None = None
+    row_group_rows: int = Field(1_048_576, ge=1_000)
+
+
+class CatalogConfig(_Section):
+    """Where tables live: `sql` is the embedded SQLite + local files default; `rest` is S3 Tables."""
+
+    type: Literal["sql", "rest"] = "sql"
+    name: str = "cryptoflow"
+    namespace: str = "cryptoflow"
+    # sql
+    uri: str = "sqlite:///warehouse/catalog.db"
+    warehouse: str = "warehouse"
+    # rest (Amazon S3 Tables: https://s3tables.<region>.amazonaws.com/iceberg, warehouse = bucket ARN)
+    rest_uri: str | None = None
+    region: str | None = None
+    signing_name: str = "s3tables"
+    properties: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _rest_needs_uri(self) -> CatalogConfig:
+        if self.type == "rest" and not self.rest_uri:
+            raise ValueError("catalog.type is 'rest' but catalog.rest_uri is not set")
+        return self
+
+
+class BookConfig(_Section):
+    depth_cap: int = Field(2000, ge=1, le=100_000)
+    snapshot_interval_ms: int = Field(100, ge=1)
+    checkpoint_interval_ms: int = Field(1000, ge=1)
+    max_buffered_diffs: int = Field(10_000, ge=1)
+
+
+class BinanceSpotConfig(_Section):
+    enabled: bool = True
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    symbols: list[str] = []
+    depth_stream: Literal["depth", "depth@100ms"] = "depth@100ms"
+    # The public recordings carry aggTrade; `trade` gives one row per fill.
+    trade_stream: Literal["aggTrade", "trade"] = "aggTrade"
+    snapshot_limit: int = Field(1000, ge=1, le=5000)
+    max_streams_per_connection: int = Field(1024, ge=1, le=1024)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_upper_unique(cls, symbols: list[str]) -> list[str]:
+        cleaned = [s.strip().upper() for s in symbols]
+        bad = [s for s in cleaned if not s.isalnum()]
+        if bad:
+            raise ValueError(f"Binance symbols are letters and digits only (got {bad})")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("symbols are listed twice")
+        return cleaned
+
+    @field_validator("ws_url", "rest_url")
+    @classmethod
+    def _url_scheme(cls, url: str) -> str:
+        if url.split("://", 1)[0] not in {"ws", "wss", "http", "https"}:
+            raise ValueError(f"{url!r} is not a ws(s):// or http(s):// URL")
+        return url.rstrip("/")
+
+
+class BinanceConfig(_Section):
+    spot: BinanceSpotConfig = BinanceSpotConfig()
+
+
+class ExchangesConfig(_Section):
+    binance: BinanceConfig = BinanceConfig()
+
+
+class ConnectorConfig(_Section):
+    """How sources behave; `stop_at_replay_end` lets demos and tests finish with the recording."""
+
+    stop_at_replay_end: bool = False
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    idle_poll_ms: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(1000, ge=1)
+
+
+class MetricsConfig(_Section):
+    port: int | None = Field(None, ge=1, le=65_535)
+
+
+class Settings(_Section):
+    exchanges: ExchangesConfig = ExchangesConfig()
+    channels: ChannelsConfig = ChannelsConfig()
+    sharding: ShardingConfig = ShardingConfig()
+    parquet: ParquetConfig = ParquetConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    book: BookConfig = BookConfig()
+    connector: ConnectorConfig = ConnectorConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def env_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """`CRYPTOFLOW_CATALOG__URI=...` -> {"catalog": {"uri": ...}}; values are parsed as YAML scalars/lists."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(tree, path, value)
+    return tree
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    reason = first["msg"]
+    if first["type"] == "extra_forbidden":
+        reason = "unknown field (check the spelling)"
+    more = f" (and {error.error_count() - 1} more problem(s))" if error.error_count() > 1 else ""
+    return f"invalid config {source}: {field}: {reason}{more}"
+
+
+def load_settings(
+    path: str | Path | None = None, environ: dict[str, str] | os._Environ[str] | None = None
+) -> Settings:
+    """Read YAML (path, else $CRYPTOFLOW_CONFIG, else configs/dev), apply env overrides, validate."""
+    environ = os.environ if environ is None else environ
+    chosen = Path(path or environ.get(ENV_CONFIG_PATH) or DEFAULT_CONFIG_PATH)
+    if not chosen.is_file():
+        raise ConfigError(f"config file not found: {chosen}")
+    try:
+        data = yaml.safe_load(chosen.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {chosen} must be a mapping at the top level")
+    data = _deep_merge(data, env_overrides(environ))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(chosen))) from None
+
+
+def load_settings_or_exit(path: str | Path | None = None) -> Settings:
+    """For entry points: a bad config ends the process with one clear line and exit status 2."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        raise SystemExit(f"cryptoflow: {exc}") from None

@@ -1,0 +1,34 @@
+"""Spot order-book deltas: exchange diffs, sequenced against REST snapshots, as level rows.
+
+Run: python -m bytewax.run dataflows.spot_delta [-w 1] [-r recovery/ -s 30 -b 60]
+"""
+
+from __future__ import annotations
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from connectors.binance.source import binance_spot_source
+from connectors.binance.spot_client import CHANNEL_DEPTH
+from connectors.iceberg.sink import IcebergSink
+from cryptoflow.config import Settings, load_settings_or_exit
+from cryptoflow.logs import setup_logging
+from cryptoflow.schemas import TABLES
+from operators.delta_sync import DeltaSyncLogic
+from operators.sequencing.binance import spot_verdict
+
+STREAM = "spot_delta"
+
+
+def build_flow(settings: Settings) -> Dataflow:
+    flow = Dataflow(STREAM)
+    events = op.input("binance_spot", flow, binance_spot_source(settings, {CHANNEL_DEPTH}, STREAM))
+    keyed = op.key_on("key", events, lambda e: e.key)
+    max_buffered = settings.book.max_buffered_diffs
+    rows = op.stateful("sequence", keyed, lambda resume: DeltaSyncLogic(spot_verdict, max_buffered, resume))
+    op.output("iceberg", rows, IcebergSink(TABLES[STREAM], settings.catalog, settings.parquet, STREAM))
+    return flow
+
+
+setup_logging()
+flow = build_flow(load_settings_or_exit())

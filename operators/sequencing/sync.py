@@ -1,0 +1,109 @@
+"""Snapshot + diff synchronisation for books built from a REST snapshot and a diff stream.
+
+State machine per book: WAITING (diffs are buffered) -> snapshot arrives -> buffered diffs older than
+the snapshot are dropped -> the first diff that continues it is applied together with the snapshot ->
+LIVE. A gap sends the book back to WAITING, keeping the diff that revealed the gap (it may straddle
+the next snapshot). Pure logic, no I/O: the same class runs in the connector (ids only, to trigger a
+re-fetch) and in the operator (with payloads, to emit rows).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Generic, TypeVar
+
+from operators.sequencing.verdict import Verdict, VerdictFn
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+
+class Outcome(Enum):
+    BUFFERED = "buffered"  # waiting for a snapshot
+    STALE = "stale"
+    APPLIED = "applied"
+    GAP = "gap"  # book invalid until the next snapshot
+    SNAPSHOT_TOO_OLD = "snapshot_too_old"  # snapshot ends before the buffered diffs begin: fetch again
+
+
+@dataclass
+class Step(Generic[T, S]):
+    """What one input did: its outcome and the items to emit, in order (snapshot first, then diffs)."""
+
+    outcome: Outcome
+    snapshot: S | None = None
+    diffs: list[T] = field(default_factory=list)
+    stale: int = 0
+    overflowed: int = 0
+
+
+class DiffSync(Generic[T, S]):
+    def __init__(self, verdict: VerdictFn, max_buffered: int = 10_000) -> None:
+        self.verdict = verdict
+        self.max_buffered = max_buffered
+        self.book_id: int | None = None
+        self.fresh = False
+        self.pending_snapshot: S | None = None
+        self.buffer: deque[tuple[T, int, int, int | None]] = deque()
+
+    @property
+    def live(self) -> bool:
+        return self.book_id is not None and self.pending_snapshot is None
+
+    @property
+    def waiting(self) -> bool:
+        return self.book_id is None
+
+    def on_diff(self, item: T, first: int, last: int, prev: int | None = None) -> Step[T, S]:
+        if self.book_id is None:
+            overflowed = self._buffer(item, first, last, prev)
+            return Step(Outcome.BUFFERED, overflowed=overflowed)
+        verdict = self.verdict(self.book_id, self.fresh, first, last, prev)
+        if verdict is Verdict.STALE:
+            return Step(Outcome.STALE, stale=1)
+        if verdict is Verdict.GAP:
+            too_old = self.pending_snapshot is not None
+            self._invalidate()
+            self._buffer(item, first, last, prev)
+            return Step(Outcome.SNAPSHOT_TOO_OLD if too_old else Outcome.GAP)
+        return self._apply(item, last)
+
+    def on_snapshot(self, snapshot: S, last_update_id: int) -> Step[T, S]:
+        """Adopt a snapshot and replay the buffer against it."""
+        self.book_id, self.fresh = last_update_id, True
+        self.pending_snapshot = snapshot
+        buffered, self.buffer = self.buffer, deque()
+        result: Step[T, S] = Step(Outcome.BUFFERED)
+        while buffered:
+            item, first, last, prev = buffered.popleft()
+            step = self.on_diff(item, first, last, prev)
+            result.stale += step.stale
+            if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD):
+                self.buffer.extend(buffered)  # newer diffs stay for the next snapshot
+                result.outcome = Outcome.SNAPSHOT_TOO_OLD
+                result.snapshot, result.diffs = None, []
+                return result
+            if step.outcome is Outcome.APPLIED:
+                result.outcome = Outcome.APPLIED
+                if step.snapshot is not None:
+                    result.snapshot = step.snapshot
+                result.diffs.extend(step.diffs)
+        return result
+
+    def _apply(self, item: T, last: int) -> Step[T, S]:
+        snapshot, self.pending_snapshot = self.pending_snapshot, None
+        self.book_id, self.fresh = last, False
+        return Step(Outcome.APPLIED, snapshot=snapshot, diffs=[item])
+
+    def _invalidate(self) -> None:
+        self.book_id, self.fresh, self.pending_snapshot = None, False, None
+
+    def _buffer(self, item: T, first: int, last: int, prev: int | None) -> int:
+        overflowed = 0
+        while len(self.buffer) >= self.max_buffered:
+            self.buffer.popleft()
+            overflowed += 1
+        self.buffer.append((item, first, last, prev))
+        return overflowed

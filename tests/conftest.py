@@ -1,0 +1,15 @@
+import pytest
+
+from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+from cryptoflow.simulator.server import ExchangeSimulator
+
+
+@pytest.fixture(scope="session")
+def binance_spot_venue() -> BinanceSpotVenue:
+    return BinanceSpotVenue.from_cryptofeed_v1()
+
+
+@pytest.fixture
+def binance_spot_simulator(binance_spot_venue):
+    with ExchangeSimulator(binance_spot_venue, speed=0.0) as sim:
+        yield sim

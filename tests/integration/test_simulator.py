@@ -1,0 +1,62 @@
+"""The simulator over real sockets: Binance URL shapes, replay content, REST errors."""
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from cryptoflow.simulator.server import REPLAY_END_CODE
+from tests.support.recording_truth import BINANCE_WS, binance_snapshots
+
+pytestmark = pytest.mark.integration
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+async def collect(url: str) -> tuple[list[str], int]:
+    frames = []
+    async with connect(url) as ws:
+        try:
+            while True:
+                frames.append(await ws.recv())
+        except ConnectionClosed as closed:
+            return frames, closed.rcvd.code
+
+
+def test_combined_stream_replays_only_subscribed_streams_then_closes(binance_spot_simulator):
+    url = f"{binance_spot_simulator.ws_url}/stream?streams=nknusdt@depth@100ms/lrcbtc@aggTrade"
+    frames, code = asyncio.run(collect(url))
+    recorded = [line.partition(": ")[2] for line in BINANCE_WS.read_text().splitlines()[1:] if line]
+    expected = [f for f in recorded if json.loads(f)["stream"] in ("nknusdt@depth@100ms", "lrcbtc@aggTrade")]
+    assert frames == expected  # byte-identical, in recorded order
+    assert code == REPLAY_END_CODE
+    assert binance_spot_simulator.stats.connections_by_ip["127.0.0.1"] == 1
+
+
+def test_rest_depth_and_exchange_info(binance_spot_simulator):
+    base = binance_spot_simulator.http_url
+    status, body = get_json(f"{base}/api/v3/depth?symbol=NKNUSDT&limit=1000")
+    assert status == 200 and body == binance_snapshots()["NKNUSDT"]
+    _, small = get_json(f"{base}/api/v3/depth?symbol=NKNUSDT&limit=5")
+    assert len(small["bids"]) == 5 and small["lastUpdateId"] == body["lastUpdateId"]
+    _, info = get_json(f'{base}/api/v3/exchangeInfo?symbols=["NKNUSDT","LRCBTC"]')
+    assert [(s["symbol"], s["baseAsset"], s["quoteAsset"]) for s in info["symbols"]] == [
+        ("NKNUSDT", "NKN", "USDT"),
+        ("LRCBTC", "LRC", "BTC"),
+    ]
+
+
+def test_rest_errors_look_like_binance(binance_spot_simulator):
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get_json(f"{binance_spot_simulator.http_url}/api/v3/depth?symbol=NOPE")
+    assert err.value.code == 400 and json.loads(err.value.read())["code"] == -1121
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get_json(f"{binance_spot_simulator.http_url}/nothing/here")
+    assert err.value.code == 404

@@ -1,0 +1,71 @@
+import pytest
+
+from connectors.binance.parsing import (
+    Instrument,
+    ParseError,
+    parse_depth_snapshot,
+    parse_exchange_info,
+    parse_ws_frame,
+)
+from cryptoflow.model import BUY, SELL, Kind
+
+INSTRUMENTS = {"NKNUSDT": Instrument("NKNUSDT", "NKN-USDT", "NKN", "USDT", "spot")}
+DIFF = (
+    '{"stream":"nknusdt@depth@100ms","data":{"e":"depthUpdate","E":1633998512068,"s":"NKNUSDT",'
+    '"U":499869750,"u":499869752,"b":[["0.35130000","6195.00000000"]],"a":[]}}'
+)
+
+
+def test_depth_diff():
+    ev = parse_ws_frame(DIFF, INSTRUMENTS, shard=3, ingest_us=7)
+    assert ev.kind is Kind.DEPTH_DIFF and ev.symbol == "NKN-USDT" and ev.key == "binance|NKN-USDT"
+    assert (ev.first_seq, ev.seq, ev.prev_seq) == (499869750, 499869752, None)
+    assert ev.exchange_ts_us == 1633998512068000 and ev.ingest_ts_us == 7 and ev.shard == 3
+    assert ev.payload == ([["0.35130000", "6195.00000000"]], [])
+
+
+@pytest.mark.parametrize(("maker", "side"), [(True, SELL), (False, BUY)])
+def test_agg_trade_taker_side(maker, side):
+    frame = (
+        '{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"NKNUSDT","a":15683430,'
+        f'"p":"0.35280000","q":"58.00000000","f":1,"l":2,"T":1633998523963,"m":{str(maker).lower()},"M":true}}}}'
+    )
+    ev = parse_ws_frame(frame, INSTRUMENTS, 0, 0)
+    assert ev.kind is Kind.TRADE and ev.payload == ("15683430", "0.35280000", "58.00000000", side)
+    assert ev.exchange_ts_us == 1633998523963000
+
+
+def test_control_and_ignored_messages_parse_to_none():
+    assert parse_ws_frame('{"result":null,"id":1}', INSTRUMENTS, 0, 0) is None
+    kline = '{"stream":"nknusdt@kline_1m","data":{"e":"kline","E":1,"s":"NKNUSDT","k":{}}}'
+    assert parse_ws_frame(kline, INSTRUMENTS, 0, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ("{not json", "malformed_json"),
+        ("[1,2]", "unexpected_shape"),
+        (DIFF.replace("NKNUSDT", "XYZUSDT"), "unknown_symbol"),
+        ('{"stream":"x","data":{"e":"depthUpdate","s":"NKNUSDT"}}', "missing_field"),
+        ('{"stream":"x","data":{"e":"somethingNew"}}', "unknown_event"),
+        ('{"code":-1121,"msg":"Invalid symbol."}', "server_error"),
+    ],
+)
+def test_bad_frames_raise_a_labelled_parse_error(frame, reason):
+    with pytest.raises(ParseError) as err:
+        parse_ws_frame(frame, INSTRUMENTS, 0, 0)
+    assert err.value.reason == reason
+
+
+def test_snapshot_and_exchange_info():
+    snap = parse_depth_snapshot(
+        '{"lastUpdateId":5,"bids":[["1.0","2"]],"asks":[]}', INSTRUMENTS["NKNUSDT"], 1, 9
+    )
+    assert snap.kind is Kind.DEPTH_SNAPSHOT and snap.seq == 5 and snap.exchange_ts_us is None
+    with pytest.raises(ParseError):
+        parse_depth_snapshot('{"code":-1121}', INSTRUMENTS["NKNUSDT"], 1, 9)
+    info = parse_exchange_info(
+        '{"symbols":[{"symbol":"LRCBTC","baseAsset":"LRC","quoteAsset":"BTC"}]}', "spot"
+    )
+    assert info["LRCBTC"].symbol == "LRC-BTC"
