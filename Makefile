@@ -1,7 +1,9 @@
 # CryptoFlow: every target bootstraps its own virtualenv, so a fresh clone needs only Python 3.11/3.12.
 SHELL := /bin/bash
 VENV ?= .venv
-PYTHON_BIN ?= $(shell command -v python3.12 || command -v python3.11)
+# First interpreter that really runs and is 3.11 or 3.12 (pyenv shims can exist without a working Python).
+PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
+  if $$c -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then command -v $$c; break; fi; done)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
