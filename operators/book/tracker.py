@@ -24,6 +24,8 @@ from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
 
+_TABLE_QUANTUM = Decimal(1).scaleb(-18)
+
 # Sequencing schemes (what the venue's stream looks like).
 BINANCE_SPOT = "binance_spot"
 BINANCE_USDM = "binance_usdm"
@@ -308,7 +310,10 @@ class BookTracker:
         mid = spread = None
         if best_bid is not None and best_ask is not None:
             b, a = Decimal(best_bid), Decimal(best_ask)
-            mid, spread = str((b + a) / 2), str(a - b)
+            m = (b + a) / 2
+            if m.as_tuple().exponent < -18:  # type: ignore[operator]
+                m = m.quantize(_TABLE_QUANTUM)  # the tables hold decimal(38, 18)
+            mid, spread = str(m), str(a - b)
         return BookRow(
             ev.exchange, ev.market, ev.symbol, ev.exchange_symbol, ev.exchange_ts_us, ev.ingest_ts_us,
             self.book_id, bids, asks, best_bid, best_ask, mid, spread,
