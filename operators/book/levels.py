@@ -94,6 +94,20 @@ class Side:
         self.keys = []
         self.levels = {}
 
+    def load(self, levels: Iterable[Sequence[str]]) -> int:
+        """Replace the side with a snapshot in one pass: build the map, sort the keys once."""
+        table: dict[int, tuple[str, str]] = {}
+        n = 0
+        for level in levels:
+            n += 1
+            price, qty = level[0], level[1]
+            if is_zero(qty):
+                continue
+            table[price_key(price)] = (price, qty)
+        self.levels = table
+        self.keys = sorted(table)
+        return n
+
 
 class OrderBook:
     """Both sides of one book. `depth_cap` bounds each side (worst levels are dropped)."""
@@ -111,8 +125,10 @@ class OrderBook:
 
     def load(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]]) -> int:
         """Replace the book with a snapshot; returns the number of levels loaded."""
-        self.clear()
-        return self.apply(bids, asks)
+        n = self.bids.load(bids) + self.asks.load(asks)
+        self.bids.truncate(self.depth_cap)
+        self.asks.truncate(self.depth_cap)
+        return n
 
     def apply(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]]) -> int:
         """Apply absolute level updates (qty 0 deletes), then enforce the depth cap. Returns level count."""
