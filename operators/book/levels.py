@@ -32,12 +32,15 @@ def is_zero(qty: str) -> bool:
 class Side:
     """One side of a book. `keys` is sorted ascending whatever the side; `levels[key] = (price, qty)`."""
 
-    __slots__ = ("descending", "keys", "levels")
+    __slots__ = ("descending", "horizon", "keys", "levels")
 
     def __init__(self, descending: bool) -> None:
         self.descending = descending
         self.keys: list[int] = []
         self.levels: dict[int, tuple[str, str]] = {}
+        # Worst price still known after we cut the side to the depth cap: levels beyond it were
+        # dropped, so an update there would create a level with unknown neighbours: it is ignored.
+        self.horizon: int | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -46,6 +49,9 @@ class Side:
         """Insert, replace or (zero qty) delete one level. Returns whether a level was added or removed."""
         key = price_key(price)
         levels = self.levels
+        horizon = self.horizon
+        if horizon is not None and (key < horizon if self.descending else key > horizon):
+            return False
         if is_zero(qty):
             if levels.pop(key, None) is None:
                 return False  # deleting a level we do not hold is normal (beyond snapshot depth)
@@ -76,8 +82,10 @@ class Side:
         chosen = keys[: -n - 1 : -1] if self.descending else keys[:n]
         return [levels[k] for k in chosen]
 
-    def truncate(self, depth: int) -> int:
-        """Drop the worst levels beyond `depth`; returns how many were dropped."""
+    def truncate(self, depth: int, remember: bool = True) -> int:
+        """Drop the worst levels beyond `depth`; returns how many were dropped. `remember` sets the
+        horizon (our own depth cap); exchange-side truncation (Kraken) does not, because the exchange
+        sends the levels that move back into scope."""
         extra = len(self.keys) - depth
         if extra <= 0:
             return 0
@@ -88,11 +96,14 @@ class Side:
             dropped, self.keys = keys[depth:], keys[:depth]
         for k in dropped:
             del levels[k]
+        if remember and self.keys:
+            self.horizon = self.keys[0] if self.descending else self.keys[-1]
         return extra
 
     def clear(self) -> None:
         self.keys = []
         self.levels = {}
+        self.horizon = None
 
     def load(self, levels: Iterable[Sequence[str]]) -> int:
         """Replace the side with a snapshot in one pass: build the map, sort the keys once."""
@@ -106,6 +117,7 @@ class Side:
             table[price_key(price)] = (price, qty)
         self.levels = table
         self.keys = sorted(table)
+        self.horizon = None
         return n
 
 

@@ -47,7 +47,7 @@ class BookCounters:
     snapshots: int = 0
     stale: int = 0
     gaps: int = 0
-    resyncs: int = 0  # snapshots that made a book valid again after it had been invalidated
+    resyncs: int = 0  # snapshots adopted after a gap (the resync the gap asked for)
     crossed: int = 0
     book_ticker: CheckCounts = field(default_factory=CheckCounts)
     checksum: CheckCounts = field(default_factory=CheckCounts)
@@ -81,6 +81,7 @@ class BookTracker:
         self.book = OrderBook(self.settings.depth_cap)
         self.valid = False
         self.ever_valid = False
+        self.gap_pending = False  # a gap asked for a resync that has not arrived yet
         self.book_id: int | None = None
         self.last_ts: int | None = None
         self.counters = BookCounters()
@@ -200,8 +201,8 @@ class BookTracker:
         bids, asks = ev.payload
         self.book.apply(bids, asks)
         if ev.book_depth is not None:
-            self.book.bids.truncate(ev.book_depth)
-            self.book.asks.truncate(ev.book_depth)
+            self.book.bids.truncate(ev.book_depth, remember=False)
+            self.book.asks.truncate(ev.book_depth, remember=False)
         if ev.seq is not None:
             self.book_id = ev.seq
         if ev.exchange_ts_us is not None:
@@ -242,10 +243,11 @@ class BookTracker:
         bids, asks = snap.payload
         self.book.load(bids, asks)
         if snap.book_depth is not None:
-            self.book.bids.truncate(snap.book_depth)
-            self.book.asks.truncate(snap.book_depth)
-        if self.ever_valid and not self.valid:
+            self.book.bids.truncate(snap.book_depth, remember=False)
+            self.book.asks.truncate(snap.book_depth, remember=False)
+        if self.gap_pending:
             self.counters.resyncs += 1
+            self.gap_pending = False
         self.valid = self.ever_valid = True
         self.book_id = seq
         self.checked = self.check_failed = False
@@ -262,6 +264,7 @@ class BookTracker:
             )
         )  # fmt: skip
         step.resync = True
+        self.gap_pending = True
         self._invalidate()
 
     def _invalidate(self) -> None:
