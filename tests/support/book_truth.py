@@ -223,7 +223,7 @@ def binance_stream(paths: list[Path], symbol: str, usdm: bool) -> ReferenceStrea
                 snap = json.loads(raw)
                 snap_index, last_id = i, snap["lastUpdateId"]
                 ops.append((i, "load", snap["bids"], snap["asks"], last_id))
-                for U, u, b, a in pending:
+                for _first, u, b, a in pending:
                     if u > last_id or (usdm and u == last_id):
                         ops.append((i, "apply", b, a, u))
             continue
