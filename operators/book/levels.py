@@ -1,10 +1,13 @@
 """One L2 order book: price -> quantity per side, kept as the exchange's decimal text.
 
-Why this structure: every level update is a dict lookup plus, only when a price appears or disappears,
-a `bisect` insert/delete in a sorted list of integer keys (a C memmove, cheap at book sizes of a few
-thousand levels). The sort key is the price scaled to an integer (`price_key`), so ordering is exact
-decimal ordering without binary floats and without building `Decimal` objects. The original text is
-kept because checksums (OKX, Kraken) are computed over it, and rows are written from it.
+Why this structure: most level updates change the quantity of a price already in the book, so the hot
+path is one dict lookup keyed by the exchange's own price text (`qty[price] = new_qty`, no parsing at
+all). Only when a price appears or disappears is the exact integer sort key computed (`price_key`: the
+price scaled to 18 decimals, exact decimal ordering without binary floats or `Decimal` objects) and a
+`bisect` insert/delete done in two parallel sorted lists (`keys`, `texts`), a C memmove that is cheap at
+book sizes of a few thousand levels. The text is kept because checksums (OKX, Kraken) are computed over
+it and rows are written from it. A price written two ways ("1.5" vs "1.50") is still one level: the
+sort key is compared on every insert.
 """
 
 from __future__ import annotations
@@ -26,18 +29,21 @@ def price_key(text: str) -> int:
 
 def is_zero(qty: str) -> bool:
     """`"0"`, `"0.00000000"`, `"0E-8"` all delete a level."""
-    return not qty.strip("0.") or (("E" in qty or "e" in qty) and Decimal(qty) == 0)
+    z = qty.strip("0.")
+    return not z or z[0] in "Ee"
 
 
 class Side:
-    """One side of a book. `keys` is sorted ascending whatever the side; `levels[key] = (price, qty)`."""
+    """One side of a book: `qty[price_text]`, plus `keys` (ascending integer sort keys) and `texts`
+    (the price text of each key, same order), whatever the side."""
 
-    __slots__ = ("descending", "horizon", "keys", "levels")
+    __slots__ = ("descending", "horizon", "keys", "qty", "texts")
 
     def __init__(self, descending: bool) -> None:
         self.descending = descending
+        self.qty: dict[str, str] = {}
         self.keys: list[int] = []
-        self.levels: dict[int, tuple[str, str]] = {}
+        self.texts: list[str] = []
         # Worst price still known after we cut the side to the depth cap: levels beyond it were
         # dropped, so an update there would create a level with unknown neighbours: it is ignored.
         self.horizon: int | None = None
@@ -47,29 +53,40 @@ class Side:
 
     def set(self, price: str, qty: str) -> bool:
         """Insert, replace or (zero qty) delete one level. Returns whether a level was added or removed."""
+        book = self.qty
+        zero = is_zero(qty)
+        if price in book and not zero:
+            book[price] = qty
+            return False
         key = price_key(price)
-        levels = self.levels
+        keys = self.keys
+        i = bisect_left(keys, key)
+        present = i < len(keys) and keys[i] == key
+        if zero:
+            if not present:
+                return False  # deleting a level we do not hold is normal (beyond snapshot depth)
+            del book[self.texts[i]]
+            del keys[i]
+            del self.texts[i]
+            return True
+        if present:  # same price written differently: keep the newest text
+            del book[self.texts[i]]
+            self.texts[i] = price
+            book[price] = qty
+            return False
         horizon = self.horizon
         if horizon is not None and (key < horizon if self.descending else key > horizon):
             return False
-        if is_zero(qty):
-            if levels.pop(key, None) is None:
-                return False  # deleting a level we do not hold is normal (beyond snapshot depth)
-            keys = self.keys
-            del keys[bisect_left(keys, key)]
-            return True
-        if key in levels:
-            levels[key] = (price, qty)
-            return False
-        levels[key] = (price, qty)
-        keys = self.keys
-        keys.insert(bisect_left(keys, key), key)
+        keys.insert(i, key)
+        self.texts.insert(i, price)
+        book[price] = qty
         return True
 
     def best(self) -> tuple[str, str] | None:
         if not self.keys:
             return None
-        return self.levels[self.keys[-1] if self.descending else self.keys[0]]
+        text = self.texts[-1] if self.descending else self.texts[0]
+        return text, self.qty[text]
 
     def best_key(self) -> int | None:
         if not self.keys:
@@ -78,9 +95,9 @@ class Side:
 
     def top(self, n: int) -> list[tuple[str, str]]:
         """The best `n` levels, best first."""
-        keys, levels = self.keys, self.levels
-        chosen = keys[: -n - 1 : -1] if self.descending else keys[:n]
-        return [levels[k] for k in chosen]
+        texts, book = self.texts, self.qty
+        chosen = texts[: -n - 1 : -1] if self.descending else texts[:n]
+        return [(t, book[t]) for t in chosen]
 
     def truncate(self, depth: int, remember: bool = True) -> int:
         """Drop the worst levels beyond `depth`; returns how many were dropped. `remember` sets the
@@ -89,34 +106,37 @@ class Side:
         extra = len(self.keys) - depth
         if extra <= 0:
             return 0
-        keys, levels = self.keys, self.levels
         if self.descending:
-            dropped, self.keys = keys[:extra], keys[extra:]
+            dropped = self.texts[:extra]
+            self.keys, self.texts = self.keys[extra:], self.texts[extra:]
         else:
-            dropped, self.keys = keys[depth:], keys[:depth]
-        for k in dropped:
-            del levels[k]
+            dropped = self.texts[depth:]
+            self.keys, self.texts = self.keys[:depth], self.texts[:depth]
+        book = self.qty
+        for t in dropped:
+            del book[t]
         if remember and self.keys:
             self.horizon = self.keys[0] if self.descending else self.keys[-1]
         return extra
 
     def clear(self) -> None:
-        self.keys = []
-        self.levels = {}
+        self.qty, self.keys, self.texts = {}, [], []
         self.horizon = None
 
     def load(self, levels: Iterable[Sequence[str]]) -> int:
         """Replace the side with a snapshot in one pass: build the map, sort the keys once."""
-        table: dict[int, tuple[str, str]] = {}
+        by_key: dict[int, tuple[str, str]] = {}
         n = 0
         for level in levels:
             n += 1
             price, qty = level[0], level[1]
             if is_zero(qty):
-                continue
-            table[price_key(price)] = (price, qty)
-        self.levels = table
-        self.keys = sorted(table)
+                by_key.pop(price_key(price), None)
+            else:
+                by_key[price_key(price)] = (price, qty)
+        self.keys = sorted(by_key)
+        self.texts = [by_key[k][0] for k in self.keys]
+        self.qty = {by_key[k][0]: by_key[k][1] for k in self.keys}
         self.horizon = None
         return n
 
@@ -143,15 +163,21 @@ class OrderBook:
         return n
 
     def apply(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]]) -> int:
-        """Apply absolute level updates (qty 0 deletes), then enforce the depth cap. Returns level count."""
+        """Apply absolute level updates (qty 0 deletes), then enforce the depth cap. Returns level count.
+
+        The common case (new quantity for a price already in the book) is handled inline here."""
         n = 0
-        bid_set, ask_set = self.bids.set, self.asks.set
-        for level in bids:
-            bid_set(level[0], level[1])
-            n += 1
-        for level in asks:
-            ask_set(level[0], level[1])
-            n += 1
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            book, slow = side.qty, side.set
+            for level in levels:
+                n += 1
+                price, qty = level[0], level[1]
+                if price in book:
+                    z = qty.strip("0.")
+                    if z and z[0] not in "Ee":
+                        book[price] = qty
+                        continue
+                slow(price, qty)
         cap = self.depth_cap
         if len(self.bids.keys) > cap:
             self.bids.truncate(cap)

@@ -33,16 +33,36 @@ def _same_side(engine: list[tuple[str, str]], reference: list[tuple[Decimal, Dec
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(message, min_size=1, max_size=40), st.integers(1, 12))
-def test_book_matches_naive_reference(messages, cap):
-    book, ref = OrderBook(depth_cap=cap), NaiveBook(depth=cap)
+def test_book_is_an_exact_prefix_of_the_naive_reference(messages, cap):
+    """With a depth cap the engine keeps the best `cap` levels and ignores updates beyond the worst
+    level it kept (their neighbours are unknown): each side must be exactly the best levels of the full
+    reference book, and complete (min(cap, reference size)) while nothing has been cut since the load."""
+    book, ref = OrderBook(depth_cap=cap), NaiveBook()
     (bids, asks), *rest = messages
     book.load(bids, asks)
     ref.load(bids, asks)
-    for bids, asks in rest:
+    for bids, asks in [([], []), *rest]:
         book.apply(bids, asks)
         ref.apply(bids, asks)
-        assert _same_side(book.bids.top(cap), ref.top_bids())
-        assert _same_side(book.asks.top(cap), ref.top_asks())
+        for side, full in ((book.bids, ref.top_bids()), (book.asks, ref.top_asks())):
+            mine = side.top(cap + 1)
+            assert len(mine) <= cap
+            assert _same_side(mine, full[: len(mine)])
+            if side.horizon is None:
+                assert len(mine) == min(cap, len(full))
+        if book.bids.horizon is None and book.asks.horizon is None:
+            assert book.crossed() == bool(ref.bids and ref.asks and max(ref.bids) >= min(ref.asks))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(message, min_size=1, max_size=40))
+def test_uncapped_book_equals_naive_reference(messages):
+    book, ref = OrderBook(depth_cap=10_000), NaiveBook()
+    for bids, asks in messages:
+        book.apply(bids, asks)
+        ref.apply(bids, asks)
+        assert _same_side(book.bids.top(10_000), ref.top_bids())
+        assert _same_side(book.asks.top(10_000), ref.top_asks())
         assert book.crossed() == bool(ref.bids and ref.asks and max(ref.bids) >= min(ref.asks))
         best = book.best_bid()
         assert (best is None) == (not ref.bids)
