@@ -45,6 +45,7 @@ REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recordin
 
 CHANNEL_DEPTH = "depth"
 CHANNEL_TRADES = "trades"
+CHANNEL_BOOK_TICKER = "bookTicker"  # best bid/ask with its update id: the book cross-check
 
 
 def now_us() -> int:
@@ -110,6 +111,8 @@ class BinanceSpotClient:
                 names.append(f"{lower}@{self.cfg.depth_stream}")
             if CHANNEL_TRADES in self.channels:
                 names.append(f"{lower}@{self.cfg.trade_stream}")
+            if CHANNEL_BOOK_TICKER in self.channels:
+                names.append(f"{lower}@bookTicker")
         if len(names) > self.cfg.max_streams_per_connection:
             raise ValueError(
                 f"shard {self.shard} needs {len(names)} streams, above "

@@ -25,6 +25,7 @@ from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
 
 _TABLE_QUANTUM = Decimal(1).scaleb(-18)
+MAX_PENDING_TICKERS = 1000  # bookTickers waiting for the book to reach their update id
 
 # Sequencing schemes (what the venue's stream looks like).
 BINANCE_SPOT = "binance_spot"
@@ -149,25 +150,33 @@ class BookTracker:
             self._maybe_emit(diff, step)
 
     def _on_book_ticker(self, ev: RawEvent) -> None:
-        if not self.valid or self.book_id is None or ev.seq is None:
+        """Compare now if the book is at the ticker's update id; otherwise keep the ticker until the book
+        gets there. Tickers are kept while the book waits for its snapshot too: on a fast stream the
+        snapshot arrives after many buffered diffs, and those replayed diffs still meet their tickers."""
+        if ev.seq is None:
             return
-        if ev.seq == self.book_id:
-            self._compare_ticker(ev)
-        elif ev.seq > self.book_id:
-            if len(self.pending_tickers) > 1000:
-                self.pending_tickers.clear()
-            self.pending_tickers[ev.seq] = ev
+        if self.valid and self.book_id is not None:
+            if ev.seq == self.book_id:
+                self._compare_ticker(ev)
+                return
+            if ev.seq < self.book_id:
+                return  # the book has moved past it
+        pending = self.pending_tickers
+        if len(pending) >= MAX_PENDING_TICKERS:
+            del pending[next(iter(pending))]  # oldest first
+        pending[ev.seq] = ev
 
     def _check_pending_ticker(self) -> None:
-        if not self.pending_tickers:
+        pending = self.pending_tickers
+        if not pending:
             return
-        ticker = self.pending_tickers.pop(self.book_id, None)
+        book_id = self.book_id
+        ticker = pending.pop(book_id, None)
         if ticker is not None:
             self._compare_ticker(ticker)
-        if self.pending_tickers:
-            book_id = self.book_id
-            for u in [u for u in self.pending_tickers if u < book_id]:
-                del self.pending_tickers[u]  # the book never stopped at that id: nothing to compare
+        if pending and next(iter(pending)) < book_id:
+            for u in [u for u in pending if u < book_id]:
+                del pending[u]  # the book never stopped at that id: nothing to compare
 
     def _compare_ticker(self, ticker: RawEvent) -> None:
         bid_px, bid_qty, ask_px, ask_qty = ticker.payload
@@ -251,7 +260,6 @@ class BookTracker:
         self.valid = self.ever_valid = True
         self.book_id = seq
         self.checked = self.check_failed = False
-        self.pending_tickers.clear()
         self.next_snapshot_ms = self.next_checkpoint_ms = None
 
     def _gap(self, ev: RawEvent, step: Step, reason: str, seq_to: int | None) -> None:
@@ -270,7 +278,6 @@ class BookTracker:
     def _invalidate(self) -> None:
         self.valid = False
         self.book.clear()
-        self.pending_tickers.clear()
         if self.sync is not None and self.sync.live:
             self.sync.invalidate()
 

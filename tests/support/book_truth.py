@@ -198,6 +198,15 @@ class ReferenceStream:
             self._pos += 1
         return self._book, self._id
 
+    def at_id(self, ident: int) -> NaiveBook:
+        """The reference book right after the operation carrying exchange id `ident`."""
+        book = NaiveBook(self.depth)
+        for _, op, bids, asks, op_id in self.ops:
+            (book.load if op == "load" else book.apply)(bids, asks)
+            if op_id == ident:
+                return book
+        raise KeyError(ident)
+
     def target_frames(self) -> list[int]:
         """Indices of frames that change the target book after it first became live."""
         first_live = self.ops[0][0]
