@@ -46,6 +46,18 @@ def synthetic(levels: int = 2000, updates: int = 300_000, seed: int = 7) -> tupl
     return book, msgs
 
 
+def qty_only(book: OrderBook, updates: int = 300_000, seed: int = 3) -> list:
+    """Quantity changes of prices already in the book: the hot path (most real diff levels)."""
+    rng = random.Random(seed)
+    bids, asks = book.bids.top(200), book.asks.top(200)
+    msgs = []
+    for _ in range(updates // 10):
+        b = [[rng.choice(bids)[0], f"{rng.uniform(0.001, 5):.8f}"] for _ in range(5)]
+        a = [[rng.choice(asks)[0], f"{rng.uniform(0.001, 5):.8f}"] for _ in range(5)]
+        msgs.append((b, a))
+    return msgs
+
+
 def time_apply(book: OrderBook, msgs: list) -> tuple[int, float]:
     n = sum(len(b) + len(a) for b, a in msgs)
     gc.disable()
@@ -98,6 +110,10 @@ def main() -> None:
     book, msgs = synthetic()
     n, elapsed = time_apply(book, msgs)
     print(f"synthetic 2000-level book: {n:,} level updates in {elapsed:.3f} s -> "
+          f"{n / elapsed:,.0f} level-updates/s, {elapsed / n * 1e9:.0f} ns/update")  # fmt: skip
+    book, _ = synthetic(updates=10)
+    n, elapsed = time_apply(book, qty_only(book))
+    print(f"quantity changes only:     {n:,} level updates in {elapsed:.3f} s -> "
           f"{n / elapsed:,.0f} level-updates/s, {elapsed / n * 1e9:.0f} ns/update")  # fmt: skip
     snaps, kmsgs = kraken_messages()
     book = OrderBook(depth_cap=2000)
