@@ -13,6 +13,7 @@ Bytewax `StatefulLogic`) and by `cryptoflow verify`. What it guarantees:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
 
+log = logging.getLogger(__name__)
 _TABLE_QUANTUM = Decimal(1).scaleb(-18)
 MAX_PENDING_TICKERS = 1000  # bookTickers waiting for the book to reach their update id
 
@@ -53,6 +55,7 @@ class BookCounters:
     book_ticker: CheckCounts = field(default_factory=CheckCounts)
     checksum: CheckCounts = field(default_factory=CheckCounts)
     rows: int = 0
+    bad_events: int = 0  # malformed book messages (the book was invalidated)
 
 
 @dataclass
@@ -109,12 +112,21 @@ class BookTracker:
             return step
         if kind not in (Kind.DEPTH_DIFF, Kind.DEPTH_SNAPSHOT):
             return step
-        if self.sync is not None:
-            self._binance(ev, step)
-        elif kind is Kind.DEPTH_SNAPSHOT:
-            self._snapshot(ev, step)
-        else:
-            self._delta(ev, step)
+        try:
+            if self.sync is not None:
+                self._binance(ev, step)
+            elif kind is Kind.DEPTH_SNAPSHOT:
+                self._snapshot(ev, step)
+            else:
+                self._delta(ev, step)
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError) as exc:
+            # A malformed level (wrong shape, not a decimal string) may have been half applied: the book
+            # can no longer be trusted, but the dataflow must go on.
+            log.warning("%s: bad book event at offset %s (%r): book invalid", ev.key, ev.offset, exc)
+            self.counters.bad_events += 1
+            step.gaps.clear()
+            step.rows.clear()
+            self._gap(ev, step, "bad_event", seq_to=ev.seq)
         return step
 
     # ---------------------------------------------------------------------------------------- binance

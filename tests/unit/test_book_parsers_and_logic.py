@@ -134,3 +134,20 @@ def test_delta_sync_emits_a_gap_row_where_the_chain_breaks():
         "sequence",
         "spot_delta",
     )
+
+
+def test_malformed_levels_invalidate_the_book_without_raising():
+    from operators.book.tracker import BYBIT, BookTracker
+
+    tracker = BookTracker(BYBIT)
+    snap = RawEvent("bybit", "spot", "X-Y", "XY", Kind.DEPTH_SNAPSHOT, 1000, 0, 0, 0,
+                    ([["1.0", "1"]], [["2.0", "1"]]), seq=1)  # fmt: skip
+    tracker.on_event(snap)
+    bad = RawEvent(
+        "bybit", "spot", "X-Y", "XY", Kind.DEPTH_DIFF, 2000, 0, 0, 1, ([["1.0"]], [[2.5, None]]), seq=2
+    )
+    step = tracker.on_event(bad)
+    assert not tracker.valid and step.resync and step.rows == []
+    assert [g.reason for g in step.gaps] == ["bad_event"] and tracker.counters.bad_events == 1
+    tracker.on_event(snap)  # the resync snapshot makes it valid again
+    assert tracker.valid and tracker.counters.resyncs == 1
