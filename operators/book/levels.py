@@ -19,12 +19,22 @@ from decimal import Decimal
 SCALE = 18  # decimal places of the integer sort key; Iceberg prices are decimal(38, 18) too
 
 
+_POW = [10**k for k in range(SCALE + 1)]
+
+
 def price_key(text: str) -> int:
-    """Exact integer image of a non-negative decimal string at `SCALE` places (order-preserving)."""
-    whole, _, frac = text.partition(".")
-    if len(frac) > SCALE or not (whole or "0").isdigit() or (frac and not frac.isdigit()):
-        return int(Decimal(text).scaleb(SCALE))  # exponent form or extreme precision: slow exact path
-    return int((whole or "0") + frac + "0" * (SCALE - len(frac)))
+    """Exact integer image of a decimal string at `SCALE` places (order-preserving; digits beyond
+    `SCALE` places are truncated, like the tables' decimal(38, 18))."""
+    dot = text.find(".")
+    try:
+        if dot < 0:
+            return int(text) * _POW[SCALE]
+        places = len(text) - dot - 1
+        if places <= SCALE:
+            return int(text.replace(".", "", 1)) * _POW[SCALE - places]
+    except ValueError:
+        pass
+    return int(Decimal(text).scaleb(SCALE))  # exponent form or extreme precision: slow exact path
 
 
 def is_zero(qty: str) -> bool:

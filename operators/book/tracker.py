@@ -20,7 +20,7 @@ from decimal import Decimal
 from cryptoflow.model import BookRow, GapRow, Kind, RawEvent
 from operators.book.checksums import kraken_checksum, okx_checksum
 from operators.book.levels import OrderBook, price_key
-from operators.sequencing import bybit, okx
+from operators.sequencing import bybit, kraken, okx
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
@@ -249,11 +249,11 @@ class BookTracker:
             if not okx.checksum_applies(ev.checksum):
                 return True
             actual = okx_checksum(self.book)
+            ok = actual == ev.checksum
         elif self.scheme == KRAKEN:
-            actual = kraken_checksum(self.book)
+            ok = kraken.checksum_verdict(ev.checksum, kraken_checksum(self.book)) is Verdict.APPLY
         else:
             return True
-        ok = actual == ev.checksum
         self._record_check(self.counters.checksum, ok)
         if not ok:
             self._gap(ev, step, "checksum", seq_to=ev.seq)
