@@ -13,9 +13,9 @@ from bytewax.dataflow import Dataflow
 from connectors.binance.source import binance_spot_source
 from connectors.binance.spot_client import CHANNEL_BOOK_TICKER, CHANNEL_DEPTH
 from connectors.iceberg.sink import IcebergSink
-from cryptoflow.config import Settings, load_settings_or_exit
-from cryptoflow.logs import setup_logging
+from cryptoflow.config import Settings
 from cryptoflow.model import BookRow
+from cryptoflow.runtime import process_settings
 from cryptoflow.schemas import TABLES
 from operators.book.tracker import BINANCE_SPOT
 from operators.book_logic import BookLogic, book_settings
@@ -37,5 +37,4 @@ def build_flow(settings: Settings) -> Dataflow:
     return flow
 
 
-setup_logging()
-flow = build_flow(load_settings_or_exit())
+flow = build_flow(process_settings())

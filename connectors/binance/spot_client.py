@@ -35,6 +35,7 @@ from connectors.signals import END
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
+from cryptoflow.observability import HEALTH
 from operators.sequencing.binance import spot_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 
@@ -78,6 +79,7 @@ class BinanceSpotClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
         self.finished = threading.Event()
+        self._health_name = f"binance-spot-shard-{shard}-{id(self)}"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -151,6 +153,7 @@ class BinanceSpotClient:
         async with connect(self.ws_url(), **kwargs) as ws:
             log.info("binance spot shard %s connected: %d streams", self.shard, len(self.stream_names()))
             self._ws = ws
+            HEALTH.connection(self._health_name, True)
             try:
                 async for raw in ws:
                     self._on_frame(raw)
@@ -158,6 +161,7 @@ class BinanceSpotClient:
                 pass
             finally:
                 self._ws = None
+                HEALTH.connection(self._health_name, False)
         if self._stop.is_set():
             return True
         if ws.close_code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
