@@ -133,6 +133,27 @@ class DuplicateFilter:
         return last is not None and ev.seq is not None and ev.seq <= last
 
 
+class InstrumentCache:
+    """exchangeInfo bodies shared by every client of the process (all shards ask for the same list),
+    re-read when older than the refresh period. One fetch at a time per process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bodies: dict[str, tuple[float, bytes]] = {}
+
+    def fresh(self, url: str, max_age_s: float) -> bytes | None:
+        entry = self.bodies.get(url)
+        if entry is not None and time.monotonic() - entry[0] < max_age_s:
+            return entry[1]
+        return None
+
+    def put(self, url: str, body: bytes) -> None:
+        self.bodies[url] = (time.monotonic(), body)
+
+
+INSTRUMENTS = InstrumentCache()
+
+
 class _LaneHandover:
     """`HandoverHandler` for one lane: parse, emit primary events, buffer the replacement's."""
 
@@ -398,18 +419,37 @@ class BinanceClient:
             return f"{self.cfg.rest_url}{self._paths[1]}?{query}"
         return f"{self.cfg.rest_url}{self._paths[1]}"  # USD-M lists every contract, no filter
 
+    async def _instruments_body(self, what: str, max_age_s: float) -> bytes | None:
+        """exchangeInfo through the process-wide cache: one REST call serves every shard."""
+        url = self._instruments_url()
+        body = INSTRUMENTS.fresh(url, max_age_s)
+        if body is not None:
+            return body
+        await asyncio.to_thread(INSTRUMENTS.lock.acquire)
+        try:
+            body = INSTRUMENTS.fresh(url, max_age_s)  # another shard may have fetched it meanwhile
+            if body is None:
+                body = await self._get(url, what)
+                if body is not None:
+                    INSTRUMENTS.put(url, body)
+            return body
+        finally:
+            INSTRUMENTS.lock.release()
+
+    def _parse_instruments(self, body: bytes) -> dict[str, Instrument]:
+        return parse_exchange_info(body, Market.SPOT if self.market == SPOT else Market.PERP)
+
     async def _load_instruments(self) -> None:
         while not self._stop.is_set():
-            body = await self._get(self._instruments_url(), "exchangeInfo")
+            body = await self._instruments_body("exchangeInfo", self.cfg.instruments_refresh_s)
             if body is None:
                 return
             try:
-                self._adopt_instruments(
-                    parse_exchange_info(body, Market.SPOT if self.market == SPOT else Market.PERP)
-                )
+                self._adopt_instruments(self._parse_instruments(body))
                 return
             except ParseError as exc:
                 log.warning("%s exchangeInfo unusable (%s); retrying", self._label, exc)
+                INSTRUMENTS.bodies.pop(self._instruments_url(), None)
                 await self._sleep(5)
 
     def _adopt_instruments(self, instruments: dict[str, Instrument]) -> None:
@@ -427,13 +467,11 @@ class BinanceClient:
             await self._sleep(self.cfg.instruments_refresh_s)
             if self._stop.is_set():
                 return
-            body = await self._get(self._instruments_url(), "exchangeInfo refresh")
+            body = await self._instruments_body("exchangeInfo refresh", self.cfg.instruments_refresh_s / 2)
             if body is None:
                 return
             with contextlib.suppress(ParseError):
-                self._adopt_instruments(
-                    parse_exchange_info(body, Market.SPOT if self.market == SPOT else Market.PERP)
-                )
+                self._adopt_instruments(self._parse_instruments(body))
 
     # ------------------------------------------------------------------ helpers
     def _put(self, item: RawEvent | object) -> None:

@@ -57,6 +57,7 @@ class SimulatorStats:
     frames_sent: int = 0
     replays_finished: int = 0
     rest_requests: Counter = field(default_factory=Counter)
+    ws_paths: Counter = field(default_factory=Counter)  # WebSocket connections per URL path
 
 
 class ExchangeSimulator:
@@ -155,6 +156,7 @@ class ExchangeSimulator:
     async def _handle(self, ws: ServerConnection) -> None:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
+        self.stats.ws_paths[ws.request.path.split("?", 1)[0]] += 1
         frames = self.venue.frames_for(ws.request.path) or []
         candidates = self._subscribable(ws.request.path)
         try:
