@@ -20,21 +20,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+    from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
     from cryptoflow.simulator.server import ExchangeSimulator
 
-    sim = ExchangeSimulator(
-        BinanceSpotVenue.from_cryptofeed_v1(), host=args.host, port=args.port, speed=args.speed
+    spot = ExchangeSimulator(
+        BinanceSpotVenue.from_cryptofeed_v1(),
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        clock=args.clock,
     )
-    sim.start()
+    usdm_venue = with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1())
+    usdm_port = args.port + 1 if args.port else 0
+    usdm = ExchangeSimulator(usdm_venue, host=args.host, port=usdm_port, speed=args.speed, clock=args.clock)
+    spot.start()
+    usdm.start()
+    print(f"Binance spot simulator:  WebSocket {spot.ws_url}/stream  REST {spot.http_url}/api/v3/depth")
     print(
-        f"Binance spot simulator: WebSocket {sim.ws_url}/stream?streams=...  REST {sim.http_url}/api/v3/depth"
+        f"Binance USD-M simulator: WebSocket {usdm.ws_url}/public/stream and /market/stream  "
+        f"REST {usdm.http_url}/fapi/v1/depth"
     )
-    print("Each connection replays the recording once, then closes with code 4100. Ctrl-C stops.")
+    what = "joins one shared timeline" if args.clock == "shared" else "replays the recording once"
+    print(f"Each connection {what}, then closes with code 4100. Ctrl-C stops.")
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        sim.stop()
+        spot.stop()
+        usdm.stop()
     return 0
 
 
@@ -92,10 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     verify.set_defaults(func=_verify)
 
-    sim = sub.add_parser("simulate", help="run the local exchange simulator (Binance spot replay)")
+    sim = sub.add_parser(
+        "simulate", help="run the local exchange simulator (Binance spot on --port, USD-M on --port + 1)"
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
+    sim.add_argument(
+        "--clock", choices=("per_connection", "shared"), default="per_connection",
+        help="shared: one live-like timeline that later connections join (needs --speed > 0)",
+    )  # fmt: skip
     sim.set_defaults(func=_simulate)
     return parser
 
@@ -107,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("WARNING" if quiet else None)
     if getattr(args, "speed", 0) < 0:
         print("cryptoflow: --speed must be 0 or more", file=sys.stderr)
+        return 2
+    if getattr(args, "clock", None) == "shared" and args.speed == 0:
+        print("cryptoflow: --clock shared needs --speed above 0", file=sys.stderr)
         return 2
     if getattr(args, "workers", 1) < 1:
         print("cryptoflow: --workers must be 1 or more", file=sys.stderr)

@@ -1,12 +1,19 @@
-"""`cryptoflow demo` as a user runs it (the console script), into a temporary warehouse."""
+"""`cryptoflow demo` as a user runs it (the console script), into a temporary warehouse: all seven
+streams over every simulated venue, counts checked against the recordings."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.recording_truth import binance_spot_expected_levels, binance_spot_trades
+from tests.support.recording_truth import (
+    binance_spot_expected_levels,
+    binance_spot_trades,
+    binance_usdm_expected_level_values,
+    binance_usdm_trades,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -17,16 +24,41 @@ def table_count(stdout: str, table: str) -> int:
     return int(line.split()[1])
 
 
-def test_demo_lands_rows_in_both_tables_and_reports_them(tmp_path):
+def venue_count(stdout: str, table: str, exchange: str, market: str) -> int:
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"cryptoflow.{table} "))
+    for line in lines[start + 1 :]:
+        parts = line.split()
+        if not parts or parts[0].startswith("cryptoflow."):
+            break
+        if parts[:2] == [exchange, market]:
+            return int(parts[2])
+    return 0
+
+
+def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_path):
     warehouse = tmp_path / "wh"
     cmd = [sys.executable, "-m", "cryptoflow.cli", "demo", "--warehouse", str(warehouse)]
-    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert first.returncode == 0, first.stdout + first.stderr
-    levels = sum(binance_spot_expected_levels().values())
-    assert table_count(first.stdout, "spot_delta") == levels
-    assert "replay: 179/179 frames sent" in first.stdout
+    spot_levels = sum(binance_spot_expected_levels().values())
+    usdm_levels = sum(binance_usdm_expected_level_values().values())
+    assert table_count(first.stdout, "spot_delta") == venue_count(
+        first.stdout, "spot_delta", "binance", "spot"
+    )
+    assert table_count(first.stdout, "spot_delta") == spot_levels
+    assert venue_count(first.stdout, "futures_delta", "binance", "perp") == usdm_levels
+    assert venue_count(first.stdout, "ticks", "binance", "spot") == len(binance_spot_trades())
+    assert venue_count(first.stdout, "ticks", "binance", "perp") == len(binance_usdm_trades())
+    for table in ("spot_ob", "futures_ob", "liquidations", "funding"):
+        assert table_count(first.stdout, table) > 0
+    assert table_count(first.stdout, "gaps") == 0
+    # every replay finished: frames sent == frames planned per venue
+    progress = [line for line in first.stdout.splitlines() if line.startswith("replay:")][-1]
+    pairs = re.findall(r"(\d+)/(\d+) frames", progress)
+    assert len(pairs) == 2 and all(sent == planned != "0" for sent, planned in pairs)
     # a second run recreates the tables instead of doubling them
-    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0
-    for table, count in (("spot_delta", levels), ("ticks", len(binance_spot_trades()))):
+    for table, count in (("spot_delta", spot_levels), ("futures_delta", usdm_levels)):
         assert table_count(second.stdout, table) == count

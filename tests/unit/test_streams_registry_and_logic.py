@@ -22,13 +22,14 @@ def test_every_stream_has_a_binance_source_and_unknown_streams_are_refused():
 
 
 def test_sources_for_only_configured_venues():
-    dev = load_settings()  # dev config: Binance spot on, USD-M off
-    assert [name for name, _ in registry.sources_for(dev, "ticks")] == ["binance_spot"]
-    assert registry.sources_for(dev, "funding") == []
-    both = load_settings(environ={"CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "true",
-                                  "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__SYMBOLS": "[BTCUSDT]"})  # fmt: skip
-    assert [name for name, _ in registry.sources_for(both, "ticks")] == ["binance_spot", "binance_usdm"]
-    assert [name for name, _ in registry.sources_for(both, "futures_ob")] == ["binance_usdm"]
+    spot_only = load_settings(environ={"CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false"})
+    assert [name for name, _ in registry.sources_for(spot_only, "ticks")] == ["binance_spot"]
+    assert registry.sources_for(spot_only, "funding") == []
+    dev = load_settings(environ={})  # dev config: Binance spot and USD-M on the simulator
+    assert [name for name, _ in registry.sources_for(dev, "ticks")] == ["binance_spot", "binance_usdm"]
+    assert [name for name, _ in registry.sources_for(dev, "futures_ob")] == ["binance_usdm"]
+    no_symbols = load_settings(environ={"CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__SYMBOLS": "[]"})
+    assert [name for name, _ in registry.sources_for(no_symbols, "ticks")] == ["binance_usdm"]
 
 
 def bybit(kind: Kind, u: int, bids, asks) -> RawEvent:
