@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from cryptoflow import metrics
 
@@ -95,6 +95,8 @@ class RotatingConnection:
         overlap_max_s: float,
         stop: asyncio.Event,
         connect_kwargs: dict[str, Any] | None = None,
+        on_state: Callable[[bool], None] | None = None,
+        retry_rotation_s: float = 30.0,
     ) -> None:
         self.name, self.exchange, self.url, self.messages = name, exchange, url, messages
         self.handler = handler
@@ -103,6 +105,8 @@ class RotatingConnection:
         self.stop = stop
         self.connect_kwargs = {"max_size": 64 * 1024 * 1024, "open_timeout": 10, "ping_interval": None}
         self.connect_kwargs.update(connect_kwargs or {})
+        self.on_state = on_state or (lambda connected: None)
+        self.retry_rotation_s = retry_rotation_s  # after a failed replacement, try again this soon
         self.primary: ClientConnection | None = None
         self.candidate: ClientConnection | None = None
         self.rotations = 0
@@ -114,22 +118,35 @@ class RotatingConnection:
         ws = await connect(self.url, **self.connect_kwargs)
         self._readers[ws] = asyncio.get_running_loop().create_task(self._read(ws))
         pacer = Pacer(self.messages_per_s)
-        for message in self.messages:
-            await pacer.wait()
-            await ws.send(message)
+        try:
+            for message in self.messages:
+                await pacer.wait()
+                await ws.send(message)
+        except BaseException:
+            await self._close(ws)
+            raise
         return ws
 
     async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for raw in ws:
-                if ws is self.primary:
-                    if self.handler.wants_rotation(raw):
-                        log.info("%s: venue announced a shutdown; rotating the connection", self.name)
-                        self._rotate_now.set()
-                    self.handler.on_frame(raw, True)
-                elif ws is self.candidate:
-                    self.handler.on_frame(raw, False)
-                # else: a retired connection; the replacement delivers the same frames
+        try:
+            await self._read_frames(ws)
+        except ConnectionClosed:
+            pass
+        except Exception:  # a bug in frame handling: lose this connection (the caller reconnects), log it
+            log.exception("%s: frame handling failed; dropping the connection", self.name)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _read_frames(self, ws: ClientConnection) -> None:
+        async for raw in ws:
+            if ws is self.primary:
+                if self.handler.wants_rotation(raw):
+                    log.info("%s: venue announced a shutdown; rotating the connection", self.name)
+                    self._rotate_now.set()
+                self.handler.on_frame(raw, True)
+            elif ws is self.candidate:
+                self.handler.on_frame(raw, False)
+            # else: a retired connection; the replacement delivers the same frames
 
     async def _close(self, ws: ClientConnection | None) -> None:
         if ws is None:
@@ -145,15 +162,20 @@ class RotatingConnection:
     async def run(self) -> None:
         try:
             self.primary = await self._open()
+            self.on_state(True)
+            rotate_in = self.rotate_after_s
             while True:
-                born = time.monotonic()
-                ended = await self._wait_primary(born + self.rotate_after_s)
+                ended = await self._wait_primary(time.monotonic() + rotate_in)
                 if ended is not None:
                     raise ended
                 if self.stop.is_set():
                     return
-                await self._rotate()
+                rotated = await self._rotate()
+                rotate_in = (
+                    self.rotate_after_s if rotated else min(self.retry_rotation_s, self.rotate_after_s)
+                )
         finally:
+            self.on_state(False)
             await self._close(self.candidate)
             await self._close(self.primary)
             self.primary = self.candidate = None
@@ -175,17 +197,18 @@ class RotatingConnection:
             return ConnectionEnded(self.primary.close_code, self.primary.close_reason or "")
         return None
 
-    async def _rotate(self) -> None:
-        """Open the replacement, let it overlap the primary, then hand over and retire the primary."""
+    async def _rotate(self) -> bool:
+        """Open the replacement, let it overlap the primary, then hand over and retire the primary.
+        False if the replacement failed (the primary stays; the caller retries soon)."""
         self._rotate_now.clear()
         metrics.RECONNECTS.labels(self.exchange, "rotation").inc()
         try:
             self.candidate = await self._open()
-        except (OSError, TimeoutError, ConnectionClosed) as exc:
+        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
             log.warning("%s: replacement connection failed (%s); keeping the current one", self.name, exc)
             self.handler.abandon()
             self.candidate = None
-            return
+            return False
         deadline = time.monotonic() + self.overlap_max_s
         candidate_reader = self._readers[self.candidate]
         primary_reader = self._readers[self.primary]
@@ -197,10 +220,11 @@ class RotatingConnection:
                 self.handler.abandon()
                 await self._close(self.candidate)
                 self.candidate = None
-                return
+                return False
             await asyncio.sleep(0.005)
         old, self.primary, self.candidate = self.primary, self.candidate, None
         self.handler.promote()
         self.rotations += 1
         log.info("%s: rotated to a new connection (rotation %d)", self.name, self.rotations)
         await self._close(old)
+        return True

@@ -303,10 +303,9 @@ class BinanceClient:
                 name, EXCHANGE, url, messages, handler,
                 messages_per_s=self.cfg.max_messages_per_s, rotate_after_s=self.cfg.rotate_after_s,
                 overlap_max_s=self.cfg.rotation_overlap_max_s, stop=self._stop_async,
-                connect_kwargs=kwargs,
+                connect_kwargs=kwargs, on_state=lambda up, name=name: HEALTH.connection(name, up),
             )  # fmt: skip
             self.connections.append(conn)
-            HEALTH.connection(name, True)
             try:
                 await conn.run()
                 return  # stopped
@@ -320,8 +319,6 @@ class BinanceClient:
             except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
                 reason = type(exc).__name__
                 log.warning("%s: connection lost (%s), reconnecting", name, exc)
-            finally:
-                HEALTH.connection(name, False)
             metrics.RECONNECTS.labels(EXCHANGE, reason).inc()
             await self._sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.connector.reconnect_max_s)
