@@ -1,6 +1,5 @@
-"""USD-M and other derivatives order-book deltas from every configured futures venue (perpetuals and
-dated futures): diffs sequenced against snapshots, as level
-rows; every sequence break also lands a row in `gaps`.
+"""Perpetual and dated-futures order-book deltas from every configured derivatives venue: diffs
+sequenced against snapshots, as level rows; every sequence break also lands a row in `gaps`.
 
 Run: python -m bytewax.run dataflows.futures_delta [-w 1] [-r recovery/ -s 30 -b 60]
 """

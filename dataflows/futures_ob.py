@@ -1,6 +1,6 @@
-"""Futures order-book snapshots from every configured derivatives venue: verified books -> `futures_ob` rows every
-100 ms of event time (full checkpoints every 1 s), and a `gaps` row for every break. Binance books are
-cross-checked against bookTicker, OKX/Kraken against their checksums.
+"""Perpetual and dated-futures order-book snapshots from every configured derivatives venue: verified
+books -> `futures_ob` rows every 100 ms of event time (full checkpoints every 1 s), and a `gaps` row for
+every break. Binance books are cross-checked against bookTicker, OKX/Kraken against their checksums.
 
 Run: python -m bytewax.run dataflows.futures_ob [-w 1] [-r recovery/ -s 30 -b 60]
 """
