@@ -159,7 +159,7 @@ class _LaneHandover:
 
     def __init__(self, client: BinanceClient, name: str) -> None:
         self.client, self.name = client, name
-        self.buffer: list[RawEvent] = []
+        self.buffer: list[tuple[RawEvent, str | bytes]] = []
         self.first: dict[tuple[Kind, str], RawEvent] = {}  # replacement's first event per stream
 
     def on_frame(self, raw: str | bytes, primary: bool) -> None:
@@ -167,9 +167,9 @@ class _LaneHandover:
         if event is None:
             return
         if primary:
-            self.client.emit(event)
+            self.client.emit(event, raw)
             return
-        self.buffer.append(event)
+        self.buffer.append((event, raw))
         if event.kind in _FILTERED and event.seq is not None:
             self.first.setdefault((event.kind, event.exchange_symbol), event)
 
@@ -183,8 +183,8 @@ class _LaneHandover:
 
     def promote(self) -> None:
         buffered, self.buffer, self.first = self.buffer, [], {}
-        for event in buffered:
-            self.client.emit(event)
+        for event, raw in buffered:
+            self.client.emit(event, raw)
 
     def abandon(self) -> None:
         self.buffer, self.first = [], {}
@@ -335,8 +335,15 @@ class BinanceClient:
             log.warning("%s: dropped frame: %s", self._label, exc)
             return None
 
-    def emit(self, event: RawEvent) -> None:
-        """Hand one event to the dataflow, unless it repeats one already handed over."""
+    def _on_frame(self, raw: str | bytes) -> None:
+        """One frame of the primary connection (what benchmarks drive directly)."""
+        event = self.parse(raw)
+        if event is not None:
+            self.emit(event, raw)
+
+    def emit(self, event: RawEvent, raw: str | bytes | None = None) -> None:
+        """Hand one event to the dataflow, unless it repeats one already handed over. `raw` is the frame
+        it came from: the place to journal exactly the frames the dataflow gets."""
         if not self.filter.fresh(event):
             metrics.SEQ_EVENTS.labels(EXCHANGE, "duplicate_frame").inc()
             return

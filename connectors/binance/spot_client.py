@@ -12,6 +12,7 @@ from connectors.binance.client import (
     REPLAY_END_CLOSE_CODE,
     SPOT,
     BinanceClient,
+    now_us,
 )
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 
@@ -21,6 +22,7 @@ __all__ = [
     "CHANNEL_TRADES",
     "REPLAY_END_CLOSE_CODE",
     "BinanceSpotClient",
+    "now_us",
 ]
 
 

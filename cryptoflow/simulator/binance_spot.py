@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
+from connectors.recordings.records import Record
 from cryptoflow import paths
 
 
@@ -62,19 +63,51 @@ class BinanceSpotVenue:
         ws_path = ws_path or cls.default_recording[0]
         http_path = http_path or cls.default_recording[1]
         instruments_path = instruments_path or cls.default_recording[2]
-        frames = []
-        for record in read_cryptofeed_v1(ws_path):
-            if record.kind != "recv":
-                continue
-            stream = orjson.loads(record.data).get("stream")
-            if stream:
+        records = [*read_cryptofeed_v1(ws_path), *read_cryptofeed_v1(http_path)]
+        return cls.from_records(records, Path(instruments_path))
+
+    @classmethod
+    def from_recording(cls, *files: Path, instruments_path: Path | None = None) -> BinanceSpotVenue:
+        """Any recording the readers know (CryptoFlow capture, cryptofeed v1) — e.g. one taken live with
+        `cryptoflow capture`: WS frames, REST depth snapshots and, if captured, the exchangeInfo body."""
+        from connectors.recordings.capture import is_capture, read_capture
+
+        records = []
+        for path in files:
+            with Path(path).open("rb") as handle:
+                first = handle.readline()
+            records.extend(read_capture(path) if is_capture(first) else read_cryptofeed_v1(path))
+        return cls.from_records(records, instruments_path or cls.default_recording[2])
+
+    @classmethod
+    def from_records(cls, records: list[Record], instruments_path: Path) -> BinanceSpotVenue:
+        """Combined-stream frames (`{"stream","data"}`) in receive order; a frame a second connection
+        received byte-identically (a rotation's overlap) is kept once. REST depth bodies by symbol;
+        a recorded exchangeInfo body wins over the reference file `instruments_path`."""
+        frames: list[RecordedFrame] = []
+        first_conn: dict[tuple[str, str], str | None] = {}
+        snapshots: dict[str, bytes] = {}
+        instruments = None
+        for record in records:  # file order is arrival order
+            if record.kind == "recv":
+                try:
+                    stream = orjson.loads(record.data).get("stream")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if not stream:
+                    continue  # acks, raw-stream frames without a stream name
+                key = (stream, record.data)
+                if key in first_conn and first_conn[key] != record.conn:
+                    continue  # the same update seen on an overlapping connection
+                first_conn[key] = record.conn
                 frames.append(RecordedFrame(record.ts, stream, record.data))
-        snapshots = {}
-        for record in read_cryptofeed_v1(http_path):
-            if record.kind == "http" and "/depth" in (record.url or ""):
+            elif record.kind == "http" and "/depth" in (record.url or ""):
                 symbol = parse_qs(urlsplit(record.url).query)["symbol"][0]
-                snapshots[symbol] = record.data.encode()
-        instruments = json.loads(Path(instruments_path).read_text())["symbols"]
+                snapshots.setdefault(symbol, record.data.encode())
+            elif record.kind == "http" and "/exchangeInfo" in (record.url or ""):
+                instruments = orjson.loads(record.data)["symbols"]
+        if instruments is None:
+            instruments = json.loads(Path(instruments_path).read_text())["symbols"]
         return cls(frames, snapshots, instruments)
 
     # ------------------------------------------------------------------ WebSocket

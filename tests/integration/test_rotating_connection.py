@@ -68,7 +68,7 @@ class Collector:
     def parse(self, raw):
         return parse_ws_frame(raw, INSTRUMENTS, 0, 0)
 
-    def emit(self, ev) -> None:
+    def emit(self, ev, raw=None) -> None:
         if self.filter.fresh(ev):
             self.emitted.append(ev.seq)
 

@@ -133,7 +133,7 @@ class StubClient:
     def parse(self, raw):
         return raw  # frames are events already
 
-    def emit(self, ev):
+    def emit(self, ev, raw=None):
         if self.filter.fresh(ev):
             self.emitted.append(ev.seq)
 
