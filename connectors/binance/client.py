@@ -89,14 +89,23 @@ def endpoint_of(stream: str, market: str, url_layout: str = "split") -> str:
 def plan_lanes(
     streams: list[str], market: str, max_per_connection: int, url_layout: str = "split"
 ) -> list[Lane]:
-    """Group streams by endpoint (in first-seen order), then split each group at the per-connection cap."""
-    groups: dict[str, list[str]] = {}
+    """Group streams by endpoint (in first-seen order), then fill connections up to the per-connection
+    cap without splitting one symbol's streams of an endpoint (a book's depth and bookTicker stay on one
+    connection, so they arrive in the exchange's order)."""
+    groups: dict[str, dict[str, list[str]]] = {}
     for stream in streams:
-        groups.setdefault(endpoint_of(stream, market, url_layout), []).append(stream)
+        by_symbol = groups.setdefault(endpoint_of(stream, market, url_layout), {})
+        by_symbol.setdefault(stream.split("@", 1)[0], []).append(stream)
     lanes = []
-    for path, names in groups.items():
-        for i in range(0, len(names), max_per_connection):
-            lanes.append(Lane(path, tuple(names[i : i + max_per_connection])))
+    for path, by_symbol in groups.items():
+        current: list[str] = []
+        for names in by_symbol.values():
+            if current and len(current) + len(names) > max_per_connection:
+                lanes.append(Lane(path, tuple(current)))
+                current = []
+            current.extend(names)  # a symbol with more streams than the cap still gets one connection
+        if current:
+            lanes.append(Lane(path, tuple(current)))
     return lanes
 
 

@@ -94,6 +94,11 @@ def test_lanes_split_at_the_per_connection_stream_cap():
     spot = plan_lanes(streams, SPOT, 1024)
     assert [len(lane.streams) for lane in spot] == [1024, 376]
     assert [s for lane in spot for s in lane.streams] == streams  # every stream once, order kept
+    three = [f"s{i}usdt@{kind}" for i in range(500) for kind in ("depth@100ms", "bookTicker", "aggTrade")]
+    lanes = plan_lanes(three, SPOT, 1024)
+    assert [len(lane.streams) for lane in lanes] == [1023, 477]  # 341 whole symbols, then the rest
+    symbols = [{s.split("@")[0] for s in lane.streams} for lane in lanes]
+    assert not symbols[0] & symbols[1]  # no symbol straddles two connections
 
 
 def test_client_streams_per_channel(tmp_path):
