@@ -83,3 +83,38 @@ def test_liquidation_and_funding_tables_hold_exact_decimals():
     assert {f.name for f in TABLES["funding"].arrow_schema} >= {
         "funding_rate", "next_funding_ts", "mark_price", "index_price", "estimated_settle_price",
     }  # fmt: skip
+
+
+class RacingCatalog:
+    """A catalog where another process created the namespace between our check and our INSERT."""
+
+    def __init__(self) -> None:
+        self.created = []
+
+    def load_table(self, identifier):
+        from pyiceberg.exceptions import NoSuchTableError
+
+        if identifier not in self.created:
+            raise NoSuchTableError(identifier)
+        return identifier
+
+    def create_namespace(self, namespace):
+        raise RuntimeError("UNIQUE constraint failed: iceberg_namespace_properties")  # SqlCatalog's race
+
+    def namespace_exists(self, namespace):
+        return True
+
+    def create_table(self, identifier, **kwargs):
+        self.created.append(identifier)
+        return identifier
+
+
+def test_ensure_table_survives_a_concurrent_namespace_creation():
+    from connectors.iceberg.catalog import ensure_table
+    from cryptoflow.config import ParquetConfig
+
+    catalog = RacingCatalog()
+    assert ensure_table(catalog, "cryptoflow", TABLES["funding"], ParquetConfig()) == (
+        "cryptoflow",
+        "funding",
+    )
