@@ -136,9 +136,10 @@ class BinanceSpotVenue:
         return [f for f in self.frames if f.stream in wanted and self.serves(prefix, f.stream)]
 
     def subscribable(self, path: str) -> list[RecordedFrame] | None:
-        """Every frame a connection to `path` could receive once it subscribes (the endpoint's frames)."""
+        """Every frame a connection to `path` could receive once it subscribes (the endpoint's frames);
+        None when the URL itself names the streams (that connection replays `frames_for` at once)."""
         endpoint = self._endpoint(path)
-        if endpoint is None:
+        if endpoint is None or endpoint[1]:
             return None
         prefix = endpoint[0]
         return [f for f in self.frames if self.serves(prefix, f.stream)]

@@ -160,7 +160,7 @@ class ExchangeSimulator:
         frames = self.venue.frames_for(ws.request.path) or []
         candidates = self._subscribable(ws.request.path)
         try:
-            if frames or candidates is None:
+            if candidates is None:
                 self.stats.frames_planned += len(frames)
                 await self._replay(ws, frames)
             else:
