@@ -22,6 +22,7 @@ import argparse
 import json
 import logging
 import queue
+import resource
 import tempfile
 import threading
 import time
@@ -62,6 +63,7 @@ class E2EResult:
     commits: int
     started_at: float  # wall clock, for aggregating concurrent processes
     ended_at: float
+    cpu_per_wall: float  # process CPU seconds per wall second during the run (all threads)
 
     @property
     def valid(self) -> bool:
@@ -169,14 +171,23 @@ def run_inproc(corpus: BinanceCorpus, warehouse: Path | None = None, profiler=No
         if profiler is not None:
             profiler.start()
         started_at = time.time()
+        cpu0 = _cpu_seconds()
         started = time.perf_counter()
         run_main(flow, epoch_interval=EPOCH)
         seconds = time.perf_counter() - started
+        cpu = _cpu_seconds() - cpu0
         ended_at = time.time()
         if profiler is not None:
             profiler.stop()
         rows, commits = committed(settings.catalog)
-    return E2EResult(seconds, len(corpus.frames), rows, corpus.expected_rows, commits, started_at, ended_at)
+    return E2EResult(
+        seconds, len(corpus.frames), rows, corpus.expected_rows, commits, started_at, ended_at, cpu / seconds
+    )
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -1,6 +1,10 @@
 """Sample our end-to-end run with py-spy (all threads: the Bytewax worker, the feeder/client threads and
 pyiceberg's writer pool) and summarize where the Python-visible time goes.
 
+`--gil`: only samples of the thread holding the GIL are kept. One process is GIL-bound (it uses under
+one CPU-second per second, see `cpu_per_wall`), so the share of GIL samples is the share of throughput
+a function costs. Native work that releases the GIL (Parquet encoding, zstd) is under-counted.
+
 Only samples taken while the flow runs are counted: the main thread under `run_main` (it shows as
 callbacks directly below `run_inproc`, run_main itself is native), the feeder threads and the pool
 threads. Time inside Bytewax's Rust runtime with no Python frame on the stack is not attributable and
@@ -92,7 +96,7 @@ def profile_e2e(venue: str, reps: int, rate: int = 250) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="cryptoflow-bench-prof-") as tmp:
         out = Path(tmp) / "profile.txt"
         cmd = [
-            pyspy, "record", "--format", "raw", "--threads", "--rate", str(rate), "-o", str(out), "--",
+            pyspy, "record", "--format", "raw", "--threads", "--gil", "--rate", str(rate), "-o", str(out), "--",
             sys.executable, "-m", "benchmarks.ours_inproc", "--venue", venue, "--reps", str(reps),
         ]  # fmt: skip
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
@@ -100,5 +104,5 @@ def profile_e2e(venue: str, reps: int, rate: int = 250) -> dict | None:
             sys.stderr.write(f"py-spy failed ({done.returncode}): {done.stderr[-500:]}\n")
             return None
         result = summarize(out.read_text())
-    result.update({"venue": venue, "reps": reps, "tool": "py-spy record --threads", "rate_hz": rate})
+    result.update({"venue": venue, "reps": reps, "tool": "py-spy record --threads --gil", "rate_hz": rate})
     return result

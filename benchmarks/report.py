@@ -39,7 +39,8 @@ def _stream(name: str, s: dict) -> list[str]:
         "",
         f"CryptoFlow e2e: **{s['e2e_fraction_of_orjson']:.3f}x** the orjson ceiling, "
         f"**{s['e2e_vs_cryptofeed']:.2f}x** cryptofeed; level rows committed/s (snapshot + diff rows) "
-        f"{_range(rows)}.",
+        f"{_range(rows)}; the process used {s['contenders']['cryptoflow_e2e']['cpu_per_wall']['median']:.2f} "
+        "CPU-seconds per second (all threads: the GIL makes one process about one core).",
         "",
     ]
     return lines

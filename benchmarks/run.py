@@ -59,6 +59,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
     frames, levels = len(corpus.frames), corpus.frame_levels
     rates: dict[str, list[float]] = {"read": [], "orjson": [], "cryptofeed": [], "cryptoflow_e2e": []}
     e2e_rows: list[float] = []
+    e2e_cpu: list[float] = []
     checks: list[dict] = []
     for i in range(runs):
         rates["read"].append(frames / ceiling.best_of(ceiling.time_read, corpus.frames, 5))
@@ -68,6 +69,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
         ours = run_inproc(corpus)
         rates["cryptoflow_e2e"].append(frames / ours.seconds)
         e2e_rows.append(ours.rows_committed / ours.seconds)
+        e2e_cpu.append(ours.cpu_per_wall)
         checks.append(
             {
                 "cryptofeed_book_updates": peer.book_updates,
@@ -87,6 +89,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
         )
     contenders = {name: stats(v) for name, v in rates.items()}
     contenders["cryptoflow_e2e"]["level_rows_per_s"] = stats(e2e_rows)
+    contenders["cryptoflow_e2e"]["cpu_per_wall"] = stats(e2e_cpu)
     for name in ("read", "orjson", "cryptofeed", "cryptoflow_e2e"):
         contenders[name]["level_changes_per_s"] = contenders[name]["median"] * levels / frames
     ours_med = contenders["cryptoflow_e2e"]["median"]
