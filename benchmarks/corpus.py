@@ -171,14 +171,25 @@ def binance_instruments_json(corpus: BinanceCorpus) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- other venues
-def _v3_book_frames(path: Path, wanted: tuple[str, ...]) -> list[str]:
-    out = []
+def _v3_book_frames(path: Path, wanted: tuple[str, ...], with_address: bool = False) -> list:
+    """Received frames containing one of `wanted`; with `with_address`, (connection URL, frame) pairs."""
+    out: list = []
+    address: dict[str, str] = {}
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             rec = orjson.loads(line)
-            if rec.get("t") == "recv" and any(w in rec["data"] for w in wanted):
-                out.append(rec["data"])
+            if rec.get("t") == "connect":
+                address[rec["conn"]] = rec["addr"]
+            elif rec.get("t") == "recv" and any(w in rec["data"] for w in wanted):
+                out.append((address.get(rec["conn"], ""), rec["data"]) if with_address else rec["data"])
     return out
+
+
+def bybit_book_frames(root: Path = EXTERNAL_RECORDINGS) -> list[tuple[str, str]]:
+    """Bybit v5 order-book frames with the URL of the connection they came on (linear or spot: the
+    payloads do not say which market they belong to)."""
+    path = root / "bybit" / "cryptofeed_v3_BYBIT.jsonl"
+    return _v3_book_frames(path, ('"topic":"orderbook.',), with_address=True)
 
 
 def _v1_book_frames(path: Path, wanted: str) -> list[str]:
@@ -200,9 +211,7 @@ def other_venue_frames(root: Path = EXTERNAL_RECORDINGS) -> dict[str, list[str]]
         if '"type":"snapshot"' not in f[:300]
     ]
     return {
-        "bybit-v5-orderbook": _v3_book_frames(
-            root / "bybit" / "cryptofeed_v3_BYBIT.jsonl", ('"topic":"orderbook.',)
-        ),
+        "bybit-v5-orderbook": [frame for _, frame in bybit_book_frames(root)],
         "coinbase-l2-updates": coinbase,
         "okx-books": _v1_book_frames(root / "okx" / "cryptofeed_OKX.ws.1.0", '"channel":"books"'),
         "kraken-v1-book": _v1_book_frames(root / "kraken" / "cryptofeed_KRAKEN.ws.50.0", '"book-'),

@@ -78,12 +78,15 @@ def markdown(r: dict) -> str:
     lines += ["", "## Per stream", ""]
     for name, s in r["streams"].items():
         lines += _stream(name, s)
-    lines += ["### Other venues (ceilings only)", "", "| stream | frames | bytes/frame | read frames/s | orjson frames/s |",
-              "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += ["### Other venues (no CryptoFlow connector yet: ceilings and cryptofeed)", "",
+              "| stream | frames | bytes/frame | read frames/s | orjson frames/s | cryptofeed frames/s | checked |",
+              "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for name, s in r["ceilings_other_venues"].items():
         c = s["contenders"]
+        peer = _range(c["cryptofeed"]) if "cryptofeed" in c else "no driver"
         lines.append(
-            f"| {name} | {s['frames']:,} | {s['bytes_per_frame']:.0f} | {_range(c['read'])} | {_range(c['orjson'])} |"
+            f"| {name} | {s['frames']:,} | {s['bytes_per_frame']:.0f} | {_range(c['read'])} | "
+            f"{_range(c['orjson'])} | {peer} | {'yes' if s['valid'] else '**MISMATCH**'} |"
         )
     sim = r["simulator"]
     lines += [

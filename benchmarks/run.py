@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import ceiling
-from benchmarks.corpus import BinanceCorpus, load_binance, other_venue_frames
+from benchmarks.corpus import BinanceCorpus, bybit_book_frames, load_binance, other_venue_frames
 from benchmarks.machine import load_average, machine, versions
 from benchmarks.ours_inproc import run_inproc
 from benchmarks.ours_simulator import run_simulated
-from benchmarks.peer_cryptofeed import run_cryptofeed
+from benchmarks.peer_cryptofeed import CRYPTOFEED_VENUES, run_cryptofeed, run_cryptofeed_other
 from benchmarks.profiling import profile_e2e
 from benchmarks.report import markdown
 from cryptoflow.paths import REPO_ROOT
@@ -111,16 +111,29 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
 
 def bench_other(reps: int, runs: int) -> dict:
     out = {}
+    bybit_addresses = [address for address, _ in bybit_book_frames()] * reps
     for name, frames in other_venue_frames().items():
         frames = frames * reps
         read = [len(frames) / ceiling.best_of(ceiling.time_read, frames, 5) for _ in range(runs)]
         loads = [len(frames) / ceiling.best_of(ceiling.time_orjson, frames, 5) for _ in range(runs)]
+        contenders = {"read": stats(read), "orjson": stats(loads)}
+        valid = True
+        if name in CRYPTOFEED_VENUES:
+            addresses = bybit_addresses if name == "bybit-v5-orderbook" else None
+            peers = [run_cryptofeed_other(name, frames, addresses) for _ in range(runs)]
+            contenders["cryptofeed"] = stats([p.frames / p.seconds for p in peers])
+            valid = all(p.book_updates + p.snapshots == len(frames) for p in peers)
         out[name] = {
             "frames": len(frames),
             "bytes_per_frame": sum(map(len, frames)) / len(frames),
-            "contenders": {"read": stats(read), "orjson": stats(loads)},
-            "note": "ceilings only: no CryptoFlow connector and no cryptofeed driver for this venue yet",
+            "contenders": contenders,
+            "valid": valid,
+            "note": "no CryptoFlow connector for this venue yet: ceilings"
+            + (" and cryptofeed" if name in CRYPTOFEED_VENUES else " only (no cryptofeed driver)"),
         }
+        log(f"{name}: orjson {contenders['orjson']['median']:,.0f} frames/s" + (
+            f", cryptofeed {contenders['cryptofeed']['median']:,.0f} (ok: {valid})" if "cryptofeed" in contenders else ""
+        ))  # fmt: skip
     return out
 
 
@@ -230,7 +243,12 @@ def main() -> int:
     result["targets"] = targets(result)
     result["load_average_after"] = load_average()
     result["seconds"] = time.time() - started
-    result["valid"] = all(s["valid"] for s in result["streams"].values()) and result["simulator"]["valid"]
+    result["valid"] = (
+        all(s["valid"] for s in result["streams"].values())
+        and all(s["valid"] for s in result["ceilings_other_venues"].values())
+        and result["simulator"]["valid"]
+        and result["processes"]["valid"]
+    )
 
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -4,10 +4,11 @@ and its ground-truth counts must agree with the recording counted independently 
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
-from benchmarks.corpus import load_binance, other_venue_frames
+from benchmarks.corpus import bybit_book_frames, load_binance, other_venue_frames
 from benchmarks.profiling import summarize
 from tests.support.recording_truth import binance_snapshots, binance_spot_expected_levels
 
@@ -65,6 +66,12 @@ def test_other_venue_frames_are_book_messages() -> None:
     # 6 snapshots + 2,142 deltas (= 413+420+382+379+299+249, the per-book counts in SOURCES.md)
     assert len(frames["bybit-v5-orderbook"]) == 6 + 2142
     assert len(frames["okx-books"]) == 290
+
+
+def test_bybit_frames_carry_the_market_of_their_connection() -> None:
+    markets = Counter(address.rsplit("/", 1)[1] for address, _ in bybit_book_frames())
+    # SOURCES.md: linear 4 snapshots + 413+420+382+379 deltas; spot 2 snapshots + 299+249 deltas
+    assert markets == {"linear": 4 + 413 + 420 + 382 + 379, "spot": 2 + 299 + 249}
 
 
 def test_profile_summary_counts_only_the_run_and_separates_waits() -> None:
