@@ -104,7 +104,9 @@ def markdown(r: dict) -> str:
             "## 1 vs 2 processes (each the whole spot corpus into its own warehouse, concurrently)",
             "",
             f"1 process {_range(p['one_process_frames_per_s'])} frames/s; 2 processes "
-            f"{_range(p['two_processes_frames_per_s'])} frames/s aggregate; scaling **{p['scaling']:.2f}x**.",
+            f"{_range(p['two_processes_frames_per_s'])} frames/s aggregate; scaling **{p['scaling']:.2f}x** "
+            f"(load average {p['load_average_before']} before, {p['load_average_after']} after: "
+            "other processes on the machine take the second core away).",
             "",
         ]
     prof = r.get("profile")

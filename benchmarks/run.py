@@ -161,6 +161,7 @@ def bench_processes(reps: int, runs: int) -> dict:
     """Two independent processes, each the whole corpus into its own warehouse, at the same time; the
     aggregate rate is all frames over the span from the first start to the last end."""
     one, two, valid = [], [], True
+    load_before = load_average()
     for i in range(runs):
         [solo] = _procs(HEADLINE, reps, 1)
         pair = _procs(HEADLINE, reps, 2)
@@ -174,6 +175,8 @@ def bench_processes(reps: int, runs: int) -> dict:
         "two_processes_frames_per_s": stats(two),
         "scaling": statistics.median(two) / statistics.median(one),
         "valid": valid,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
     }
 
 
