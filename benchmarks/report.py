@@ -106,7 +106,9 @@ def markdown(r: dict) -> str:
             f"1 process {_range(p['one_process_frames_per_s'])} frames/s; 2 processes "
             f"{_range(p['two_processes_frames_per_s'])} frames/s aggregate; scaling **{p['scaling']:.2f}x** "
             f"(load average {p['load_average_before']} before, {p['load_average_after']} after: "
-            "other processes on the machine take the second core away).",
+            "other processes on the machine take the second core away). Frames per CPU-second: "
+            f"{_range(p['frames_per_cpu_second_one'])} alone, {_range(p['frames_per_cpu_second_two'])} "
+            "per process when two run (equal = the processes share nothing but the cores).",
             "",
         ]
     prof = r.get("profile")

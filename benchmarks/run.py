@@ -161,6 +161,7 @@ def bench_processes(reps: int, runs: int) -> dict:
     """Two independent processes, each the whole corpus into its own warehouse, at the same time; the
     aggregate rate is all frames over the span from the first start to the last end."""
     one, two, valid = [], [], True
+    per_cpu_one, per_cpu_two = [], []  # frames per CPU-second: flat if nothing is shared but the cores
     load_before = load_average()
     for i in range(runs):
         [solo] = _procs(HEADLINE, reps, 1)
@@ -169,11 +170,15 @@ def bench_processes(reps: int, runs: int) -> dict:
         one.append(solo["frames"] / solo["seconds"])
         span = max(p["ended_at"] for p in pair) - min(p["started_at"] for p in pair)
         two.append(sum(p["frames"] for p in pair) / span)
+        per_cpu_one.append(solo["frames"] / (solo["seconds"] * solo["cpu_per_wall"]))
+        per_cpu_two.extend(p["frames"] / (p["seconds"] * p["cpu_per_wall"]) for p in pair)
         log(f"processes run {i + 1}/{runs}: 1 proc {one[-1]:,.0f}, 2 procs {two[-1]:,.0f} frames/s")
     return {
         "one_process_frames_per_s": stats(one),
         "two_processes_frames_per_s": stats(two),
         "scaling": statistics.median(two) / statistics.median(one),
+        "frames_per_cpu_second_one": stats(per_cpu_one),
+        "frames_per_cpu_second_two": stats(per_cpu_two),
         "valid": valid,
         "load_average_before": load_before,
         "load_average_after": load_average(),
