@@ -201,6 +201,12 @@ def _v1_book_frames(path: Path, wanted: str) -> list[str]:
     ]
 
 
+def coinbase_snapshot_frames(root: Path = EXTERNAL_RECORDINGS) -> list[str]:
+    """The two full-book `l2_data` snapshots (BTC-USD, ETH-USD) that the update frames continue."""
+    frames = _v3_book_frames(root / "coinbase" / "cryptofeed_v3_COINBASE.jsonl", ('"l2_data"',))
+    return [f for f in frames if '"type":"snapshot"' in f[:300]]
+
+
 def other_venue_frames(root: Path = EXTERNAL_RECORDINGS) -> dict[str, list[str]]:
     """Book frames of the venues we have no connector for yet, exactly as recorded (one repetition).
 

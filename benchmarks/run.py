@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import ceiling
-from benchmarks.corpus import BinanceCorpus, bybit_book_frames, load_binance, other_venue_frames
+from benchmarks.corpus import (
+    BinanceCorpus,
+    bybit_book_frames,
+    coinbase_snapshot_frames,
+    load_binance,
+    other_venue_frames,
+)
 from benchmarks.machine import load_average, machine, versions
 from benchmarks.ours_inproc import run_inproc
 from benchmarks.ours_simulator import run_simulated
@@ -120,9 +126,11 @@ def bench_other(reps: int, runs: int) -> dict:
         valid = True
         if name in CRYPTOFEED_VENUES:
             addresses = bybit_addresses if name == "bybit-v5-orderbook" else None
-            peers = [run_cryptofeed_other(name, frames, addresses) for _ in range(runs)]
+            prime = coinbase_snapshot_frames() if name == "coinbase-l2-updates" else None
+            peers = [run_cryptofeed_other(name, frames, addresses, prime) for _ in range(runs)]
             contenders["cryptofeed"] = stats([p.frames / p.seconds for p in peers])
-            valid = all(p.book_updates + p.snapshots == len(frames) for p in peers)
+            expected = len(frames) if prime is None else sum(f.count('"type":"update"') for f in frames)
+            valid = all(p.book_updates + p.snapshots == expected for p in peers)
         out[name] = {
             "frames": len(frames),
             "bytes_per_frame": sum(map(len, frames)) / len(frames),
