@@ -209,7 +209,8 @@ class RotatingConnection:
             self.handler.abandon()
             self.candidate = None
             return False
-        deadline = time.monotonic() + self.overlap_max_s
+        overlap_start = time.monotonic()
+        deadline = overlap_start + self.overlap_max_s
         candidate_reader = self._readers[self.candidate]
         primary_reader = self._readers[self.primary]
         while time.monotonic() < deadline and not self.stop.is_set():
@@ -225,6 +226,7 @@ class RotatingConnection:
         old, self.primary, self.candidate = self.primary, self.candidate, None
         self.handler.promote()
         self.rotations += 1
-        log.info("%s: rotated to a new connection (rotation %d)", self.name, self.rotations)
+        log.info("%s: rotated to a new connection (rotation %d, %.3f s overlap)", self.name, self.rotations,
+                 time.monotonic() - overlap_start)  # fmt: skip
         await self._close(old)
         return True
