@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from urllib.parse import urlencode
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connectors.binance.parsing import (
     EXCHANGE,
@@ -30,7 +29,9 @@ from connectors.binance.parsing import (
     parse_exchange_info,
     parse_ws_frame,
 )
-from connectors.http import HttpError, http_get
+from connectors.egress import EgressExhausted, EgressManager
+from connectors.http import HttpError, HttpResponse, http_get
+from connectors.retry import Backoff, CircuitBreaker
 from connectors.signals import END
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
@@ -41,6 +42,7 @@ from operators.sequencing.sync import DiffSync, Outcome
 log = logging.getLogger(__name__)
 
 REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recording is exhausted
+THROTTLE_STATUSES = (429, 418)  # Binance: 429 = slow down, 418 = IP banned; both carry Retry-After
 
 
 CHANNEL_DEPTH = "depth"
@@ -63,12 +65,23 @@ class BinanceSpotClient:
         shard: int,
         out: queue.Queue,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
         if not symbols:
             raise ValueError("a client needs at least one symbol")
         self.cfg, self.connector = cfg, connector
         self.symbols, self.channels, self.shard = symbols, channels, shard
-        self.out, self.local_addr = out, local_addr
+        self.out = out
+        # Egress decides the local address before every connect / REST call; a bare `local_addr`
+        # becomes a one-shard override so the client can also run without a shared manager.
+        self.egress = egress or EgressManager(overrides={shard: local_addr} if local_addr else None)
+        name = f"binance-spot-{shard}"
+        self.ws_backoff = Backoff(connector.reconnect_initial_s, connector.reconnect_max_s)
+        self.ws_breaker = CircuitBreaker(f"{name}-ws", connector.breaker_failures, connector.breaker_reset_s)
+        self.rest_breaker = CircuitBreaker(
+            f"{name}-rest", connector.breaker_failures, connector.breaker_reset_s
+        )
+        self.ws_ip: str | None = None  # the address the live WebSocket is bound to
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
@@ -125,36 +138,72 @@ class BinanceSpotClient:
         self._loop = asyncio.get_running_loop()
         await self._load_instruments()
         self.syncs = {s: DiffSync(spot_verdict) for s in self.symbols}
-        backoff = self.connector.reconnect_initial_s
         while not self._stop.is_set():
+            at_least = 0.0
             try:
                 ended = await self._session()
                 if ended:
                     return
-                backoff = self.connector.reconnect_initial_s
                 reason = "closed"
-            except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                reason = f"http_{status}"
+                log.warning("binance spot shard %s: connect refused with HTTP %s", self.shard, status)
+                if status in THROTTLE_STATUSES:
+                    at_least = self._on_throttle(self.ws_ip, status, exc.response.headers.get("Retry-After"))
+                self.ws_breaker.record_failure()
+            except (
+                TimeoutError,
+                OSError,
+                ConnectionClosed,
+                websockets.InvalidHandshake,
+                EgressExhausted,
+            ) as exc:
                 reason = type(exc).__name__
                 log.warning("binance spot shard %s: connection lost (%s), reconnecting", self.shard, exc)
+                self.ws_breaker.record_failure()
             metrics.RECONNECTS.labels(EXCHANGE, reason).inc()
-            await self._sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, self.connector.reconnect_max_s)
+            await self._sleep(max(self.ws_backoff.next_delay(at_least), self.ws_breaker.retry_in()))
+
+    def _on_throttle(self, ip: str | None, status: int, retry_after: str | float | None) -> float:
+        """Report a 429/418 to egress; how long to wait before the next try (Retry-After if we stay)."""
+        try:
+            retry_s = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            retry_s = None
+        self.egress.report_throttle(ip, status, retry_s)
+        next_ip = self.egress.address_for(self.shard)
+        if next_ip != ip:
+            return self.egress.cooling(next_ip)  # moved: a fresh IP needs no wait
+        return max(retry_s or 0.0, self.egress.cooling(ip) if status == 418 else 0.0)
 
     async def _session(self) -> bool:
         """One connection; returns True when the replay ended and the client should finish."""
         kwargs = {"max_size": 64 * 1024 * 1024, "open_timeout": 10, "ping_interval": None}
-        if self.local_addr:
-            kwargs["local_addr"] = (self.local_addr, 0)
-        async with connect(self.ws_url(), **kwargs) as ws:
-            log.info("binance spot shard %s connected: %d streams", self.shard, len(self.stream_names()))
-            self._ws = ws
-            try:
-                async for raw in ws:
-                    self._on_frame(raw)
-            except ConnectionClosed:
-                pass
-            finally:
-                self._ws = None
+        ip = self.egress.address_for(self.shard)
+        await self._sleep(self.egress.connect_delay(ip))  # per-IP reconnect budget, shared by all shards
+        ip = self.egress.open(self.shard)
+        self.ws_ip = ip
+        if ip:
+            kwargs["local_addr"] = (ip, 0)
+        try:
+            async with connect(self.ws_url(), **kwargs) as ws:
+                log.info(
+                    "binance spot shard %s connected from %s: %d streams",
+                    self.shard, ip or "default route", len(self.stream_names()),
+                )  # fmt: skip
+                self.ws_breaker.record_success()
+                self.ws_backoff.reset()
+                self._ws = ws
+                try:
+                    async for raw in ws:
+                        self._on_frame(raw)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    self._ws = None
+        finally:
+            self.egress.close(ip)
         if self._stop.is_set():
             return True
         if ws.close_code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
@@ -201,22 +250,8 @@ class BinanceSpotClient:
             await self._sleep(delay_s)
         query = urlencode({"symbol": exchange_symbol, "limit": self.cfg.snapshot_limit})
         url = f"{self.cfg.rest_url}/api/v3/depth?{query}"
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
-                break
-            except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 60)
-                log.warning("binance spot snapshot %s: %s; retrying in %.1fs", exchange_symbol, exc, wait)
-            except OSError as exc:
-                wait = min(2**attempt, 30)
-                log.warning(
-                    "binance spot snapshot %s failed (%s); retrying in %.1fs", exchange_symbol, exc, wait
-                )
-            attempt += 1
-            await self._sleep(wait)
-        else:
+        response = await self._rest_get(url, f"snapshot {exchange_symbol}")
+        if response is None:
             return
         inst = self.instruments[exchange_symbol]
         try:
@@ -232,7 +267,7 @@ class BinanceSpotClient:
         self._put(event)
         if step.outcome is Outcome.SNAPSHOT_TOO_OLD:
             self._snapshot_tasks.pop(exchange_symbol, None)
-            self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=min(2**attempt, 5))
+            self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=1.0)
 
     async def _drain_snapshot_tasks(self) -> None:
         while True:
@@ -244,21 +279,54 @@ class BinanceSpotClient:
     async def _load_instruments(self) -> None:
         query = urlencode({"symbols": "[" + ",".join(f'"{s}"' for s in self.symbols) + "]"})
         url = f"{self.cfg.rest_url}/api/v3/exchangeInfo?{query}"
-        attempt = 0
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
         while not self._stop.is_set():
-            try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
-                instruments = parse_exchange_info(response.body, Market.SPOT)
-                missing = [s for s in self.symbols if s not in instruments]
-                if missing:
-                    log.error("binance spot: exchange does not list %s; they will be dropped", missing)
-                self.instruments = instruments
+            response = await self._rest_get(url, "exchangeInfo")
+            if response is None:
                 return
-            except (HttpError, OSError, ParseError) as exc:
-                wait = min(2**attempt, 30)
-                log.warning("binance spot exchangeInfo failed (%s); retrying in %.1fs", exc, wait)
-                attempt += 1
+            try:
+                instruments = parse_exchange_info(response.body, Market.SPOT)
+            except ParseError as exc:
+                wait = backoff.next_delay()
+                log.warning("binance spot exchangeInfo unusable (%s); retrying in %.1fs", exc, wait)
                 await self._sleep(wait)
+                continue
+            missing = [s for s in self.symbols if s not in instruments]
+            if missing:
+                log.error("binance spot: exchange does not list %s; they will be dropped", missing)
+            self.instruments = instruments
+            return
+
+    async def _rest_get(self, url: str, what: str) -> HttpResponse | None:
+        """GET with egress binding, 429/418 reporting, full-jitter backoff and the REST breaker.
+
+        Returns None only when the client is stopping. Never retry-loops faster than Retry-After.
+        """
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
+        while not self._stop.is_set():
+            wait_open = self.rest_breaker.retry_in()
+            if wait_open > 0 or not self.rest_breaker.allow():
+                await self._sleep(max(wait_open, 0.1))
+                continue
+            ip = self.egress.address_for(self.shard)
+            at_least = 0.0
+            try:
+                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, ip)
+                self.rest_breaker.record_success()
+                return response
+            except HttpError as exc:
+                status = exc.response.status
+                if status in THROTTLE_STATUSES:
+                    at_least = self._on_throttle(ip, status, exc.response.retry_after_s)
+                reason = f"http_{status}"
+            except OSError as exc:
+                reason = type(exc).__name__
+            self.rest_breaker.record_failure()
+            metrics.REST_RETRIES.labels(EXCHANGE, reason).inc()
+            wait = backoff.next_delay(at_least)
+            log.warning("binance spot %s via %s failed (%s); retrying in %.1fs", what, ip, reason, wait)
+            await self._sleep(wait)
+        return None
 
     # ------------------------------------------------------------------ helpers
     def _put(self, item: RawEvent | object) -> None:

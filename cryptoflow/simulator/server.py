@@ -4,6 +4,12 @@ One port per venue serves both the venue's WebSocket streams and its REST endpoi
 connection gets its own replay of the frames it subscribed to, at recorded speed (`speed=1`), faster
 (`speed=10`) or as fast as possible (`speed=0`). At the end of the recording the connection is closed
 with code 4100 ("end of replay"), which connectors configured with `stop_at_replay_end` treat as EOF.
+
+`continuous=True` makes the venue behave like a live exchange instead: one replay position per stream
+path that survives reconnects (a reconnecting client resumes where it was dropped, minus the frames it
+missed), REST depth served from the venue's true book at that position, and with `loop=True` the
+recording repeats forever (ids shifted per pass). A `FaultPlan` adds disconnects, stalls, bursts,
+429/418 with Retry-After and per-IP bans (see `faults.py`); everything injected is counted in `stats`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.faults import FaultInjector, FaultPlan, FrameFault
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,9 @@ class Venue(Protocol):
 
     def frames_for(self, path: str) -> list[RecordedFrame] | None: ...
     def rest(self, path: str) -> RestReply | None: ...
+    def enable_live_books(self) -> None: ...
+    def shift(self, frame: RecordedFrame, loop_pass: int) -> RecordedFrame: ...
+    def observe(self, frame: RecordedFrame, loop_pass: int) -> None: ...
 
 
 @dataclass
@@ -45,11 +55,43 @@ class SimulatorStats:
     frames_sent: int = 0
     replays_finished: int = 0
     rest_requests: Counter = field(default_factory=Counter)
+    rest_by_ip: Counter = field(default_factory=Counter)  # (ip, path) -> requests served or refused
+    streams_by_ip: dict[str, list[str]] = field(default_factory=dict)  # ip -> paths it connected to
+    refused: Counter = field(default_factory=Counter)  # (ip, "ws"|"rest", status) -> requests refused
+    faults: Counter = field(default_factory=Counter)  # disconnect/stall/burst/ban_drop -> injected
+    frames_skipped: int = 0  # published while the subscriber was away (continuous mode)
+    open_connections: int = 0
+
+
+@dataclass
+class _Cursor:
+    """A stream path's replay position in continuous mode."""
+
+    index: int = 0
+    loop_pass: int = 0
 
 
 class ExchangeSimulator:
-    def __init__(self, venue: Venue, host: str = "127.0.0.1", port: int = 0, speed: float = 0.0) -> None:
+    def __init__(
+        self,
+        venue: Venue,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 0.0,
+        *,
+        continuous: bool = False,
+        loop: bool = False,
+        faults: FaultPlan | None = None,
+    ) -> None:
         self.venue, self.host, self.requested_port, self.speed = venue, host, port, speed
+        self.continuous, self.loop = continuous, loop
+        if loop and not continuous:
+            raise ValueError("loop=True needs continuous=True")
+        if continuous:
+            venue.enable_live_books()
+        self.faults = FaultInjector(faults) if faults is not None else None
+        self._cursors: dict[str, _Cursor] = {}
+        self._live: dict[ServerConnection, str] = {}  # open WebSocket -> peer ip
         self.port: int | None = None
         self.stats = SimulatorStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,6 +130,22 @@ class ExchangeSimulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def drop_connections(self, ip: str, code: int = 1008, reason: str = "banned") -> None:
+        """Close every open WebSocket from `ip` (what an exchange does when it bans an IP); thread-safe."""
+        if self._loop is None:
+            return
+
+        def _drop() -> None:
+            for ws, peer in list(self._live.items()):
+                if peer == ip:
+                    self.stats.faults["ban_drop"] += 1
+                    if self.continuous:  # the market moves on while the client is locked out
+                        frames = self.venue.frames_for(ws.request.path) or []
+                        self._skip(self._cursors.setdefault(ws.request.path, _Cursor()), frames)
+                    self._loop.create_task(ws.close(code, reason))
+
+        self._loop.call_soon_threadsafe(_drop)
+
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
@@ -109,7 +167,24 @@ class ExchangeSimulator:
 
     # ------------------------------------------------------------------ HTTP
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        ip = connection.remote_address[0] if connection.remote_address else "?"
+        is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
+        kind = "ws" if is_ws else "rest"
+        if not is_ws:
+            self.stats.rest_by_ip[(ip, request.path.split("?", 1)[0])] += 1
+        if self.faults is not None:
+            refusal = self.faults.refuse(ip, kind)
+            if refusal is not None:
+                status, retry_after = refusal
+                self.stats.refused[(ip, kind, status)] += 1
+                body = b'{"code":-1003,"msg":"Way too many requests; IP banned or rate limited."}'
+                headers = Headers(
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                     ("Retry-After", str(retry_after))]
+                )  # fmt: skip
+                phrase = "I'm a teapot" if status == 418 else HTTPStatus(status).phrase
+                return Response(status, phrase, headers, body)
+        if is_ws:
             if self.venue.frames_for(request.path) is None:
                 return connection.respond(HTTPStatus.NOT_FOUND, "unknown stream path\n")
             return None
@@ -126,14 +201,75 @@ class ExchangeSimulator:
     async def _handle(self, ws: ServerConnection) -> None:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
+        self.stats.streams_by_ip.setdefault(peer_ip, []).append(ws.request.path)
         frames = self.venue.frames_for(ws.request.path) or []
-        self.stats.frames_planned += len(frames)
+        self._live[ws] = peer_ip
+        self.stats.open_connections += 1
         try:
-            await self._replay(ws, frames)
+            if self.continuous:
+                if await self._continue(ws, frames):
+                    return
+            else:
+                self.stats.frames_planned += len(frames)
+                await self._replay(ws, frames)
             self.stats.replays_finished += 1
             await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
         except ConnectionClosed:
             pass
+        finally:
+            self._live.pop(ws, None)
+            self.stats.open_connections -= 1
+
+    async def _continue(self, ws: ServerConnection, frames: list[RecordedFrame]) -> bool:
+        """Continuous mode: publish from the path's shared position; True if a fault closed the socket."""
+        cursor = self._cursors.setdefault(ws.request.path, _Cursor())
+        loop = asyncio.get_running_loop()
+        due, prev_ts, burst_left = loop.time(), None, 0
+        while frames:
+            if cursor.index >= len(frames):
+                if not self.loop:
+                    return False
+                cursor.index, cursor.loop_pass = 0, cursor.loop_pass + 1
+            frame = self.venue.shift(frames[cursor.index], cursor.loop_pass)
+            raw_ts = frames[cursor.index].ts
+            fault = self.faults.frame_fault() if self.faults is not None else None
+            if fault is FrameFault.DISCONNECT:
+                self.stats.faults["disconnect"] += 1
+                self._skip(cursor, frames)
+                await ws.close(1011, "injected disconnect")
+                return True
+            if fault is FrameFault.STALL:
+                self.stats.faults["stall"] += 1
+                await asyncio.sleep(self.faults.plan.stall_s)
+                due = loop.time()
+            elif fault is FrameFault.BURST:
+                self.stats.faults["burst"] += 1
+                burst_left = self.faults.plan.burst_frames
+            if self.speed > 0 and prev_ts is not None:
+                factor = self.faults.plan.burst_factor if burst_left > 0 else 1.0
+                due += max(0.0, raw_ts - prev_ts) / self.speed / factor
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif cursor.index % 256 == 0:
+                await asyncio.sleep(0)
+            prev_ts, burst_left = raw_ts, max(0, burst_left - 1)
+            self.venue.observe(frame, cursor.loop_pass)  # the book moves as the frame goes out
+            cursor.index += 1
+            await ws.send(frame.text)
+            self.stats.frames_sent += 1
+        return False
+
+    def _skip(self, cursor: _Cursor, frames: list[RecordedFrame]) -> None:
+        """Frames published while a dropped client is away: the book moves on, the client never sees them."""
+        for _ in range(self.faults.plan.skip_on_disconnect if self.faults else 0):
+            if cursor.index >= len(frames):
+                if not self.loop:
+                    return
+                cursor.index, cursor.loop_pass = 0, cursor.loop_pass + 1
+            self.venue.observe(self.venue.shift(frames[cursor.index], cursor.loop_pass), cursor.loop_pass)
+            cursor.index += 1
+            self.stats.frames_skipped += 1
 
     async def _replay(self, ws: ServerConnection, frames: list[RecordedFrame]) -> None:
         if not frames:
