@@ -6,7 +6,7 @@ depth snapshots and the instrument list, behind the real URL shapes:
   REST /api/v3/exchangeInfo[?symbols=[...]|symbol=]
   REST /api/v3/ping
 
-In continuous mode (`enable_live_books`) the venue keeps a true book per symbol: the recorded snapshot
+In continuous mode (`with_live_books`) the venue keeps a true book per symbol: the recorded snapshot
 with every diff the server has published since applied to it, so a client that lost frames (injected
 disconnect) gets a REST snapshot consistent with the replay position, exactly as from a live exchange.
 Looping replays shift update ids, trade ids and times per pass so the stream stays monotonic.
@@ -14,6 +14,7 @@ Looping replays shift update ids, trade ids and times per pass so the stream sta
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -100,9 +101,11 @@ class BinanceSpotVenue:
         return ids
 
     # ------------------------------------------------------------------ continuous mode
-    def enable_live_books(self) -> None:
-        """Serve REST depth from the true books (continuous mode) instead of the recorded snapshots."""
-        self.live_books = {}
+    def with_live_books(self) -> BinanceSpotVenue:
+        """A copy that serves REST depth from true books (continuous mode) instead of the recording."""
+        venue = copy.copy(self)
+        venue.live_books = {}
+        return venue
 
     def shift(self, frame: RecordedFrame, loop_pass: int) -> RecordedFrame:
         """The frame as published in loop pass `loop_pass` (ids and times moved on, pass 0 unchanged)."""

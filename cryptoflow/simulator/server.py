@@ -26,6 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
 from cryptoflow.simulator.faults import FaultInjector, FaultPlan, FrameFault
@@ -41,7 +42,7 @@ class Venue(Protocol):
 
     def frames_for(self, path: str) -> list[RecordedFrame] | None: ...
     def rest(self, path: str) -> RestReply | None: ...
-    def enable_live_books(self) -> None: ...
+    def with_live_books(self) -> Venue: ...
     def shift(self, frame: RecordedFrame, loop_pass: int) -> RecordedFrame: ...
     def observe(self, frame: RecordedFrame, loop_pass: int) -> None: ...
 
@@ -87,11 +88,13 @@ class ExchangeSimulator:
         self.continuous, self.loop = continuous, loop
         if loop and not continuous:
             raise ValueError("loop=True needs continuous=True")
-        if continuous:
-            venue.enable_live_books()
+        if continuous:  # a private copy: the recorded venue may be shared by other simulators
+            venue = venue.with_live_books()
+            self.venue = venue
         self.faults = FaultInjector(faults) if faults is not None else None
         self._cursors: dict[str, _Cursor] = {}
         self._live: dict[ServerConnection, str] = {}  # open WebSocket -> peer ip
+        self._dropped: set[ServerConnection] = set()
         self.port: int | None = None
         self.stats = SimulatorStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,6 +142,7 @@ class ExchangeSimulator:
             for ws, peer in list(self._live.items()):
                 if peer == ip:
                     self.stats.faults["ban_drop"] += 1
+                    self._dropped.add(ws)  # its handler must not publish another frame
                     if self.continuous:  # the market moves on while the client is locked out
                         frames = self.venue.frames_for(ws.request.path) or []
                         self._skip(self._cursors.setdefault(ws.request.path, _Cursor()), frames)
@@ -218,6 +222,7 @@ class ExchangeSimulator:
             pass
         finally:
             self._live.pop(ws, None)
+            self._dropped.discard(ws)
             self.stats.open_connections -= 1
 
     async def _continue(self, ws: ServerConnection, frames: list[RecordedFrame]) -> bool:
@@ -231,7 +236,7 @@ class ExchangeSimulator:
                     return False
                 cursor.index, cursor.loop_pass = 0, cursor.loop_pass + 1
             frame = self.venue.shift(frames[cursor.index], cursor.loop_pass)
-            raw_ts = frames[cursor.index].ts
+            raw_ts, position = frames[cursor.index].ts, (cursor.loop_pass, cursor.index)
             fault = self.faults.frame_fault() if self.faults is not None else None
             if fault is FrameFault.DISCONNECT:
                 self.stats.faults["disconnect"] += 1
@@ -254,6 +259,10 @@ class ExchangeSimulator:
             elif cursor.index % 256 == 0:
                 await asyncio.sleep(0)
             prev_ts, burst_left = raw_ts, max(0, burst_left - 1)
+            if ws in self._dropped or ws.state is not State.OPEN:
+                return True  # dropped while waiting: the frame stays for whoever connects next
+            if (cursor.loop_pass, cursor.index) != position:
+                continue  # the position moved while waiting (frames skipped): pace from there
             self.venue.observe(frame, cursor.loop_pass)  # the book moves as the frame goes out
             cursor.index += 1
             await ws.send(frame.text)
