@@ -7,7 +7,7 @@ PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-warehouse
+.PHONY: demo test lint bench chaos clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -22,6 +22,9 @@ demo: $(STAMP)  ## main job: local simulator replaying real captures -> dataflow
 test: $(STAMP)  ## lint + the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+chaos: $(STAMP)  ## 10-minute chaos run against the simulator (disconnects, stalls, 10x bursts, 429s)
+	CRYPTOFLOW_CHAOS_SECONDS=$${CRYPTOFLOW_CHAOS_SECONDS:-600} $(PY) -m pytest -q -s tests/integration/test_chaos.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
