@@ -37,6 +37,10 @@ class ChannelCaps(_Section):
     raw_cap: int = Field(8192, ge=1, le=10_000_000)
     norm_cap: int = Field(8192, ge=1, le=10_000_000)
     buffer_inbox_cap: int = Field(2048, ge=1, le=10_000_000)
+    # what a full raw channel does (connectors/backpressure.py): wait | drop-oldest | sample | spill
+    policy: Literal["wait", "drop-oldest", "sample", "spill"] = "wait"
+    sample_every: int = Field(10, ge=1)
+    high_water_sustain_s: float = Field(5.0, gt=0)
 
 
 class ChannelsConfig(_Section):
