@@ -173,7 +173,10 @@ class ConnectorConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    port: int | None = Field(None, ge=1, le=65_535)
+    """`port` serves /metrics, /live and /ready; unset = no endpoint (embedded runs, tests)."""
+
+    port: int | None = Field(None, ge=0, le=65_535)
+    ready_max_commit_age_s: float = Field(300.0, gt=0)
 
 
 class Settings(_Section):

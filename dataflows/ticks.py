@@ -11,8 +11,8 @@ from bytewax.dataflow import Dataflow
 from connectors.binance.source import binance_spot_source
 from connectors.binance.spot_client import CHANNEL_TRADES
 from connectors.iceberg.sink import IcebergSink
-from cryptoflow.config import Settings, load_settings_or_exit
-from cryptoflow.logs import setup_logging
+from cryptoflow.config import Settings
+from cryptoflow.runtime import process_settings
 from cryptoflow.schemas import TABLES
 from operators.trades import TradeLogic
 
@@ -29,5 +29,4 @@ def build_flow(settings: Settings) -> Dataflow:
     return flow
 
 
-setup_logging()
-flow = build_flow(load_settings_or_exit())
+flow = build_flow(process_settings())

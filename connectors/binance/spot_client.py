@@ -36,6 +36,7 @@ from connectors.signals import END
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
+from cryptoflow.observability import HEALTH
 from operators.sequencing.binance import spot_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 
@@ -90,6 +91,7 @@ class BinanceSpotClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
         self.finished = threading.Event()
+        self._health_name = f"binance-spot-shard-{shard}-{id(self)}"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -195,6 +197,7 @@ class BinanceSpotClient:
                 self.ws_breaker.record_success()
                 self.ws_backoff.reset()
                 self._ws = ws
+                HEALTH.connection(self._health_name, True)
                 try:
                     async for raw in ws:
                         self._on_frame(raw)
@@ -202,6 +205,7 @@ class BinanceSpotClient:
                     pass
                 finally:
                     self._ws = None
+                    HEALTH.connection(self._health_name, False)
         finally:
             self.egress.close(ip)
         if self._stop.is_set():

@@ -19,6 +19,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         )
         metrics.COMMIT_SECONDS.labels(self.table_def.name).observe(time.perf_counter() - started)
         metrics.ROWS_COMMITTED.labels(self.table_def.name).inc(arrow.num_rows)
+        HEALTH.committed()
         self.state = SinkState(seq, watermark)
         log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, seq)
 
