@@ -24,7 +24,7 @@ test: $(STAMP)  ## lint + the whole test suite
 	$(PY) -m pytest -q
 
 chaos: $(STAMP)  ## 10-minute chaos run against the simulator (disconnects, stalls, 10x bursts, 429s)
-	CRYPTOFLOW_CHAOS_SECONDS=$${CRYPTOFLOW_CHAOS_SECONDS:-600} $(PY) -m pytest -q -s tests/integration/test_chaos.py
+	CRYPTOFLOW_CHAOS_SECONDS=$${CRYPTOFLOW_CHAOS_SECONDS:-600} $(PY) -m pytest -q -s -p no:logging tests/integration/test_chaos.py  # no log capture: it keeps every record
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
