@@ -71,12 +71,18 @@ class BoundedChannel:
         self._alerted = False
 
     # ------------------------------------------------------------------ producer
-    def put(self, item: Any, timeout: float | None = None) -> bool:
+    def put(self, item: Any, timeout: float | None = None, *, control: bool = False) -> bool:
         """Offer an item; True if it is now in the channel or the spill, False if the policy dropped it.
 
         `wait` blocks up to `timeout` (forever if None) and returns False if still full then.
+        `control=True` (end-of-stream markers) bypasses the policy: never dropped, spilled or blocked.
         """
         with self._cond:
+            if control:
+                self._items.append(item)
+                self._watch()
+                self._cond.notify_all()
+                return True
             full = len(self._items) >= self.capacity
             if self.policy is Policy.SPILL and (full or self.spilling):
                 self.spilling = True

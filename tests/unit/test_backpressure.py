@@ -109,3 +109,12 @@ def test_caps_and_policy_per_exchange_and_stream_come_from_config():
     assert (ch.capacity, ch.policy, ch.sample_every) == (64, Policy.SAMPLE, 4)
     default = channel_from_caps("t-cfg2", settings.channels.caps_for("binance", "spot_delta"))
     assert default.policy is Policy.WAIT and default.capacity == 32768  # configs/dev override
+
+
+def test_control_items_bypass_the_policy():
+    spilled = []
+    ch = BoundedChannel("t-ctl", 1, "spill", spill=spilled.append)
+    ch.put(1)
+    ch.put(2)  # spilled
+    assert ch.put("END", control=True)
+    assert drain(ch) == [1, "END"] and spilled == [2]
