@@ -117,6 +117,9 @@ class BookConfig(_Section):
     depth_cap: int = Field(2000, ge=1, le=100_000)
     snapshot_interval_ms: int = Field(100, ge=1)
     checkpoint_interval_ms: int = Field(1000, ge=1)
+    snapshot_depth: int = Field(
+        50, ge=1, le=100_000
+    )  # levels per side in 100 ms snapshots (checkpoints: all)
     max_buffered_diffs: int = Field(10_000, ge=1)
 
 

@@ -48,6 +48,7 @@ THROTTLE_STATUSES = (429, 418)  # Binance: 429 = slow down, 418 = IP banned; bot
 
 CHANNEL_DEPTH = "depth"
 CHANNEL_TRADES = "trades"
+CHANNEL_BOOK_TICKER = "bookTicker"  # best bid/ask with its update id: the book cross-check
 
 
 def now_us() -> int:
@@ -125,6 +126,8 @@ class BinanceSpotClient:
                 names.append(f"{lower}@{self.cfg.depth_stream}")
             if CHANNEL_TRADES in self.channels:
                 names.append(f"{lower}@{self.cfg.trade_stream}")
+            if CHANNEL_BOOK_TICKER in self.channels:
+                names.append(f"{lower}@bookTicker")
         if len(names) > self.cfg.max_streams_per_connection:
             raise ValueError(
                 f"shard {self.shard} needs {len(names)} streams, above "
