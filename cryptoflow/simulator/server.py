@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Protocol
@@ -61,6 +61,7 @@ class SimulatorStats:
     refused: Counter = field(default_factory=Counter)  # (ip, "ws"|"rest", status) -> requests refused
     faults: Counter = field(default_factory=Counter)  # disconnect/stall/burst/ban_drop -> injected
     frames_skipped: int = 0  # published while the subscriber was away (continuous mode)
+    skipped: deque = field(default_factory=lambda: deque(maxlen=10_000))  # (path, frame text), latest
     open_connections: int = 0
 
 
@@ -133,6 +134,12 @@ class ExchangeSimulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def position(self, path: str) -> int:
+        """Continuous mode: how many frames of `path` have been published (sent or skipped) so far."""
+        cursor = self._cursors.get(path)
+        frames = self.venue.frames_for(path) or []
+        return 0 if cursor is None else cursor.loop_pass * len(frames) + cursor.index
+
     def drop_connections(self, ip: str, code: int = 1008, reason: str = "banned") -> None:
         """Close every open WebSocket from `ip` (what an exchange does when it bans an IP); thread-safe."""
         if self._loop is None:
@@ -145,7 +152,9 @@ class ExchangeSimulator:
                     self._dropped.add(ws)  # its handler must not publish another frame
                     if self.continuous:  # the market moves on while the client is locked out
                         frames = self.venue.frames_for(ws.request.path) or []
-                        self._skip(self._cursors.setdefault(ws.request.path, _Cursor()), frames)
+                        self._skip(
+                            ws.request.path, self._cursors.setdefault(ws.request.path, _Cursor()), frames
+                        )
                     self._loop.create_task(ws.close(code, reason))
 
         self._loop.call_soon_threadsafe(_drop)
@@ -240,7 +249,7 @@ class ExchangeSimulator:
             fault = self.faults.frame_fault() if self.faults is not None else None
             if fault is FrameFault.DISCONNECT:
                 self.stats.faults["disconnect"] += 1
-                self._skip(cursor, frames)
+                self._skip(ws.request.path, cursor, frames)
                 await ws.close(1011, "injected disconnect")
                 return True
             if fault is FrameFault.STALL:
@@ -269,16 +278,18 @@ class ExchangeSimulator:
             self.stats.frames_sent += 1
         return False
 
-    def _skip(self, cursor: _Cursor, frames: list[RecordedFrame]) -> None:
+    def _skip(self, path: str, cursor: _Cursor, frames: list[RecordedFrame]) -> None:
         """Frames published while a dropped client is away: the book moves on, the client never sees them."""
         for _ in range(self.faults.plan.skip_on_disconnect if self.faults else 0):
             if cursor.index >= len(frames):
                 if not self.loop:
                     return
                 cursor.index, cursor.loop_pass = 0, cursor.loop_pass + 1
-            self.venue.observe(self.venue.shift(frames[cursor.index], cursor.loop_pass), cursor.loop_pass)
+            frame = self.venue.shift(frames[cursor.index], cursor.loop_pass)
+            self.venue.observe(frame, cursor.loop_pass)
             cursor.index += 1
             self.stats.frames_skipped += 1
+            self.stats.skipped.append((path, frame.text))
 
     async def _replay(self, ws: ServerConnection, frames: list[RecordedFrame]) -> None:
         if not frames:

@@ -2,7 +2,7 @@
 injecting random disconnects (with lost frames), stalls, 10x bursts and 429s on connect and on REST.
 
 Checks: no client thread dies, every sequence break the delivered stream shows is caught as a gap by
-the operator and resynced, every book adopted and every book at the end equals the truth rebuilt from
+the operator, emitted as a `gaps` row spanning it, and resynced, every book adopted and every book at the end equals the truth rebuilt from
 the recording, and memory stays flat. `make test` runs it for 30 s; `make chaos` for 10 minutes
 (CRYPTOFLOW_CHAOS_SECONDS=600).
 """
@@ -99,6 +99,11 @@ def test_chaos_run_recovers_every_gap_without_crashing_or_growing(binance_spot_v
     gaps = checker.gaps()
     assert sum(gaps.values()) > 0
     assert gaps == checker.discontinuities_while_live
+    # ... and each of them is a `gaps` row spanning exactly the break (last good id -> breaking id)
+    sequence_rows = [
+        (g.exchange_symbol, g.seq_from, g.seq_to) for g in checker.gap_rows if g.reason == "sequence"
+    ]
+    assert sorted(sequence_rows) == sorted(checker.breaks)
     assert checker.snapshots_checked >= sum(gaps.values())
     assert checker.mismatches == []
     assert final == dict.fromkeys(SYMBOLS, True)

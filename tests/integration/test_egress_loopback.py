@@ -90,6 +90,11 @@ def test_an_ip_that_draws_429s_is_rotated_away_and_its_shard_resyncs(binance_spo
         # every snapshot the book adopted, and the book now, equal the truth from the recording
         assert checker.snapshots_checked >= 2 and checker.mismatches == []
         assert checker.compare_live_books()["NKNUSDT"]
+        # the break is a `gaps` row spanning exactly what the stream lost
+        gap_rows = [
+            (g.exchange_symbol, g.seq_from, g.seq_to) for g in checker.gap_rows if g.reason == "sequence"
+        ]
+        assert gap_rows == checker.breaks and len(gap_rows) >= 1
         # other shards never moved
         assert {r[0] for r in collector.egress.rotations} == {nkn_shard}
 

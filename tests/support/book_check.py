@@ -1,12 +1,13 @@
 """Feeds connector events through the real delta operator and rebuilds every book from the rows it
-emits, so tests can compare the books a collector would have written with the recording's truth."""
+emits, so tests can compare the books a collector would have written with the recording's truth, and
+the `gaps` rows it would have written with the breaks the delivered stream really had."""
 
 from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
 
-from cryptoflow.model import Kind, RawEvent
+from cryptoflow.model import GapRow, Kind, RawEvent
 from operators.delta_sync import DeltaSyncLogic
 from operators.sequencing.binance import spot_verdict
 from tests.support.recording_truth import binance_true_book
@@ -19,6 +20,8 @@ class BookChecker:
         self.books: dict[str, tuple[dict, dict]] = {}
         self.last_u: dict[str, int] = {}
         self.discontinuities_while_live: Counter = Counter()
+        self.breaks: list[tuple[str, int, int]] = []  # (symbol, last id, id that broke it), found here
+        self.gap_rows: list[GapRow] = []  # what the operator sends to the `gaps` table
         self.snapshots_checked = 0
         self.mismatches: list[str] = []
         self.events = 0
@@ -44,9 +47,13 @@ class BookChecker:
             last = self.last_u.get(symbol)
             if last is not None and event.first_seq > last + 1 and logic.sync.live:
                 self.discontinuities_while_live[symbol] += 1  # independent of the operator's verdict
+                self.breaks.append((symbol, last, event.seq))
             self.last_u[symbol] = max(event.seq, last or 0)
         rows, _ = logic.on_item(event)
         for batch in rows:
+            if isinstance(batch, GapRow):
+                self.gap_rows.append(batch)
+                continue
             if batch.is_snapshot:
                 self.books[symbol] = ({}, {})
             bids, asks = self.books.setdefault(symbol, ({}, {}))
