@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench bench-quick bench-book clean-warehouse
+.PHONY: demo test lint bench bench-quick bench-book chaos clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -34,6 +34,9 @@ bench: $(BENCH_STAMP)  ## throughput vs orjson ceiling and cryptofeed, 3 runs (~
 
 bench-quick: $(BENCH_STAMP)  ## the same, smaller corpora and one run (~1 min)
 	$(PY) -m benchmarks.run --quick
+
+chaos: $(STAMP)  ## 10-minute chaos run against the simulator (disconnects, stalls, 10x bursts, 429s)
+	CRYPTOFLOW_CHAOS_SECONDS=$${CRYPTOFLOW_CHAOS_SECONDS:-600} $(PY) -m pytest -q -s -p no:logging tests/integration/test_chaos.py  # no log capture: it keeps every record
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -10,7 +10,9 @@ source factory under a source name (`<exchange>_<market>`, e.g. `binance_usdm`, 
         ...
     register("ticks", "bybit_spot", _ticks)
 
-and by adding its module to `VENUE_MODULES` below (imported on first use, so registering needs no
+The factory builds its partitions from `owned_shard_groups(settings, exchange, symbols)`: only the shards
+this replica owns (`sharding.ownership`, replica_index/replica_count), so independent replicas split
+every venue without overlap. And it registers by adding its module to `VENUE_MODULES` below (imported on first use, so registering needs no
 other import). A factory returns a Bytewax source of `cryptoflow.model.RawEvent`s holding the event
 kinds the stream consumes (depth snapshots/diffs and bookTickers for `*_delta`/`*_ob`, `TRADE` for
 `ticks`, `LIQUIDATION` for `liquidations`, `FUNDING` for `funding`), or None when the venue is not
@@ -30,6 +32,7 @@ from collections.abc import Callable
 from bytewax.inputs import Source
 
 from cryptoflow.config import Settings
+from cryptoflow.sharding import group_by_shard, owned_shards
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,15 @@ VENUE_MODULES = (
 SourceFactory = Callable[[Settings], Source | None]
 _REGISTRY: dict[str, dict[str, SourceFactory]] = {stream: {} for stream in STREAMS}
 _loaded = False
+
+
+def owned_shard_groups(settings: Settings, shard_key: str, symbols: list[str]) -> dict[int, list[str]]:
+    """Shard -> symbols of `symbols` (hashed with `shard_key`, e.g. `binance`, `binance-usdm`) for the
+    shards this replica owns and that hold at least one symbol: what every venue source lists."""
+    sharding = settings.sharding
+    by_shard = group_by_shard(shard_key, symbols, sharding.total_shards)
+    mine = owned_shards(by_shard, sharding.replica_index, sharding.replica_count, sharding.ownership)
+    return {shard: by_shard[shard] for shard in mine}
 
 
 def register(stream: str, name: str, factory: SourceFactory) -> None:

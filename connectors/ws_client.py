@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -66,6 +66,14 @@ class HandoverHandler(Protocol):
         """The replacement failed before taking over: forget its buffered events."""
 
 
+# Called before every connect (the first one, reconnects made by the caller, rotation replacements):
+# returns extra `connect()` keywords (e.g. `local_addr` for the shard's egress IP) and a `release`
+# callback run once when that connection ends, with the exception if the connect itself failed (a 429
+# on the handshake). The place for per-IP connection caps and connect budgets.
+ConnectLease = tuple[dict[str, Any], Callable[[BaseException | None], None]]
+Opener = Callable[[], Awaitable[ConnectLease]]
+
+
 class ConnectionEnded(Exception):
     """The primary connection closed; `code`/`reason` as the server sent them."""
 
@@ -97,6 +105,7 @@ class RotatingConnection:
         connect_kwargs: dict[str, Any] | None = None,
         on_state: Callable[[bool], None] | None = None,
         retry_rotation_s: float = 30.0,
+        opener: Opener | None = None,
     ) -> None:
         self.name, self.exchange, self.url, self.messages = name, exchange, url, messages
         self.handler = handler
@@ -107,6 +116,8 @@ class RotatingConnection:
         self.connect_kwargs.update(connect_kwargs or {})
         self.on_state = on_state or (lambda connected: None)
         self.retry_rotation_s = retry_rotation_s  # after a failed replacement, try again this soon
+        self.opener = opener
+        self._releases: dict[ClientConnection, Callable[[BaseException | None], None]] = {}
         self.primary: ClientConnection | None = None
         self.candidate: ClientConnection | None = None
         self.rotations = 0
@@ -115,7 +126,15 @@ class RotatingConnection:
 
     # --------------------------------------------------------------------------- connections
     async def _open(self) -> ClientConnection:
-        ws = await connect(self.url, **self.connect_kwargs)
+        extra, release = await self.opener() if self.opener is not None else ({}, None)
+        try:
+            ws = await connect(self.url, **{**self.connect_kwargs, **extra})
+        except BaseException as exc:
+            if release is not None:
+                release(exc)
+            raise
+        if release is not None:
+            self._releases[ws] = release
         self._readers[ws] = asyncio.get_running_loop().create_task(self._read(ws))
         pacer = Pacer(self.messages_per_s)
         try:
@@ -153,6 +172,9 @@ class RotatingConnection:
             return
         with contextlib.suppress(Exception):
             await ws.close()
+        release = self._releases.pop(ws, None)
+        if release is not None:
+            release(None)
         task = self._readers.pop(ws, None)
         if task is not None:
             with contextlib.suppress(Exception):

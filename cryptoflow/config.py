@@ -37,6 +37,10 @@ class ChannelCaps(_Section):
     raw_cap: int = Field(8192, ge=1, le=10_000_000)
     norm_cap: int = Field(8192, ge=1, le=10_000_000)
     buffer_inbox_cap: int = Field(2048, ge=1, le=10_000_000)
+    # what a full raw channel does (connectors/backpressure.py): wait | drop-oldest | sample | spill
+    policy: Literal["wait", "drop-oldest", "sample", "spill"] = "wait"
+    sample_every: int = Field(10, ge=1)
+    high_water_sustain_s: float = Field(5.0, gt=0)
 
 
 class ChannelsConfig(_Section):
@@ -49,11 +53,26 @@ class ChannelsConfig(_Section):
 
 
 class ShardingConfig(_Section):
+    """Shards, which replica owns them, and the egress IPs their sockets bind to (architecture §4)."""
+
     total_shards: int = Field(16, ge=1, le=65_536)
     replica_index: int = Field(0, ge=0)
     replica_count: int = Field(1, ge=1)
+    # rendezvous: adding a replica moves only ~1/n of the shards; modulo: shard % replica_count
+    ownership: Literal["rendezvous", "modulo"] = "rendezvous"
     egress_pool: list[str] = []
     per_shard_ip_override: dict[int, str] = {}
+    # "imds": add the EC2 instance's ENI private IPs (IMDSv2) to egress_pool at start
+    egress_discovery: Literal["none", "imds"] = "none"
+    imds_url: str = "http://169.254.169.254"
+    max_connections_per_ip: int = Field(200, ge=1)
+    # rotate an IP away after this many 429/418 within throttle_window_s, for max(cooldown, Retry-After)
+    throttle_strikes: int = Field(2, ge=1)
+    throttle_window_s: float = Field(60.0, gt=0)
+    cooldown_s: float = Field(120.0, ge=0)
+    # (re)connects per IP: a token bucket shared by every shard of the process
+    reconnects_per_ip_per_s: float = Field(5.0, gt=0)
+    reconnect_burst: int = Field(10, ge=1)
 
     @model_validator(mode="after")
     def _replica_in_range(self) -> ShardingConfig:
@@ -179,6 +198,9 @@ class ConnectorConfig(_Section):
     stop_at_replay_end: bool = False
     reconnect_initial_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    # circuit breaker per client and kind (ws, rest): open after N straight failures, probe after reset_s
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(30.0, gt=0)
     idle_poll_ms: int = Field(5, ge=1, le=1000)
     batch_size: int = Field(1000, ge=1)
 

@@ -26,3 +26,33 @@ QUEUE_DEPTH = Gauge("cryptoflow_queue_depth", "Frames waiting in a source partit
 ROWS_COMMITTED = Counter("cryptoflow_rows_committed_total", "Rows committed to Iceberg", ["table"])
 COMMIT_SECONDS = Histogram("cryptoflow_commit_seconds", "Iceberg commit latency", ["table"])
 COMMIT_RETRIES = Counter("cryptoflow_commit_retries_total", "Iceberg commit retries", ["table", "reason"])
+BREAKER_STATE = Gauge(
+    "cryptoflow_circuit_state", "Circuit breaker state (0 closed, 1 open, 2 half-open)", ["circuit"]
+)
+BREAKER_OPENS = Counter("cryptoflow_circuit_opens_total", "Circuit breaker trips", ["circuit"])
+EGRESS_THROTTLED = Counter(
+    "cryptoflow_egress_throttled_total", "429/418 answers per egress IP", ["ip", "status"]
+)
+EGRESS_ROTATIONS = Counter(
+    "cryptoflow_egress_rotations_total", "Egress IPs put into cool-down after repeated 429/418", ["ip"]
+)
+EGRESS_CONNECTIONS = Gauge(
+    "cryptoflow_egress_connections", "Open WebSocket connections per egress IP", ["ip"]
+)
+RECONNECT_THROTTLE_SECONDS = Counter(
+    "cryptoflow_reconnect_throttle_seconds_total", "Time connects waited for the per-IP rate limiter", ["ip"]
+)
+BACKPRESSURE_DROPS = Counter(
+    "cryptoflow_backpressure_drops_total",
+    "Items dropped or spilled by a channel's policy",
+    ["channel", "policy"],
+)
+CHANNEL_OCCUPANCY = Gauge("cryptoflow_channel_occupancy", "Fill ratio of a bounded channel", ["channel"])
+CHANNEL_HIGH_WATER = Counter(
+    "cryptoflow_channel_high_water_total",
+    "Times a channel stayed above its high-water mark (80%) for the sustained period",
+    ["channel"],
+)
+REST_RETRIES = Counter(
+    "cryptoflow_rest_retries_total", "Failed REST calls that were retried", ["exchange", "reason"]
+)

@@ -15,6 +15,13 @@ websockets answers the server's pings. Each lane is a `connectors.ws_client.Rota
 connections have delivered a common update on every busy stream. A per-stream "newest id" filter makes the
 hand-over exact: an event whose id (`u` for depth and bookTicker, the trade id, the event time `E` for
 markPrice and forceOrder) is not newer than the last one emitted for that stream is a repeat and dropped.
+
+Egress (`connectors.egress.EgressManager`, one per process, shared by every shard): every connection of
+every lane (rotation replacements included) and every REST call binds to the shard's current IP, takes a
+token from that IP's reconnect budget and a connection slot under its cap; a 429/418 (handshake or REST)
+is reported, and an IP that keeps drawing them cools down while its shards move to the next IP. REST
+calls retry with full-jitter back-off never faster than Retry-After, behind a circuit breaker; lane
+reconnects back off the same way behind the client's WebSocket breaker.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +37,7 @@ from urllib.parse import urlencode
 
 import orjson
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connectors.binance.parsing import (
     EXCHANGE,
@@ -41,9 +47,11 @@ from connectors.binance.parsing import (
     parse_exchange_info,
     parse_ws_frame,
 )
+from connectors.egress import EgressManager
 from connectors.http import HttpError, http_get
+from connectors.retry import Backoff, CircuitBreaker
 from connectors.signals import END
-from connectors.ws_client import ConnectionEnded, RotatingConnection
+from connectors.ws_client import ConnectionEnded, ConnectLease, RotatingConnection
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, BinanceUsdmConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
@@ -54,6 +62,7 @@ from operators.sequencing.sync import DiffSync, Outcome
 log = logging.getLogger(__name__)
 
 REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recording is exhausted
+THROTTLE_STATUSES = (429, 418)  # Binance: 429 = slow down, 418 = IP banned; both carry Retry-After
 
 CHANNEL_DEPTH = "depth"
 CHANNEL_TRADES = "trades"
@@ -68,6 +77,14 @@ _FILTERED = (Kind.DEPTH_DIFF, Kind.BOOK_TICKER, Kind.TRADE, Kind.FUNDING, Kind.L
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+@dataclass
+class _LaneEgress:
+    """What one lane's last connect attempt used: its IP, and the wait a 429/418 on it asked for."""
+
+    ip: str | None = None
+    throttle_wait: float | None = None
 
 
 @dataclass(frozen=True)
@@ -212,6 +229,7 @@ class BinanceClient:
         shard: int,
         out: queue.Queue,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
         if not symbols:
             raise ValueError("a client needs at least one symbol")
@@ -220,6 +238,14 @@ class BinanceClient:
         self.market, self.cfg, self.connector = market, cfg, connector
         self.symbols, self.channels, self.shard = symbols, channels, shard
         self.out, self.local_addr = out, local_addr
+        # Egress decides the local address before every connect / REST call; a bare `local_addr`
+        # becomes a one-shard override so the client can also run without a shared manager.
+        self.egress = egress or EgressManager(overrides={shard: local_addr} if local_addr else None)
+        name = f"binance-{market}-{shard}"
+        self.ws_breaker = CircuitBreaker(f"{name}-ws", connector.breaker_failures, connector.breaker_reset_s)
+        self.rest_breaker = CircuitBreaker(
+            f"{name}-rest", connector.breaker_failures, connector.breaker_reset_s
+        )
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self.filter = DuplicateFilter()
@@ -303,8 +329,17 @@ class BinanceClient:
         """Keep one lane connected; returns on stop or (replay mode) at the end of the replay."""
         url = f"{self.cfg.ws_url}{lane.path}"
         name = f"{self._label}-lane-{index}"
-        backoff = self.connector.reconnect_initial_s
-        kwargs = {"local_addr": (self.local_addr, 0)} if self.local_addr else {}
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
+        state = _LaneEgress()
+
+        def on_state(up: bool) -> None:
+            HEALTH.connection(name, up)
+            if up:
+                log.info("%s connected from %s: %d streams", name, state.ip or "the default route",
+                         len(lane.streams))  # fmt: skip
+                self.ws_breaker.record_success()
+                backoff.reset()
+
         while not self._stop.is_set():
             handler = _LaneHandover(self, name)
             messages = subscribe_messages(lane.streams, self.cfg.streams_per_subscribe)
@@ -312,9 +347,10 @@ class BinanceClient:
                 name, EXCHANGE, url, messages, handler,
                 messages_per_s=self.cfg.max_messages_per_s, rotate_after_s=self.cfg.rotate_after_s,
                 overlap_max_s=self.cfg.rotation_overlap_max_s, stop=self._stop_async,
-                connect_kwargs=kwargs, on_state=lambda up, name=name: HEALTH.connection(name, up),
+                on_state=on_state, opener=lambda: self._lease(name, state),
             )  # fmt: skip
             self.connections.append(conn)
+            at_least = 0.0
             try:
                 await conn.run()
                 return  # stopped
@@ -324,13 +360,48 @@ class BinanceClient:
                     return
                 reason = "closed"
                 log.warning("%s: %s; reconnecting", name, exc)
-                backoff = self.connector.reconnect_initial_s
+            except InvalidStatus as exc:
+                reason = f"http_{exc.response.status_code}"
+                log.warning(
+                    "%s: connect from %s refused with HTTP %s", name, state.ip, exc.response.status_code
+                )
+                at_least = state.throttle_wait or 0.0
+                self.ws_breaker.record_failure()
             except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
-                reason = type(exc).__name__
+                reason = type(exc).__name__  # EgressExhausted (every IP full) is an OSError too
                 log.warning("%s: connection lost (%s), reconnecting", name, exc)
+                self.ws_breaker.record_failure()
+            state.throttle_wait = None
             metrics.RECONNECTS.labels(EXCHANGE, reason).inc()
-            await self._sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, self.connector.reconnect_max_s)
+            await self._sleep(max(backoff.next_delay(at_least), self.ws_breaker.retry_in()))
+
+    async def _lease(self, name: str, state: _LaneEgress) -> ConnectLease:
+        """Before each connection of a lane: the shard's egress IP, its reconnect budget (shared by all
+        shards on that IP) and a connection slot; the release reports a refused handshake's 429/418."""
+        ip = self.egress.address_for(self.shard)
+        await self._sleep(self.egress.connect_delay(ip))
+        ip = self.egress.open(self.shard)  # EgressExhausted when every IP is at its cap
+        state.ip = ip
+
+        def release(error: BaseException | None) -> None:
+            self.egress.close(ip)
+            if isinstance(error, InvalidStatus) and error.response.status_code in THROTTLE_STATUSES:
+                retry_after = error.response.headers.get("Retry-After")
+                state.throttle_wait = self._on_throttle(ip, error.response.status_code, retry_after)
+
+        return ({"local_addr": (ip, 0)} if ip else {}), release
+
+    def _on_throttle(self, ip: str | None, status: int, retry_after: str | float | None) -> float:
+        """Report a 429/418 to egress; how long to wait before the next try (Retry-After if we stay)."""
+        try:
+            retry_s = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            retry_s = None
+        self.egress.report_throttle(ip, status, retry_s)
+        next_ip = self.egress.address_for(self.shard)
+        if next_ip != ip:
+            return self.egress.cooling(next_ip)  # moved: a fresh IP needs no wait
+        return max(retry_s or 0.0, self.egress.cooling(ip) if status == 418 else 0.0)
 
     # ------------------------------------------------------------------ frames
     def parse(self, raw: str | bytes) -> RawEvent | None:
@@ -402,19 +473,33 @@ class BinanceClient:
             self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=1.0)
 
     async def _get(self, url: str, what: str) -> bytes | None:
-        """GET with back-off; honours Retry-After on 429/418. None only when stopping."""
-        attempt = 0
+        """GET with egress binding, 429/418 reporting, full-jitter backoff and the REST breaker.
+
+        Returns None only when the client is stopping. Never retry-loops faster than Retry-After.
+        """
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
         while not self._stop.is_set():
+            wait_open = self.rest_breaker.retry_in()
+            if wait_open > 0 or not self.rest_breaker.allow():
+                await self._sleep(max(wait_open, 0.1))
+                continue
+            ip = self.egress.address_for(self.shard)
+            at_least = 0.0
             try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
+                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, ip)
+                self.rest_breaker.record_success()
                 return response.body
             except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 60)
-                log.warning("%s %s: %s; retrying in %.1fs", self._label, what, exc, wait)
+                status = exc.response.status
+                if status in THROTTLE_STATUSES:
+                    at_least = self._on_throttle(ip, status, exc.response.retry_after_s)
+                reason = f"http_{status}"
             except OSError as exc:
-                wait = min(2**attempt, 30)
-                log.warning("%s %s failed (%s); retrying in %.1fs", self._label, what, exc, wait)
-            attempt += 1
+                reason = type(exc).__name__
+            self.rest_breaker.record_failure()
+            metrics.REST_RETRIES.labels(EXCHANGE, reason).inc()
+            wait = backoff.next_delay(at_least)
+            log.warning("%s %s via %s failed (%s); retrying in %.1fs", self._label, what, ip, reason, wait)
             await self._sleep(wait)
         return None
 

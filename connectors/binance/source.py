@@ -1,36 +1,51 @@
-"""Binance spot and USD-M as sharded Bytewax sources: the configured symbols grouped by shard, one client
-per shard (which opens as many connections as its streams need)."""
+"""Binance spot and USD-M as sharded Bytewax sources: this replica's shards of the configured symbols
+(`connectors.registry.owned_shard_groups`), one client per shard (which opens as many connections as its
+streams need), all clients of a market sharing one egress manager (IP per shard, caps, 429 rotation,
+per-IP reconnect budget)."""
 
 from __future__ import annotations
 
 import queue
 
 from connectors.binance.client import SPOT, USDM, BinanceClient
+from connectors.egress import egress_from_config
+from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
 from cryptoflow.config import Settings
-from cryptoflow.sharding import group_by_shard
 
 EXCHANGE = "binance"
+
+
+def binance_shards(settings: Settings, market: str) -> dict[int, list[str]]:
+    """Shard -> symbols for the shards this replica owns (and that hold at least one symbol). Spot and
+    USD-M shard independently (`binance` vs `binance-usdm` in the shard hash), so the same symbol on both
+    can sit in different shards."""
+    cfg = settings.exchanges.binance.spot if market == SPOT else settings.exchanges.binance.usdm
+    symbols = cfg.symbols if cfg.enabled else []
+    return owned_shard_groups(settings, EXCHANGE if market == SPOT else "binance-usdm", symbols)
+
+
+def binance_spot_shards(settings: Settings) -> dict[int, list[str]]:
+    return binance_shards(settings, SPOT)
 
 
 def binance_source(
     settings: Settings, *, market: str, channels: set[str], stream: str
 ) -> ShardedSource | None:
-    """None when the market is disabled or has no symbols. Spot and USD-M shard independently
-    (`binance` vs `binance-usdm` in the shard hash), so the same symbol on both can sit in different shards."""
+    """None when the market is disabled or has no symbols; an empty source when it has symbols but this
+    replica owns none of their shards (the flow still runs, like its peers)."""
     cfg = settings.exchanges.binance.spot if market == SPOT else settings.exchanges.binance.usdm
-    symbols = cfg.symbols if cfg.enabled else []
-    if not symbols:
+    if not (cfg.symbols if cfg.enabled else []):
         return None
-    by_shard = group_by_shard(
-        EXCHANGE if market == SPOT else "binance-usdm", symbols, settings.sharding.total_shards
-    )
+    by_shard = binance_shards(settings, market)
     caps = settings.channels.caps_for(EXCHANGE, stream)
+    egress = egress_from_config(settings.sharding, by_shard)
 
     def make_clients(shard: int, out: queue.Queue) -> list[BinanceClient]:
-        local_addr = settings.sharding.per_shard_ip_override.get(shard)
         return [
-            BinanceClient(market, cfg, settings.connector, by_shard[shard], channels, shard, out, local_addr)
+            BinanceClient(
+                market, cfg, settings.connector, by_shard[shard], channels, shard, out, egress=egress
+            )
         ]
 
     return ShardedSource(

@@ -11,9 +11,11 @@ from connectors.binance.client import (
     CHANNEL_TRADES,
     REPLAY_END_CLOSE_CODE,
     SPOT,
+    THROTTLE_STATUSES,
     BinanceClient,
     now_us,
 )
+from connectors.egress import EgressManager
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "CHANNEL_DEPTH",
     "CHANNEL_TRADES",
     "REPLAY_END_CLOSE_CODE",
+    "THROTTLE_STATUSES",
     "BinanceSpotClient",
     "now_us",
 ]
@@ -36,5 +39,6 @@ class BinanceSpotClient(BinanceClient):
         shard: int,
         out: queue.Queue,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
-        super().__init__(SPOT, cfg, connector, symbols, channels, shard, out, local_addr)
+        super().__init__(SPOT, cfg, connector, symbols, channels, shard, out, local_addr, egress=egress)

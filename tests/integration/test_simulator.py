@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from connectors.http import http_get
 from cryptoflow.simulator.server import REPLAY_END_CODE
 from tests.support.recording_truth import BINANCE_WS, binance_snapshots
 
@@ -93,3 +94,37 @@ def test_usdm_subscribe_on_an_open_socket_behind_the_url_split(binance_usdm_simu
     assert frames == [f for f in recorded if json.loads(f)["stream"] in wanted]
     status, info = get_json(f"{binance_usdm_simulator.http_url}/fapi/v1/exchangeInfo")
     assert status == 200 and {s["contractType"] for s in info["symbols"]} == {"PERPETUAL", "CURRENT_QUARTER"}
+
+
+def test_injected_429_and_418_carry_retry_after_on_rest_and_connect(binance_spot_venue):
+    from websockets.exceptions import InvalidStatus
+
+    from cryptoflow.simulator.faults import FaultPlan
+    from cryptoflow.simulator.server import ExchangeSimulator
+
+    plan = FaultPlan(retry_after_s=7, ban_after_429s=2, ban_s=90, throttled_ips={"127.0.0.1"})
+    with ExchangeSimulator(binance_spot_venue, faults=plan) as sim:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get_json(f"{sim.http_url}/api/v3/depth?symbol=NKNUSDT")
+        assert err.value.code == 429 and err.value.headers["Retry-After"] == "7"
+
+        async def handshake():
+            async with connect(f"{sim.ws_url}/stream?streams=nknusdt@depth@100ms"):
+                pass
+
+        with pytest.raises(InvalidStatus) as refused:
+            asyncio.run(handshake())
+        assert refused.value.response.status_code == 429
+        # that was the second 429: the IP is now banned, and says for how long
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get_json(f"{sim.http_url}/api/v3/ping")
+        assert err.value.code == 418 and err.value.headers["Retry-After"] == "90"
+        assert sim.stats.refused == {
+            ("127.0.0.1", "rest", 429): 1,
+            ("127.0.0.1", "ws", 429): 1,
+            ("127.0.0.1", "rest", 418): 1,
+        }
+        # another address is unaffected
+        assert http_get(f"{sim.http_url}/api/v3/ping", 5, "127.0.0.2").status == 200
+        assert sim.stats.rest_by_ip[("127.0.0.2", "/api/v3/ping")] == 1
+    assert sim.stats.connections_by_ip == {}  # the refused handshake never became a connection

@@ -90,3 +90,29 @@ def binance_usdm_expected_level_values() -> Counter:
 
 def binance_usdm_trades() -> list[dict]:
     return [f["data"] for f in _server_frames(USDM_WS) if f["data"].get("e") == "aggTrade"]
+
+
+def binance_true_book(symbol: str, upto_id: int) -> tuple[dict[Decimal, Decimal], dict[Decimal, Decimal]]:
+    """The book (bids, asks) of `symbol` as of update id `upto_id` (pass-0 ids): the recorded snapshot
+    with every recorded diff newer than it, up to `upto_id`, applied. Computed independently of the
+    simulator's own TrueBook."""
+    snap = binance_snapshots()[symbol]
+    bids = {Decimal(p): Decimal(q) for p, q in snap["bids"]}
+    asks = {Decimal(p): Decimal(q) for p, q in snap["asks"]}
+    last = snap["lastUpdateId"]
+    for frame in _server_frames(BINANCE_WS):
+        data = frame["data"]
+        if data.get("e") != "depthUpdate" or data["s"] != symbol or data["u"] <= last:
+            continue
+        if data["u"] > upto_id:
+            break
+        for levels, key in ((bids, "b"), (asks, "a")):
+            for p, q in data[key]:
+                if Decimal(q) == 0:
+                    levels.pop(Decimal(p), None)
+                else:
+                    levels[Decimal(p)] = Decimal(q)
+        last = data["u"]
+    if last != upto_id:
+        raise ValueError(f"{symbol}: no book state with update id {upto_id} (last applied {last})")
+    return bids, asks

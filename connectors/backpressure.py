@@ -1,0 +1,182 @@
+"""Bounded channel with a backpressure policy, between a connector thread and the dataflow.
+
+When the dataflow falls behind, something has to give, and what is right depends on the data:
+
+* `wait`: the producer blocks (the socket's TCP window then pushes back on the exchange); nothing lost,
+  but a long stall can make the exchange drop the connection. The default for order-book diffs.
+* `drop-oldest`: keep the newest items; each drop is counted (a dropped diff is a gap downstream).
+* `sample`: under pressure admit only every `sample_every`-th item (tickers, marks), count the rest.
+* `spill`: hand overflow to a spill sink (the on-disk journal) and keep spilling, to preserve order,
+  until the reader reports the spill drained (`spill_drained()`); nothing lost, memory stays bounded.
+
+Occupancy above `high_water` (80%) for `sustain_s` raises `cryptoflow_channel_high_water_total` and a
+log line once per episode; `cryptoflow_channel_occupancy` is always current.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from cryptoflow import metrics
+from cryptoflow.config import ChannelCaps
+
+log = logging.getLogger(__name__)
+
+
+class Policy(Enum):
+    WAIT = "wait"
+    DROP_OLDEST = "drop-oldest"
+    SAMPLE = "sample"
+    SPILL = "spill"
+
+
+class Empty(Exception):
+    pass
+
+
+class BoundedChannel:
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        policy: Policy | str = Policy.WAIT,
+        *,
+        sample_every: int = 10,
+        spill: Callable[[Any], None] | None = None,
+        high_water: float = 0.8,
+        sustain_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if capacity < 1 or sample_every < 1 or not 0 < high_water <= 1:
+            raise ValueError("capacity >= 1, sample_every >= 1 and 0 < high_water <= 1 are required")
+        self.policy = Policy(policy)
+        if self.policy is Policy.SPILL and spill is None:
+            raise ValueError("the spill policy needs a spill sink (the journal)")
+        self.name, self.capacity, self.sample_every = name, capacity, sample_every
+        self.spill, self.high_water, self.sustain_s, self.clock = spill, high_water, sustain_s, clock
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self.spilled = 0
+        self.spilling = False
+        self.high_water_episodes = 0
+        self._seen_full = 0
+        self._above_since: float | None = None
+        self._alerted = False
+
+    # ------------------------------------------------------------------ producer
+    def put(self, item: Any, timeout: float | None = None, *, control: bool = False) -> bool:
+        """Offer an item; True if it is now in the channel or the spill, False if the policy dropped it.
+
+        `wait` blocks up to `timeout` (forever if None) and returns False if still full then.
+        `control=True` (end-of-stream markers) bypasses the policy: never dropped, spilled or blocked.
+        """
+        with self._cond:
+            if control:
+                self._items.append(item)
+                self._watch()
+                self._cond.notify_all()
+                return True
+            full = len(self._items) >= self.capacity
+            if self.policy is Policy.SPILL and (full or self.spilling):
+                self.spilling = True
+                self.spilled += 1
+                metrics.BACKPRESSURE_DROPS.labels(self.name, "spill").inc()
+                self.spill(item)  # type: ignore[misc]
+                return True
+            if full and self.policy is Policy.WAIT:
+                if not self._cond.wait_for(lambda: len(self._items) < self.capacity, timeout):
+                    return False
+            elif full and self.policy is Policy.SAMPLE:
+                self._seen_full += 1
+                if self._seen_full % self.sample_every:
+                    self._drop("sample")
+                    return False
+                self._items.popleft()  # the admitted sample replaces the oldest item
+                self._drop("sample")
+            elif full:  # drop-oldest
+                self._items.popleft()
+                self._drop("drop-oldest")
+            if not full:
+                self._seen_full = 0
+            self._items.append(item)
+            self._watch()
+            self._cond.notify_all()
+            return True
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        metrics.BACKPRESSURE_DROPS.labels(self.name, reason).inc()
+
+    def spill_drained(self) -> None:
+        """The reader caught up with the spill: new items may go to memory again."""
+        with self._cond:
+            self.spilling = False
+
+    # ------------------------------------------------------------------ consumer
+    def get(self, timeout: float | None = None) -> Any:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items, timeout):
+                raise Empty()
+            return self._take()
+
+    def get_nowait(self) -> Any:
+        with self._cond:
+            if not self._items:
+                raise Empty()
+            return self._take()
+
+    def _take(self) -> Any:
+        item = self._items.popleft()
+        self._watch()
+        self._cond.notify_all()
+        return item
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def occupancy(self) -> float:
+        return len(self._items) / self.capacity
+
+    # ------------------------------------------------------------------ high-water watch
+    def _watch(self) -> None:
+        occupancy = len(self._items) / self.capacity
+        metrics.CHANNEL_OCCUPANCY.labels(self.name).set(occupancy)
+        now = self.clock()
+        if occupancy <= self.high_water:
+            if self._alerted:
+                log.info("channel %s: back below %.0f%% full", self.name, self.high_water * 100)
+            self._above_since, self._alerted = None, False
+            return
+        if self._above_since is None:
+            self._above_since = now
+        elif not self._alerted and now - self._above_since >= self.sustain_s:
+            self._alerted = True
+            self.high_water_episodes += 1
+            metrics.CHANNEL_HIGH_WATER.labels(self.name).inc()
+            log.warning(
+                "channel %s: above %.0f%% full for %.1fs (policy %s, %d dropped, %d spilled)",
+                self.name, self.high_water * 100, now - self._above_since, self.policy.value,
+                self.dropped, self.spilled,
+            )  # fmt: skip
+
+    def check_high_water(self) -> None:
+        """Re-evaluate the watch without traffic (a stuck consumer and a silent producer)."""
+        with self._cond:
+            self._watch()
+
+
+def channel_from_caps(
+    name: str, caps: ChannelCaps, spill: Callable[[Any], None] | None = None
+) -> BoundedChannel:
+    """The raw channel of one partition as configured for its exchange and stream (`channels` section)."""
+    return BoundedChannel(
+        name, caps.raw_cap, caps.policy, sample_every=caps.sample_every, spill=spill,
+        sustain_s=caps.high_water_sustain_s,
+    )  # fmt: skip

@@ -1,0 +1,120 @@
+import threading
+
+import pytest
+
+from connectors.backpressure import BoundedChannel, Empty, Policy, channel_from_caps
+from cryptoflow import metrics
+from cryptoflow.config import load_settings
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def drain(ch: BoundedChannel) -> list:
+    out = []
+    while True:
+        try:
+            out.append(ch.get_nowait())
+        except Empty:
+            return out
+
+
+def test_drop_oldest_keeps_the_newest_and_counts():
+    ch = BoundedChannel("t-drop", 3, "drop-oldest")
+    assert all(ch.put(i) for i in range(5))
+    assert drain(ch) == [2, 3, 4]
+    assert ch.dropped == 2
+    assert metrics.BACKPRESSURE_DROPS.labels("t-drop", "drop-oldest")._value.get() == 2
+
+
+def test_sample_admits_every_nth_item_under_pressure():
+    ch = BoundedChannel("t-sample", 2, Policy.SAMPLE, sample_every=3)
+    results = [ch.put(i) for i in range(8)]
+    # 0,1 fill it; then 2,3 dropped, 4 admitted (replacing the oldest), 5,6 dropped, 7 admitted
+    assert results == [True, True, False, False, True, False, False, True]
+    assert drain(ch) == [4, 7]
+    assert ch.dropped == 6  # 4 refused + 2 evicted by admitted samples
+    assert [ch.put(i) for i in (10, 11)] == [True, True]  # pressure gone: everything admitted
+
+
+def test_spill_keeps_order_until_the_reader_drains_the_spill():
+    spilled = []
+    ch = BoundedChannel("t-spill", 2, "spill", spill=spilled.append)
+    for i in range(5):
+        assert ch.put(i)
+    assert drain(ch) == [0, 1] and spilled == [2, 3, 4]
+    assert ch.put(5) and spilled == [2, 3, 4, 5]  # still spilling: order 2,3,4,5 is preserved
+    ch.spill_drained()
+    ch.put(6)
+    assert drain(ch) == [6] and ch.spilled == 4 and ch.dropped == 0
+    with pytest.raises(ValueError):
+        BoundedChannel("t-spill-bad", 2, "spill")
+
+
+def test_wait_blocks_the_producer_until_the_consumer_takes():
+    ch = BoundedChannel("t-wait", 1, "wait")
+    assert ch.put("a")
+    assert not ch.put("b", timeout=0.05)  # still full after the timeout
+    done = threading.Event()
+
+    def producer():
+        ch.put("c")
+        done.set()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    assert not done.wait(0.1)  # blocked
+    assert ch.get(timeout=1) == "a"
+    t.join(2)
+    assert done.is_set() and ch.get(timeout=1) == "c" and ch.dropped == 0
+
+
+def test_sustained_high_occupancy_raises_metric_and_log_once(caplog):
+    clock = FakeClock()
+    ch = BoundedChannel("t-hw", 10, "drop-oldest", sustain_s=5, clock=clock)
+    before = metrics.CHANNEL_HIGH_WATER.labels("t-hw")._value.get()
+    for i in range(9):
+        ch.put(i)  # 90% full
+    clock.now = 4.9
+    ch.check_high_water()
+    assert ch.high_water_episodes == 0  # brief spikes are fine
+    clock.now = 5.0
+    ch.check_high_water()
+    clock.now = 9.0
+    ch.put(9)
+    assert ch.high_water_episodes == 1  # one alert per episode
+    assert metrics.CHANNEL_HIGH_WATER.labels("t-hw")._value.get() == before + 1
+    assert "above 80% full" in caplog.text
+    assert metrics.CHANNEL_OCCUPANCY.labels("t-hw")._value.get() == 1.0
+    drain(ch)  # recovers; a new episode may alert again
+    for i in range(9):
+        ch.put(i)
+    clock.now = 20.0
+    ch.check_high_water()
+    assert ch.high_water_episodes == 2
+
+
+def test_caps_and_policy_per_exchange_and_stream_come_from_config():
+    settings = load_settings(
+        environ={
+            "CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__TICKS": "{raw_cap: 64, policy: sample, sample_every: 4}",
+        }
+    )
+    ch = channel_from_caps("t-cfg", settings.channels.caps_for("binance", "ticks"))
+    assert (ch.capacity, ch.policy, ch.sample_every) == (64, Policy.SAMPLE, 4)
+    default = channel_from_caps("t-cfg2", settings.channels.caps_for("binance", "spot_delta"))
+    assert default.policy is Policy.WAIT and default.capacity == 32768  # configs/dev override
+
+
+def test_control_items_bypass_the_policy():
+    spilled = []
+    ch = BoundedChannel("t-ctl", 1, "spill", spill=spilled.append)
+    ch.put(1)
+    ch.put(2)  # spilled
+    assert ch.put("END", control=True)
+    assert drain(ch) == [1, "END"] and spilled == [2]
