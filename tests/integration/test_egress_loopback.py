@@ -108,3 +108,78 @@ def test_loopback_aliases_work_here():
     with socket.socket() as s:
         s.bind(("127.0.0.7", 0))
         assert s.getsockname()[0] == "127.0.0.7"
+
+
+USDM_SYMBOLS = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
+
+
+def test_usdm_lanes_and_rest_leave_from_the_shard_ip_and_a_throttled_ip_is_left(binance_usdm_venue):
+    """USD-M opens two connections per shard (`/public` for depth, `/market` for aggTrade): both, and the
+    shard's REST calls, bind to its egress IP. The first shard's IP answers every request with 429, so
+    that shard moves to the next IP of the pool and collects everything from there."""
+    import queue
+
+    from connectors.binance.client import CHANNEL_DEPTH, CHANNEL_TRADES, USDM, BinanceClient
+    from connectors.binance.source import binance_shards
+    from connectors.egress import egress_from_config
+    from connectors.signals import END
+    from cryptoflow.config import load_settings
+    from cryptoflow.model import Kind
+    from tests.support.recording_truth import binance_usdm_trades
+
+    with ExchangeSimulator(binance_usdm_venue, faults=FaultPlan(retry_after_s=1)) as sim:
+        settings = load_settings(
+            environ={
+                "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "true",
+                "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__SYMBOLS": "[" + ", ".join(USDM_SYMBOLS) + "]",
+                "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__WS_URL": sim.ws_url,
+                "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__REST_URL": sim.http_url,
+                "CRYPTOFLOW_CONNECTOR__STOP_AT_REPLAY_END": "true",
+                "CRYPTOFLOW_CONNECTOR__RECONNECT_INITIAL_S": "0.05",
+                "CRYPTOFLOW_SHARDING__TOTAL_SHARDS": "4",
+                "CRYPTOFLOW_SHARDING__EGRESS_POOL": "[" + ", ".join(POOL) + "]",
+                "CRYPTOFLOW_SHARDING__THROTTLE_STRIKES": "2",
+                "CRYPTOFLOW_SHARDING__COOLDOWN_S": "300",
+            }
+        )
+        shards = binance_shards(settings, USDM)
+        assert len(shards) > 1
+        egress = egress_from_config(settings.sharding, shards)
+        first = min(shards)
+        throttled = egress.address_for(first)
+        sim.faults.throttle(throttled)
+        out: queue.Queue = queue.Queue()
+        cfg = settings.exchanges.binance.usdm
+        clients = [
+            BinanceClient(USDM, cfg, settings.connector, syms, {CHANNEL_DEPTH, CHANNEL_TRADES}, shard, out,
+                          egress=egress)
+            for shard, syms in shards.items()
+        ]  # fmt: skip
+        for client in clients:
+            client.start()
+        events, ended = [], 0
+        while ended < len(clients):
+            item = out.get(timeout=60)
+            if item is END:
+                ended += 1
+            else:
+                events.append(item)
+        for client in clients:
+            client.stop()
+
+    stats = sim.stats
+    moved_to = POOL[(POOL.index(throttled) + 1) % len(POOL)]
+    assert egress.address_for(first) == moved_to and egress.rotations[0] == (first, throttled, moved_to)
+    assert stats.refused[(throttled, "rest", 429)] + stats.refused[(throttled, "ws", 429)] >= 2
+    assert stats.connections_by_ip.get(throttled, 0) == 0  # no connection was ever served to it
+    for shard, syms in shards.items():
+        ip = moved_to if shard == first else egress.address_for(shard)
+        depth = sorted(f"{s.lower()}@depth@100ms" for s in syms)
+        trades = sorted(f"{s.lower()}@aggTrade" for s in syms)
+        assert f"/public/stream?streams={'/'.join(depth)}" in stats.streams_by_ip[ip]
+        assert f"/market/stream?streams={'/'.join(trades)}" in stats.streams_by_ip[ip]
+        assert stats.rest_by_ip[(ip, "/fapi/v1/depth")] >= len(syms)
+    # every recorded trade arrived exactly once (truth read straight from the recording)
+    got = Counter((e.exchange_symbol, e.seq) for e in events if e.kind is Kind.TRADE)
+    want = Counter((t["s"], t["a"]) for t in binance_usdm_trades() if t["s"] in USDM_SYMBOLS)
+    assert got == want and sum(want.values()) > 0

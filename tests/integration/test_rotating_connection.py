@@ -31,10 +31,12 @@ class LiveServer:
         self.last, self.interval, self.shutdown_at = last, interval, shutdown_at
         self.subscribers: list = []
         self.connections = 0
+        self.peers: list[str] = []  # the local address each connection came from
         self.done = asyncio.Event()
 
     async def handler(self, ws) -> None:
         self.connections += 1
+        self.peers.append(ws.remote_address[0])
         number = self.connections
         msg = json.loads(await ws.recv())
         assert msg["method"] == "SUBSCRIBE" and msg["params"] == ["btcusdt@depth@100ms"]
@@ -73,8 +75,10 @@ class Collector:
             self.emitted.append(ev.seq)
 
 
-async def run_client(last: int, shutdown_at: int | None, rotate_after_s: float) -> tuple[list[int], int, int]:
-    server = LiveServer(last, 0.002, shutdown_at)
+async def run_client(
+    last: int, shutdown_at: int | None, rotate_after_s: float, opener=None, server: LiveServer | None = None
+) -> tuple[list[int], int, int]:
+    server = server or LiveServer(last, 0.002, shutdown_at)
     async with serve(server.handler, "127.0.0.1", 0) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
         collector = Collector()
@@ -83,6 +87,7 @@ async def run_client(last: int, shutdown_at: int | None, rotate_after_s: float) 
             ['{"method":"SUBSCRIBE","params":["btcusdt@depth@100ms"],"id":1}'],
             _LaneHandover(collector, "test"),  # type: ignore[arg-type]
             messages_per_s=10, rotate_after_s=rotate_after_s, overlap_max_s=1.0, stop=asyncio.Event(),
+            opener=opener,
         )  # fmt: skip
         pump = asyncio.get_running_loop().create_task(server.pump())
         with pytest.raises(ConnectionEnded) as ended:
@@ -102,3 +107,34 @@ def test_timed_rotations_hand_over_without_losing_or_repeating_an_update():
     emitted, rotations, connections = asyncio.run(run_client(600, shutdown_at=None, rotate_after_s=0.3))
     assert rotations >= 2 and connections == rotations + 1
     assert emitted == list(range(1, 601))
+
+
+def test_every_connection_including_replacements_goes_through_the_opener_lease():
+    """The egress hook: each connect (first one and every rotation's replacement) binds to the address the
+    opener chose, and each lease is released once when that connection ends."""
+    from connectors.egress import EgressManager
+
+    egress = EgressManager(["127.0.0.2", "127.0.0.3"])
+    egress.assign([0])
+    leases, released = [], []
+
+    async def opener():
+        ip = egress.open(0)
+        leases.append(ip)
+        if len(leases) == 2:  # the next connection of shard 0 moves to the other address
+            egress.report_throttle(ip, 418, 60)
+
+        def release(error):
+            released.append((ip, error))
+            egress.close(ip)
+
+        return {"local_addr": (ip, 0)}, release
+
+    server = LiveServer(600, 0.002, None)
+    emitted, rotations, connections = asyncio.run(run_client(600, None, 0.3, opener, server))
+    assert rotations >= 2 and connections == rotations + 1 == len(leases)
+    assert emitted == list(range(1, 601))
+    assert server.peers == leases  # every socket came from the leased address
+    assert leases[:2] == ["127.0.0.2", "127.0.0.2"] and set(leases[2:]) == {"127.0.0.3"}
+    assert sorted(ip for ip, _ in released) == sorted(leases) and all(e is None for _, e in released)
+    assert egress.connections("127.0.0.2") == egress.connections("127.0.0.3") == 0
