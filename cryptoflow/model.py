@@ -21,6 +21,11 @@ class Kind(IntEnum):
     # The connection this book is read from lost messages (Coinbase's per-connection `sequence_num`
     # jumped): the book is invalid until its next snapshot. `first_seq`/`seq` carry the missing range.
     CONNECTION_GAP = 5
+    # A forced liquidation; payload `(position_side, price, qty)`, position_side `long | short` = the side
+    # of the position that was liquidated (not the side of the closing order).
+    LIQUIDATION = 6
+    # Funding state of a perpetual; payload `FundingState` (absent fields = not sent by the venue).
+    FUNDING = 7
 
 
 class Market:
@@ -29,6 +34,8 @@ class Market:
     FUTURE = "future"
 
 
+LONG = "long"
+SHORT = "short"
 BID = "bid"
 ASK = "ask"
 BUY = "buy"
@@ -65,6 +72,16 @@ class RawEvent:
     @property
     def key(self) -> str:
         return instrument_key(self.exchange, self.market, self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class FundingState:
+    """What a venue says about a perpetual's funding at one moment (decimal text, times in UTC µs)."""
+
+    funding_rate: str | None
+    next_funding_ts_us: int | None
+    mark_price: str | None = None
+    index_price: str | None = None
 
 
 @dataclass(slots=True)

@@ -126,6 +126,15 @@ class ExchangeSimulator:
     async def _handle(self, ws: ServerConnection) -> None:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
+        session = getattr(self.venue, "session", None)
+        if session is not None:  # subscribe-message venues (Bybit, OKX) drive the connection themselves
+            try:
+                await session(ws, self.stats, self.speed)
+                self.stats.replays_finished += 1
+                await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
+            except ConnectionClosed:
+                pass
+            return
         frames = self.venue.frames_for(ws.request.path) or []
         self.stats.frames_planned += len(frames)
         try:

@@ -1,0 +1,336 @@
+"""Shared base of the subscribe-message WebSocket clients (Bybit v5, OKX v5): one connection each.
+
+Why one base: every such venue needs the same life cycle (own thread and asyncio loop, instrument map
+before the first subscribe, connect with jittered backoff, subscribe requests paced by the venue's
+limits, an application-level keepalive, a read loop that parses and sequences frames on ids only, a
+resync by unsubscribe + subscribe when the sequencer says gap, `CONNECTION_GAP` events for every book
+when a connection is lost). Journal / egress hooks land here once for all venues: `_put` is the only
+output path, `_connect_kwargs` and `http` the only network entry points.
+
+A subclass says what is venue-specific: the topics, how to encode (un)subscribe requests and pings, how
+to parse a frame and which book a parsed event continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from connectors.http import HttpError, HttpResponse, http_get
+from connectors.parse_errors import ParseError
+from connectors.signals import END
+from cryptoflow import metrics
+from cryptoflow.config import ConnectorConfig
+from cryptoflow.model import Kind, RawEvent
+from cryptoflow.observability import HEALTH
+
+log = logging.getLogger(__name__)
+
+REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recording is exhausted
+
+Topic = Hashable
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class VenueWsClient(ABC):
+    """One WebSocket connection to one venue URL for a fixed set of topics."""
+
+    exchange: str = ""
+    market_label: str = ""
+
+    def __init__(
+        self,
+        connector: ConnectorConfig,
+        url: str,
+        shard: int,
+        out: queue.Queue,
+        *,
+        ping_interval_s: float,
+        pong_timeout_s: float,
+        resync_timeout_s: float,
+        http_timeout_s: float,
+        local_addr: str | None = None,
+    ) -> None:
+        self.connector, self.url, self.shard, self.out = connector, url, shard, out
+        self.ping_interval_s, self.pong_timeout_s = ping_interval_s, pong_timeout_s
+        self.resync_timeout_s, self.http_timeout_s = resync_timeout_s, http_timeout_s
+        self.local_addr = local_addr
+        self.pending_resync: dict[Topic, float] = {}  # book topic -> when we resubscribed
+        self.resubscribes = 0
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws: ClientConnection | None = None
+        self._last_rx = 0.0
+        self._reconnect_now = False
+        self.finished = threading.Event()
+        self._health_name = f"{self.exchange}-{self.market_label}-shard-{shard}-{id(self)}"
+
+    # ------------------------------------------------------------------ venue hooks
+    @abstractmethod
+    async def load_instruments(self) -> None:
+        """Fetch (or refresh) the instrument map; called before every connect."""
+
+    @abstractmethod
+    def topics(self) -> list[Topic]:
+        """Everything this connection subscribes to."""
+
+    @abstractmethod
+    def subscribe_requests(self, topics: list[Topic], op: str = "subscribe") -> list[str]:
+        """Encode (un)subscribe requests for `topics`, split to the venue's per-request limits."""
+
+    @abstractmethod
+    def ping_frame(self) -> str: ...
+
+    @abstractmethod
+    def parse(self, raw: str | bytes, ingest_us: int) -> list[RawEvent]: ...
+
+    @abstractmethod
+    def book_topic(self, event: RawEvent) -> Topic:
+        """The subscription a book event belongs to (what a resync unsubscribes and resubscribes)."""
+
+    @abstractmethod
+    def gap(self, event: RawEvent) -> bool:
+        """Run the venue's sequencing rule on the event's ids (connection-local state); True = gap."""
+
+    @abstractmethod
+    def reset_books(self) -> list[RawEvent]:
+        """A connection ended: forget sequencing state; return a `CONNECTION_GAP` per book that was live."""
+
+    def instruments_stale(self) -> bool:
+        """True when the cached instrument map is due for its periodic refresh."""
+        return False
+
+    async def before_connect(self) -> None:
+        """Venue connect-rate limits."""
+        return None
+
+    async def before_request(self) -> None:
+        """Venue subscribe-op rate limits."""
+        return None
+
+    def after_frame(self) -> None:
+        """Venue notices that ask for an early reconnect set `self._reconnect_now`."""
+        return None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        name = f"{self.exchange}-{self.market_label}-{self.shard}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        loop, ws = self._loop, self._ws
+        if loop is not None and ws is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: loop.create_task(ws.close()))
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:  # never let a client thread die silently
+            log.exception("%s %s client for shard %s crashed", self.exchange, self.market_label, self.shard)
+        finally:
+            self._put(END)
+            self.finished.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        backoff = self.connector.reconnect_initial_s
+        while not self._stop.is_set():
+            try:
+                await self.load_instruments()
+                if self._stop.is_set():
+                    return
+                await self.before_connect()
+                ended = await self._session()
+                if ended:
+                    return
+                backoff = self.connector.reconnect_initial_s
+                reason = "closed"
+            except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
+                reason = type(exc).__name__
+                log.warning("%s %s shard %s: connection lost (%s), reconnecting", self.exchange,
+                            self.market_label, self.shard, exc)  # fmt: skip
+            for event in self.reset_books():
+                self._put(event)
+            metrics.RECONNECTS.labels(self.exchange, reason).inc()
+            if self._reconnect_now:
+                self._reconnect_now = False
+                continue
+            await self._sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.connector.reconnect_max_s)
+
+    def _connect_kwargs(self) -> dict:
+        kwargs = {"max_size": 64 * 1024 * 1024, "open_timeout": 10, "ping_interval": None}
+        if self.local_addr:
+            kwargs["local_addr"] = (self.local_addr, 0)
+        return kwargs
+
+    async def _session(self) -> bool:
+        """One connection; True when the replay ended and the client should finish."""
+        async with connect(self.url, **self._connect_kwargs()) as ws:
+            self.connections += 1
+            self._ws, self._last_rx = ws, time.monotonic()
+            HEALTH.connection(self._health_name, True)
+            keepalive = asyncio.get_running_loop().create_task(self._keepalive(ws))
+            try:
+                await self._send_requests(ws, self.subscribe_requests(self.topics()))
+                log.info("%s %s shard %s connected: %d topics", self.exchange, self.market_label, self.shard,
+                         len(self.topics()))  # fmt: skip
+                async for raw in ws:
+                    self._last_rx = time.monotonic()
+                    self._on_frame(raw)
+                    if self._reconnect_now:
+                        await ws.close(1000, "reconnect requested by the exchange")
+            except ConnectionClosed:
+                pass
+            finally:
+                keepalive.cancel()
+                self._ws = None
+                HEALTH.connection(self._health_name, False)
+        if self._stop.is_set():
+            return True
+        if ws.close_code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
+            log.info("%s %s shard %s: replay ended", self.exchange, self.market_label, self.shard)
+            return True
+        raise ConnectionError(f"server closed the connection ({ws.close_code} {ws.close_reason!r})")
+
+    async def _send_requests(self, ws: ClientConnection, requests: list[str]) -> None:
+        for request in requests:
+            await self.before_request()
+            await ws.send(request)
+
+    async def _keepalive(self, ws: ClientConnection) -> None:
+        """Application ping every `ping_interval_s`; no frame at all (not even the pong) within
+        `pong_timeout_s` after it means a dead socket. Also re-asks resyncs that got no snapshot."""
+        try:
+            while True:
+                await asyncio.sleep(self.ping_interval_s)
+                sent = time.monotonic()
+                await ws.send(self.ping_frame())
+                await asyncio.sleep(self.pong_timeout_s)
+                if self._last_rx < sent:
+                    log.warning("%s %s shard %s: no pong within %.0fs, reconnecting", self.exchange,
+                                self.market_label, self.shard, self.pong_timeout_s)  # fmt: skip
+                    metrics.BAD_FRAMES.labels(self.exchange, "pong_timeout").inc()
+                    await ws.close(1011, "pong timeout")
+                    return
+                if self.instruments_stale():
+                    await self.load_instruments()
+                now = time.monotonic()
+                for topic, asked in list(self.pending_resync.items()):
+                    if now - asked > self.resync_timeout_s:
+                        self.pending_resync.pop(topic, None)
+                        self.resubscribe(topic, "resync_timeout")
+        except (ConnectionClosed, asyncio.CancelledError):
+            return
+
+    # ------------------------------------------------------------------ frames
+    def _on_frame(self, raw: str | bytes) -> None:
+        ingest = now_us()
+        metrics.FRAMES.labels(self.exchange, self.market_label).inc()
+        try:
+            events = self.parse(raw, ingest)
+        except ParseError as exc:
+            metrics.BAD_FRAMES.labels(self.exchange, exc.reason).inc()
+            if exc.reason == "unknown_symbol":
+                metrics.UNKNOWN_SYMBOL.labels(self.exchange).inc()
+            log.warning(
+                "%s %s shard %s: dropped frame: %s", self.exchange, self.market_label, self.shard, exc
+            )
+            return
+        self.after_frame()
+        for event in events:
+            if event.kind is Kind.DEPTH_SNAPSHOT:
+                self.pending_resync.pop(self.book_topic(event), None)
+                self.gap(event)
+            elif event.kind is Kind.DEPTH_DIFF and self.gap(event):
+                self.resubscribe(self.book_topic(event), "gap")
+            self._put(event)
+
+    def resubscribe(self, topic: Topic, reason: str) -> None:
+        """Resync one book: unsubscribe then subscribe again; the venue answers with a fresh snapshot."""
+        if topic in self.pending_resync or self._ws is None or self._loop is None:
+            return
+        self.pending_resync[topic] = time.monotonic()
+        self.resubscribes += 1
+        metrics.RESYNCS.labels(self.exchange, reason).inc()
+        log.warning("%s %s shard %s: resync %s (%s): unsubscribe + subscribe", self.exchange,
+                    self.market_label, self.shard, topic, reason)  # fmt: skip
+        requests = self.subscribe_requests([topic], "unsubscribe") + self.subscribe_requests([topic])
+        ws = self._ws
+        self._loop.create_task(self._send_quietly(ws, requests))
+
+    async def _send_quietly(self, ws: ClientConnection, requests: list[str]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._send_requests(ws, requests)
+
+    # ------------------------------------------------------------------ helpers
+    async def http(self, url: str) -> HttpResponse:
+        """GET with retries (Retry-After honoured) until it works or the client stops."""
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(http_get, url, self.http_timeout_s, self.local_addr)
+            except HttpError as exc:
+                wait = exc.response.retry_after_s or min(2**attempt, 60)
+                log.warning("%s %s: %s; retrying in %.1fs", self.exchange, url, exc, wait)
+            except OSError as exc:
+                wait = min(2**attempt, 30)
+                log.warning("%s %s failed (%s); retrying in %.1fs", self.exchange, url, exc, wait)
+            attempt += 1
+            await self._sleep(wait)
+            if self._stop.is_set():
+                raise ConnectionError("client stopped")
+
+    def _put(self, item: RawEvent | object) -> None:
+        """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
+        while True:
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    return
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            await asyncio.sleep(min(0.1, end - time.monotonic()))
+
+
+def chunk_by_budget(items: list[str], max_items: int, max_chars: int | None = None) -> list[list[str]]:
+    """Split `items` into consecutive groups of at most `max_items` and at most `max_chars` in total."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for item in items:
+        if current and (
+            len(current) >= max_items or (max_chars is not None and chars + len(item) > max_chars)
+        ):
+            groups.append(current)
+            current, chars = [], 0
+        current.append(item)
+        chars += len(item)
+    if current:
+        groups.append(current)
+    return groups
