@@ -19,22 +19,23 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cryptoflow.simulator.binance_spot import BinanceSpotVenue
-    from cryptoflow.simulator.server import ExchangeSimulator
+    from cryptoflow.simulator.venues import start_venues
 
-    sim = ExchangeSimulator(
-        BinanceSpotVenue.from_cryptofeed_v1(), host=args.host, port=args.port, speed=args.speed
-    )
-    sim.start()
-    print(
-        f"Binance spot simulator: WebSocket {sim.ws_url}/stream?streams=...  REST {sim.http_url}/api/v3/depth"
-    )
+    names = [n.strip() for n in args.venues.split(",") if n.strip()]
+    try:
+        sims = start_venues(names, args.host, args.port, args.speed)
+    except ValueError as exc:
+        print(f"cryptoflow: {exc}")
+        return 2
+    for name, sim in sims.items():
+        print(f"{name} simulator: WebSocket {sim.ws_url}  REST {sim.http_url}")
     print("Each connection replays the recording once, then closes with code 4100. Ctrl-C stops.")
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        sim.stop()
+        for sim in sims.values():
+            sim.stop()
     return 0
 
 
@@ -92,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     verify.set_defaults(func=_verify)
 
-    sim = sub.add_parser("simulate", help="run the local exchange simulator (Binance spot replay)")
+    sim = sub.add_parser("simulate", help="run the local exchange simulator (replays of the recorded venues)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
+    sim.add_argument("--venues", default="binance",
+                     help="comma-separated: binance, bybit, bybit-v1, okx (one port each, from --port)")  # fmt: skip
     sim.set_defaults(func=_simulate)
     return parser
 

@@ -42,8 +42,10 @@ def _drain(q: queue.Queue, clients: int) -> list[RawEvent]:
     return events
 
 
-def _run_bybit(venue: BybitVenue, **cfg_fields) -> tuple[list[RawEvent], list[BybitClient]]:
-    with ExchangeSimulator(venue) as sim:
+def _run_bybit(
+    venue: BybitVenue, speed: float = 0.0, **cfg_fields
+) -> tuple[list[RawEvent], list[BybitClient]]:
+    with ExchangeSimulator(venue, speed=speed) as sim:
         cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, **cfg_fields)
         q: queue.Queue = queue.Queue()
         clients = [
@@ -100,7 +102,7 @@ def test_bybit_dropped_delta_resyncs_with_a_fresh_snapshot():
     btc = [i for i, f in enumerate(frames) if f.topic == "orderbook.200.BTCUSDT" and f.book and not f.book[1]]
     dropped = btc[100]
     venue = BybitVenue.from_v3(drop={("/v5/public/spot", dropped)})
-    events, clients = _run_bybit(venue)
+    events, clients = _run_bybit(venue, speed=20)  # the replay must outlast the client's resubscribe
     assert venue.sub_stats.dropped == 1
     assert venue.sub_stats.topics[("unsubscribe", "orderbook.200.BTCUSDT")] == 1
     assert venue.sub_stats.snapshots_served["orderbook.200.BTCUSDT"] == 1
@@ -125,8 +127,8 @@ def test_bybit_dropped_delta_resyncs_with_a_fresh_snapshot():
     assert {Decimal(p): Decimal(q) for p, q in tracker.book.asks.top(10_000)} == final_asks
 
 
-def _run_okx(venue: OkxVenue) -> tuple[list[RawEvent], OkxClient]:
-    with ExchangeSimulator(venue) as sim:
+def _run_okx(venue: OkxVenue, speed: float = 0.0) -> tuple[list[RawEvent], OkxClient]:
+    with ExchangeSimulator(venue, speed=speed) as sim:
         cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url)
         q: queue.Queue = queue.Queue()
         client = OkxClient(cfg, CONNECTOR, OKX_IDS, ALL, 0, q)
@@ -167,7 +169,7 @@ def test_okx_dropped_update_resyncs_by_seq_id_chain():
         i for i, f in enumerate(frames) if f.topic == ("books", "UNI-USD-SWAP") and f.book and not f.book[1]
     ]
     venue = OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True, drop={(WS_PATH, uni[40])})
-    events, client = _run_okx(venue)
+    events, client = _run_okx(venue, speed=10)  # 12 s recorded: the replay must outlast the resubscribe
     assert venue.sub_stats.dropped == 1 and client.resubscribes == 1
     assert venue.sub_stats.topics[("unsubscribe", ("books", "UNI-USD-SWAP"))] == 1
     book_events = [e for e in events if e.exchange_symbol == "UNI-USD-SWAP" and e.kind in
@@ -204,3 +206,20 @@ def test_bybit_level1_recordings_replay(factory):
         recorded[market] = sum('"topic":"orderbook.1.' in line and '"type":"snapshot"' in line
                                for line in text.splitlines())  # fmt: skip
     assert snapshots == recorded and recorded["spot"] > 100
+
+
+def test_one_process_serves_several_venues():
+    from cryptoflow.simulator.venues import start_venues
+
+    sims = start_venues(["bybit", "okx"], "127.0.0.1", 0, 0.0)
+    try:
+        assert len({s.port for s in sims.values()}) == 2
+        from connectors.http import http_get
+
+        body = http_get(f"{sims['okx'].http_url}/api/v5/public/instruments?instType=SWAP", 5).body
+        assert b"UNI-USD-SWAP" in body
+        body = http_get(f"{sims['bybit'].http_url}/v5/market/instruments-info?category=spot", 5).body
+        assert b'"BTCUSDT"' in body
+    finally:
+        for s in sims.values():
+            s.stop()
