@@ -220,23 +220,31 @@ class VenueWsClient(ABC):
             await ws.send(request)
 
     async def _keepalive(self, ws: ClientConnection) -> None:
-        """Application ping every `ping_interval_s`; no frame at all (not even the pong) within
-        `pong_timeout_s` after it means a dead socket. Also re-asks resyncs that got no snapshot."""
+        """Application ping every `ping_interval_s`. Any frame received after a ping proves the socket
+        alive; none within `pong_timeout_s` means a dead socket: close it (the main loop reconnects).
+        The same timer re-asks resyncs that got no snapshot and refreshes the instrument map."""
+        tick = min(self.ping_interval_s, self.pong_timeout_s) / 2
+        next_ping = time.monotonic() + self.ping_interval_s
+        ping_sent: float | None = None
+        refresh: asyncio.Task | None = None
         try:
             while True:
-                await asyncio.sleep(self.ping_interval_s)
-                sent = time.monotonic()
-                await ws.send(self.ping_frame())
-                await asyncio.sleep(self.pong_timeout_s)
-                if self._last_rx < sent:
-                    log.warning("%s %s shard %s: no pong within %.0fs, reconnecting", self.exchange,
+                await asyncio.sleep(tick)
+                now = time.monotonic()
+                if ping_sent is not None and self._last_rx >= ping_sent:
+                    ping_sent = None
+                if ping_sent is not None and now - ping_sent > self.pong_timeout_s:
+                    log.warning("%s %s shard %s: no pong within %.1fs, reconnecting", self.exchange,
                                 self.market_label, self.shard, self.pong_timeout_s)  # fmt: skip
                     metrics.BAD_FRAMES.labels(self.exchange, "pong_timeout").inc()
                     await ws.close(1011, "pong timeout")
                     return
-                if self.instruments_stale():
-                    await self.load_instruments()
-                now = time.monotonic()
+                if now >= next_ping:
+                    await ws.send(self.ping_frame())
+                    ping_sent = ping_sent or now
+                    next_ping = now + self.ping_interval_s
+                if self.instruments_stale() and (refresh is None or refresh.done()):
+                    refresh = asyncio.get_running_loop().create_task(self.load_instruments())
                 for topic, asked in list(self.pending_resync.items()):
                     if now - asked > self.resync_timeout_s:
                         self.pending_resync.pop(topic, None)

@@ -1,0 +1,134 @@
+"""Keepalive, dead-socket detection, early reconnect on OKX notice 64008 and the request limits of the
+subscribe-message clients, against simulator venues over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import time
+from dataclasses import replace
+
+from connectors.bybit.client import BybitClient
+from connectors.okx.client import ConnectLimiter, OkxClient
+from connectors.signals import END
+from cryptoflow.config import BybitConfig, ConnectorConfig, OkxConfig
+from cryptoflow.model import Kind
+from cryptoflow.simulator.bybit import BybitVenue
+from cryptoflow.simulator.okx import OkxVenue
+from cryptoflow.simulator.server import ExchangeSimulator
+from cryptoflow.simulator.subscribe_replay import Connection
+
+CONNECTOR = ConnectorConfig(stop_at_replay_end=True, reconnect_initial_s=0.05)
+SPOT = "/v5/public/spot"
+
+
+def _spot_venue(cls=BybitVenue, frames: int = 60, spacing_s: float = 0.02) -> BybitVenue:
+    """The first `frames` spot book frames of the v3 capture, re-timed `spacing_s` apart."""
+    base = BybitVenue.from_v3()
+    books = [f for f in base.paths[SPOT] if str(f.topic).startswith("orderbook.")]
+    kept = [replace(f, ts=i * spacing_s) for i, f in enumerate(books[:frames])]
+    return cls({SPOT: kept}, base.instruments)
+
+
+def _wait(predicate, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not predicate():
+        time.sleep(0.02)
+    assert predicate()
+
+
+def test_bybit_pings_on_its_interval_and_the_replay_is_complete():
+    venue = _spot_venue(frames=60, spacing_s=0.02)  # 1.2 s at recorded speed
+    with ExchangeSimulator(venue, speed=1.0) as sim:
+        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, ping_interval_s=0.1, pong_timeout_s=0.5)
+        q: queue.Queue = queue.Queue()
+        client = BybitClient(cfg, CONNECTOR, "spot", ["BTCUSDT", "ETHUSDT"], {"depth", "trades"}, 0, q)
+        client.start()
+        client.finished.wait(15)
+    assert client.finished.is_set() and client.connections == 1
+    assert venue.pings >= 5  # ~1.4 s of connection at one ping per 0.1 s
+
+
+class _SilentBybit(BybitVenue):
+    """Never answers pings: a half-dead socket the client must notice."""
+
+    def handle_request(self, conn: Connection, text: str) -> list[str]:
+        replies = super().handle_request(conn, text)
+        return [] if '"ping"' in text else replies
+
+
+def test_bybit_no_pong_means_reconnect_and_a_connection_gap_per_live_book():
+    venue = _spot_venue(_SilentBybit, frames=40, spacing_s=0.5)  # a frame every 0.5 s: silence between
+    with ExchangeSimulator(venue, speed=1.0) as sim:
+        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, ping_interval_s=0.1, pong_timeout_s=0.1)
+        q: queue.Queue = queue.Queue()
+        client = BybitClient(cfg, CONNECTOR, "spot", ["BTCUSDT", "ETHUSDT"], {"depth"}, 0, q)
+        client.start()
+        events = []
+        try:
+            _wait(lambda: client.connections >= 2)
+            while not q.empty():
+                item = q.get()
+                if item is not END:
+                    events.append(item)
+        finally:
+            client.stop()
+    gaps = [e for e in events if e.kind is Kind.CONNECTION_GAP]
+    snapshots = {e.exchange_symbol for e in events if e.kind is Kind.DEPTH_SNAPSHOT}
+    assert snapshots and {e.exchange_symbol for e in gaps} >= snapshots  # every live book marked broken
+    assert all(e.symbol in ("BTC-USDT", "ETH-USDT") and e.market == "spot" for e in gaps)
+
+
+class _UpgradingOkx(OkxVenue):
+    """Sends notice 64008 (service upgrade) right after the first connection's first subscribe."""
+
+    noticed = False
+
+    def handle_request(self, conn: Connection, text: str) -> list[str]:
+        replies = super().handle_request(conn, text)
+        if not self.noticed and text.startswith("{"):
+            self.noticed = True
+            replies.append('{"event":"notice","code":"64008","msg":"The connection will soon be closed for a '
+                           'service upgrade. Please reconnect.","connId":"sim"}')  # fmt: skip
+        return replies
+
+
+def test_okx_notice_64008_reconnects_at_once_and_resubscribes():
+    venue = _UpgradingOkx.from_cryptofeed_v1(stamp_seq_ids=True)
+    with ExchangeSimulator(venue, speed=0.0) as sim:
+        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url, connects_per_s=3.0)
+        q: queue.Queue = queue.Queue()
+        client = OkxClient(cfg, CONNECTOR, ["BTC-USDT", "UNI-USD-SWAP"], {"depth", "trades"}, 0, q)
+        client.start()
+        client.finished.wait(20)
+    assert client.finished.is_set() and client.connections == 2 and client.notices_seen == 1
+    assert sim.stats.connections_by_ip["127.0.0.1"] == 2
+    assert venue.sub_stats.topics[("subscribe", ("books", "UNI-USD-SWAP"))] == 2
+
+
+def test_okx_subscribe_ops_budget_waits_instead_of_exceeding():
+    cfg = OkxConfig(subscribe_ops_per_hour=2)
+    client = OkxClient(cfg, CONNECTOR, ["BTC-USDT"], {"depth"}, 0, queue.Queue())
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    client._sleep = fake_sleep  # type: ignore[method-assign]
+
+    async def three_requests() -> None:
+        for _ in range(3):
+            await client.before_request()
+
+    asyncio.run(three_requests())
+    assert len(waits) == 1 and 3590 < waits[0] <= 3600
+
+
+def test_connect_limiter_spaces_connects_per_ip():
+    ip = f"127.0.0.{int(time.monotonic() * 1000) % 200 + 20}"
+    delays = [ConnectLimiter.delay(ip, 3.0) for _ in range(4)]
+    assert delays[0] < 0.01
+    for before, after in itertools.pairwise(delays):
+        assert abs((after - before) - 1 / 3) < 0.01
+    assert ConnectLimiter.delay("10.9.9.9", 3.0) < 0.01  # another IP has its own budget
