@@ -59,9 +59,10 @@ class _SilentBybit(BybitVenue):
 
 
 def test_bybit_no_pong_means_reconnect_and_a_connection_gap_per_live_book():
-    venue = _spot_venue(_SilentBybit, frames=40, spacing_s=0.5)  # a frame every 0.5 s: silence between
+    venue = _spot_venue(_SilentBybit, frames=40, spacing_s=2.0)  # a frame every 2 s: silence between
     with ExchangeSimulator(venue, speed=1.0) as sim:
-        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, ping_interval_s=0.1, pong_timeout_s=0.1)
+        # first ping after the replay's first frame (the snapshot, ~0.2 s in), then silence
+        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, ping_interval_s=0.5, pong_timeout_s=0.2)
         q: queue.Queue = queue.Queue()
         client = BybitClient(cfg, CONNECTOR, "spot", ["BTCUSDT", "ETHUSDT"], {"depth"}, 0, q)
         client.start()
