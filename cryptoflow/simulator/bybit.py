@@ -6,7 +6,8 @@
        {"op":"ping"} -> {"op":"ping","ret_msg":"pong",...}
   REST /v5/market/instruments-info?category=spot|linear   the recorded response body
 
-Recordings: the cryptofeed v3 capture (`from_v3`: a linear and a spot connection, orderbook.200,
+Recordings (`from_recordings`: any format `cryptoflow verify` reads, including CryptoFlow's own
+capture): the cryptofeed v3 capture (`from_v3`: a linear and a spot connection, orderbook.200,
 publicTrade, tickers, kline, allLiquidation subscribed) and the v1 `orderbook.1` files (`from_v1`).
 A book topic subscribed after the replay started gets a snapshot cut from the true book (`u`/`seq` of
 the last frame the replay passed), which is what a resync by unsubscribe + subscribe receives.
@@ -20,11 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
-from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
 from cryptoflow.paths import REPO_ROOT
 from cryptoflow.simulator.binance_spot import RestReply
 from cryptoflow.simulator.subscribe_replay import Connection, SubscribeReplayVenue, TopicFrame
+from cryptoflow.verify import merged_records
 
 FIXTURES = REPO_ROOT / "fixtures" / "external" / "bybit"
 BYBIT_V3 = FIXTURES / "cryptofeed_v3_BYBIT.jsonl"
@@ -83,35 +83,38 @@ class BybitVenue(SubscribeReplayVenue):
         self.pings = 0
 
     @classmethod
-    def from_v3(cls, path: Path = BYBIT_V3, drop: set[tuple[str, int]] | None = None) -> BybitVenue:
-        paths: dict[str, list[TopicFrame]] = {}
+    def from_recordings(cls, paths: list[Path], drop: set[tuple[str, int]] | None = None) -> BybitVenue:
+        """Any recording format `cryptoflow verify` reads (cryptoflow capture, cryptofeed v3 and v1):
+        received frames grouped by their connection's URL path, instruments-info bodies by category
+        (built from the recorded symbols when the recording has none)."""
+        frames: dict[str, list[TopicFrame]] = {}
         instruments: dict[str, bytes] = {}
-        for record in read_cryptofeed_v3(path):
-            if record.kind == "http" and "instruments-info" in (record.url or ""):
-                category = parse_qs(urlsplit(record.url).query)["category"][0]
-                instruments[category] = record.data.encode()
-            elif record.kind == "recv" and record.url:
+        url_of: dict[str | None, str] = {}
+        for record in merged_records([Path(p) for p in paths]):
+            if record.kind == "http":
+                if "instruments-info" in (record.url or ""):
+                    category = parse_qs(urlsplit(record.url).query)["category"][0]
+                    instruments[category] = record.data.encode()
+                continue
+            if record.url:
+                url_of[record.conn] = record.url
+            url = record.url or url_of.get(record.conn)
+            if record.kind == "recv" and url:
                 frame = _frame(record.ts, record.data)
                 if frame is not None:
-                    paths.setdefault(_path_of(record.url), []).append(frame)
-        return cls(paths, instruments, drop)
+                    frames.setdefault(_path_of(url), []).append(frame)
+        built = _instruments_from_topics(frames)
+        return cls(frames, {c: instruments.get(c, built[c]) for c in built} | instruments, drop)
+
+    @classmethod
+    def from_v3(cls, path: Path = BYBIT_V3, drop: set[tuple[str, int]] | None = None) -> BybitVenue:
+        return cls.from_recordings([path], drop)
 
     @classmethod
     def from_v1(
         cls, files: tuple[Path, ...] = BYBIT_V1, drop: set[tuple[str, int]] | None = None
     ) -> BybitVenue:
-        """v1 files name their URL only on connect/send lines; server frames belong to the last URL."""
-        paths: dict[str, list[TopicFrame]] = {}
-        for file in files:
-            url = None
-            for record in read_cryptofeed_v1(file):
-                if record.url:
-                    url = record.url
-                if record.kind == "recv" and url:
-                    frame = _frame(record.ts, record.data)
-                    if frame is not None:
-                        paths.setdefault(_path_of(url), []).append(frame)
-        return cls(paths, _instruments_from_topics(paths), drop)
+        return cls.from_recordings(list(files), drop)
 
     # ------------------------------------------------------------------ WebSocket protocol
     def handle_request(self, conn: Connection, text: str) -> list[str]:

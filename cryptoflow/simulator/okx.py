@@ -26,10 +26,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
 from cryptoflow.paths import REPO_ROOT
 from cryptoflow.simulator.binance_spot import RestReply
 from cryptoflow.simulator.subscribe_replay import Connection, SubscribeReplayVenue, TopicFrame, TrueBook
+from cryptoflow.verify import merged_records
 
 OKX_WS = REPO_ROOT / "fixtures" / "external" / "okx" / "cryptofeed_OKX.ws.1.0"
 WS_PATH = "/ws/v5/public"
@@ -90,9 +90,16 @@ class OkxVenue(SubscribeReplayVenue):
     def from_cryptofeed_v1(
         cls, path: Path = OKX_WS, stamp_seq_ids: bool = False, drop: set[tuple[str, int]] | None = None
     ) -> OkxVenue:
+        return cls.from_recordings([path], stamp_seq_ids, drop)
+
+    @classmethod
+    def from_recordings(
+        cls, paths: list[Path], stamp_seq_ids: bool = False, drop: set[tuple[str, int]] | None = None
+    ) -> OkxVenue:
+        """Any recording format `cryptoflow verify` reads (cryptoflow capture, cryptofeed v3 and v1)."""
         frames = []
         last_seq: dict[str, int] = {}
-        for record in read_cryptofeed_v1(path):
+        for record in merged_records([Path(p) for p in paths]):
             if record.kind != "recv":
                 continue
             msg = orjson.loads(record.data)

@@ -223,3 +223,24 @@ def test_one_process_serves_several_venues():
     finally:
         for s in sims.values():
             s.stop()
+
+
+def test_a_cryptoflow_capture_replays_without_code_change(tmp_path):
+    """The same traffic rewritten in CryptoFlow's capture format serves the same rows."""
+    from connectors.recordings.capture import CaptureWriter
+    from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
+    from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
+
+    bybit_capture, okx_capture = tmp_path / "bybit.capture.jsonl", tmp_path / "okx.capture.jsonl"
+    with bybit_capture.open("w") as out:
+        CaptureWriter(out, "bybit", 0).records(read_cryptofeed_v3(truth.BYBIT_V3))
+    with okx_capture.open("w") as out:
+        CaptureWriter(out, "okx", 0).records(read_cryptofeed_v1(truth.OKX_V1))
+    events, _ = _run_bybit(BybitVenue.from_recordings([bybit_capture]))
+    category = {"spot": "spot", "perp": "linear"}
+    got = _levels(events, lambda e, s, p, q: (category[e.market], e.exchange_symbol, s, p, q,
+                                             e.kind is Kind.DEPTH_SNAPSHOT))  # fmt: skip
+    assert got == truth.bybit_levels()
+    events, _ = _run_okx(OkxVenue.from_recordings([okx_capture]))
+    got = _levels(events, lambda e, s, p, q: (e.exchange_symbol, s, p, q, e.kind is Kind.DEPTH_SNAPSHOT))
+    assert got == truth.okx_levels()
