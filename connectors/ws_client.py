@@ -46,11 +46,30 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+class ConnectLimiter:
+    """At most `rate` new connections per second per (venue, source IP), shared by every client
+    thread of the process (exchange-protocols.md §7: share the connect budget across shards)."""
+
+    _lock = threading.Lock()
+    _last: dict[tuple[str, str | None], float] = {}
+
+    @classmethod
+    def delay(cls, exchange: str, ip: str | None, rate: float) -> float:
+        """Reserve the next connect slot; returns how long to wait for it."""
+        with cls._lock:
+            now = time.monotonic()
+            slot = max(now, cls._last.get((exchange, ip), 0.0) + 1.0 / rate)
+            cls._last[(exchange, ip)] = slot
+            return slot - now
+
+
 class VenueWsClient(ABC):
     """One WebSocket connection to one venue URL for a fixed set of topics."""
 
     exchange: str = ""
     market_label: str = ""
+    connects_per_s: float = 1.0  # the venue's connect budget per source IP
+    ping_when_idle_only = False  # OKX: ping only after `ping_interval_s` without any inbound frame
 
     def __init__(
         self,
@@ -117,8 +136,14 @@ class VenueWsClient(ABC):
         return False
 
     async def before_connect(self) -> None:
-        """Venue connect-rate limits."""
-        return None
+        """Venue connect-rate limit (per source IP, process-wide)."""
+        wait = ConnectLimiter.delay(self.exchange, self.local_addr, self.connects_per_s)
+        if wait > 0:
+            await self._sleep(wait)
+
+    def http_retry_s(self, status: int, retry_after_s: float | None, attempt: int) -> float:
+        """How long to wait after an HTTP error: `Retry-After` when sent, else exponential."""
+        return retry_after_s or min(2**attempt, 60)
 
     async def before_request(self) -> None:
         """Venue subscribe-op rate limits."""
@@ -220,8 +245,8 @@ class VenueWsClient(ABC):
             await ws.send(request)
 
     async def _keepalive(self, ws: ClientConnection) -> None:
-        """Application ping every `ping_interval_s`. Any frame received after a ping proves the socket
-        alive; none within `pong_timeout_s` means a dead socket: close it (the main loop reconnects).
+        """Application ping every `ping_interval_s` (or, with `ping_when_idle_only`, after that long
+        without an inbound frame). Any frame received after a ping proves the socket alive; none within `pong_timeout_s` means a dead socket: close it (the main loop reconnects).
         The same timer re-asks resyncs that got no snapshot and refreshes the instrument map."""
         tick = min(self.ping_interval_s, self.pong_timeout_s) / 2
         next_ping = time.monotonic() + self.ping_interval_s
@@ -239,6 +264,8 @@ class VenueWsClient(ABC):
                     metrics.BAD_FRAMES.labels(self.exchange, "pong_timeout").inc()
                     await ws.close(1011, "pong timeout")
                     return
+                if self.ping_when_idle_only:  # the timer is re-armed by every inbound frame
+                    next_ping = max(next_ping, self._last_rx + self.ping_interval_s)
                 if now >= next_ping:
                     await ws.send(self.ping_frame())
                     ping_sent = ping_sent or now
@@ -300,7 +327,7 @@ class VenueWsClient(ABC):
             try:
                 return await asyncio.to_thread(http_get, url, self.http_timeout_s, self.local_addr)
             except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 60)
+                wait = self.http_retry_s(exc.response.status, exc.response.retry_after_s, attempt)
                 log.warning("%s %s: %s; retrying in %.1fs", self.exchange, url, exc, wait)
             except OSError as exc:
                 wait = min(2**attempt, 30)

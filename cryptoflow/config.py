@@ -178,12 +178,13 @@ class OkxConfig(_Section):
 
     enabled: bool = True
     ws_url: str = "wss://ws.okx.com:8443"
-    rest_url: str = "https://www.okx.com"
+    rest_url: str = "https://openapi.okx.com"  # the 2026 docs' REST base (www.okx.com also serves it)
     symbols: list[str] = []  # instrument ids: BTC-USDT, BTC-USDT-SWAP, BTC-USD-260925
     book_channel: Literal["books", "books-l2-tbt", "books50-l2-tbt"] = "books"
     ping_interval_s: float = Field(20.0, gt=0, lt=30)  # OKX closes a connection silent for 30 s
     pong_timeout_s: float = Field(5.0, gt=0)
     max_args_per_connection: int = Field(240, ge=1)
+    max_books_per_connection: int = Field(25, ge=1)  # OKX: prefer < 30 depth channels per connection
     subscribe_ops_per_hour: int = Field(480, ge=1, le=480)
     connects_per_s: float = Field(3.0, gt=0, le=3.0)  # per IP
     instruments_refresh_s: float = Field(3600.0, gt=0)

@@ -3,8 +3,8 @@
 Channels per instrument: `books` (400 levels, `seqId`/`prevSeqId` chain; the checksum is checked
 downstream and only when non-zero), `trades`, `funding-rate` (SWAP only); `liquidation-orders` is
 subscribed once per instrument type (SWAP / FUTURES) and filtered to our instruments by the parser.
-Keepalive: the text `ping` every `ping_interval_s` (< 30 s, after which OKX drops a silent
-connection), `pong` expected back. A `notice` with code 64008 (service upgrade: the connection will
+Keepalive: the text `ping` after `ping_interval_s` (< 30 s, after which OKX drops a silent
+connection) without any inbound frame, `pong` expected back within `pong_timeout_s`. A `notice` with code 64008 (service upgrade: the connection will
 close soon) makes the client reconnect at once instead of waiting for the cut. Limits: at most
 `subscribe_ops_per_hour` (480) subscribe/unsubscribe requests per connection per hour, at most
 `connects_per_s` (3) new connections per second per source IP (shared by all clients of the process).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections import deque
 
@@ -46,25 +45,10 @@ Topic = tuple[str, str]  # (channel, instId) or ("liquidation-orders", instType)
 _INST_TYPE_OF_MARKET = {Market.SPOT: "SPOT", Market.PERP: "SWAP", Market.FUTURE: "FUTURES"}
 
 
-class ConnectLimiter:
-    """At most `rate` connects per second per source IP, across every client thread of the process."""
-
-    _lock = threading.Lock()
-    _last: dict[str | None, float] = {}
-
-    @classmethod
-    def delay(cls, ip: str | None, rate: float) -> float:
-        """Reserve the next connect slot for `ip`; returns how long to wait for it."""
-        with cls._lock:
-            now = time.monotonic()
-            slot = max(now, cls._last.get(ip, 0.0) + 1.0 / rate)
-            cls._last[ip] = slot
-            return slot - now
-
-
 class OkxClient(VenueWsClient):
     exchange = EXCHANGE
     market_label = "public"
+    ping_when_idle_only = True  # "arm an N-second timer (N < 30) on every inbound message"
 
     def __init__(
         self,
@@ -87,6 +71,7 @@ class OkxClient(VenueWsClient):
             resync_timeout_s=cfg.resync_timeout_s, http_timeout_s=cfg.http_timeout_s, local_addr=local_addr,
         )  # fmt: skip
         self.cfg, self.inst_ids, self.channels, self.markets = cfg, inst_ids, channels, markets
+        self.connects_per_s = cfg.connects_per_s
         self.instruments: dict[str, Instrument] = {}
         self.instruments_at: float | None = None
         self.inst_map: dict[str, tuple[str, str]] = {}  # instId -> (market, symbol), shared with the parser
@@ -156,9 +141,7 @@ class OkxClient(VenueWsClient):
         return requests
 
     async def before_connect(self) -> None:
-        wait = ConnectLimiter.delay(self.local_addr, self.cfg.connects_per_s)
-        if wait > 0:
-            await self._sleep(wait)
+        await super().before_connect()
         self.ops.clear()  # the op budget is per connection
 
     async def before_request(self) -> None:

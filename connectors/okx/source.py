@@ -40,6 +40,8 @@ def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
     markets, channels = STREAMS[stream]
     by_shard = group_by_shard(EXCHANGE, cfg.symbols, settings.sharding.total_shards)
     per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
+    if CHANNEL_DEPTH in channels:
+        per_conn = min(per_conn, cfg.max_books_per_connection)
     caps = settings.channels.caps_for(EXCHANGE, stream)
 
     def make_clients(shard: int, out: queue.Queue) -> list[OkxClient]:

@@ -92,6 +92,7 @@ class SubscribeReplayVenue:
         self.paths = paths
         self.drop = drop or set()
         self.sub_stats = SubscribeStats()
+        self.last_send_at = 0.0  # loop time of the last replayed frame (keepalive tests)
 
     # ------------------------------------------------------------------ protocol hooks
     def handle_request(self, conn: Connection, text: str) -> list[str]:
@@ -160,3 +161,4 @@ class SubscribeReplayVenue:
             if frame.topic in conn.subscribed:
                 await ws.send(frame.text)
                 stats.frames_sent += 1
+                self.last_send_at = loop.time()

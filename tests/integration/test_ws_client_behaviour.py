@@ -10,8 +10,9 @@ import time
 from dataclasses import replace
 
 from connectors.bybit.client import BybitClient
-from connectors.okx.client import ConnectLimiter, OkxClient
+from connectors.okx.client import OkxClient
 from connectors.signals import END
+from connectors.ws_client import ConnectLimiter
 from cryptoflow.config import BybitConfig, ConnectorConfig, OkxConfig
 from cryptoflow.model import Kind
 from cryptoflow.simulator.bybit import BybitVenue
@@ -128,8 +129,37 @@ def test_okx_subscribe_ops_budget_waits_instead_of_exceeding():
 
 def test_connect_limiter_spaces_connects_per_ip():
     ip = f"127.0.0.{int(time.monotonic() * 1000) % 200 + 20}"
-    delays = [ConnectLimiter.delay(ip, 3.0) for _ in range(4)]
+    delays = [ConnectLimiter.delay("okx", ip, 3.0) for _ in range(4)]
     assert delays[0] < 0.01
     for before, after in itertools.pairwise(delays):
         assert abs((after - before) - 1 / 3) < 0.01
-    assert ConnectLimiter.delay("10.9.9.9", 3.0) < 0.01  # another IP has its own budget
+    assert ConnectLimiter.delay("okx", "10.9.9.9", 3.0) < 0.01  # another IP has its own budget
+    assert ConnectLimiter.delay("bybit", ip, 3.0) < 0.01  # and another venue
+
+
+class _PingWatchingOkx(OkxVenue):
+    """Records, for every ping, how long the replay had been silent."""
+
+    silences: list[float] = []
+
+    def handle_request(self, conn: Connection, text: str) -> list[str]:
+        if text == "ping":
+            self.silences.append(asyncio.get_running_loop().time() - self.last_send_at)
+        return super().handle_request(conn, text)
+
+
+def test_okx_pings_only_after_an_idle_interval():
+    base = OkxVenue.from_cryptofeed_v1()
+    frames = base.paths["/ws/v5/public"]
+    # 0.4 s of traffic (a frame every 20 ms), 1.5 s of silence, one last frame
+    kept = [replace(f, ts=i * 0.02) for i, f in enumerate(frames[:20])] + [replace(frames[20], ts=1.9)]
+    venue = _PingWatchingOkx(kept)
+    venue.silences = []
+    with ExchangeSimulator(venue, speed=1.0) as sim:
+        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url, ping_interval_s=0.3, pong_timeout_s=1.0)
+        client = OkxClient(cfg, CONNECTOR, base.inst_ids, {"depth", "trades"}, 0, queue.Queue())
+        client.start()
+        client.finished.wait(15)
+    assert client.finished.is_set() and client.connections == 1
+    assert venue.silences, "the silence must have been bridged by pings"
+    assert all(s >= 0.3 * 0.8 for s in venue.silences), venue.silences
