@@ -9,6 +9,8 @@ import queue
 import time
 from dataclasses import replace
 
+import orjson
+
 from connectors.bybit.client import BybitClient
 from connectors.okx.client import OkxClient
 from connectors.signals import END
@@ -163,3 +165,37 @@ def test_okx_pings_only_after_an_idle_interval():
     assert client.finished.is_set() and client.connections == 1
     assert venue.silences, "the silence must have been bridged by pings"
     assert all(s >= 0.3 * 0.8 for s in venue.silences), venue.silences
+
+
+def test_bad_frames_are_counted_and_dropped_and_the_stream_goes_on():
+    from prometheus_client import REGISTRY
+
+    def bad(reason: str) -> float:
+        return (
+            REGISTRY.get_sample_value("cryptoflow_bad_frames_total", {"exchange": "bybit", "reason": reason})
+            or 0.0
+        )
+
+    base = _spot_venue(frames=30, spacing_s=0.0)
+    frames = base.paths[SPOT]
+    topic = frames[0].topic
+    unknown = {"topic": topic, "type": "delta", "ts": 1, "data": {"s": "XYZUSDT", "b": [], "a": [], "u": 1}}
+    no_levels = {"topic": topic, "type": "delta", "ts": 1, "data": {"s": "BTCUSDT"}}
+    junk = [replace(frames[0], text=text, book=None)
+            for text in ("{not json", orjson.dumps(unknown).decode(), orjson.dumps(no_levels).decode())]  # fmt: skip
+    venue = BybitVenue({SPOT: frames[:10] + junk + frames[10:]}, base.instruments)
+    before = (bad("malformed_json"), bad("unknown_symbol"), bad("missing_field"))
+    with ExchangeSimulator(venue) as sim:
+        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url)
+        q: queue.Queue = queue.Queue()
+        client = BybitClient(cfg, CONNECTOR, "spot", ["BTCUSDT", "ETHUSDT"], {"depth"}, 0, q)
+        client.start()
+        client.finished.wait(15)
+    events = [q.get() for _ in range(q.qsize())]
+    assert events[-1] is END
+    books = [e for e in events[:-1] if e.kind in (Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF)]
+    assert len(books) == sum(1 for f in frames if f.book is not None and f.topic in
+                             ("orderbook.200.BTCUSDT", "orderbook.200.ETHUSDT"))  # fmt: skip
+    after = (bad("malformed_json"), bad("unknown_symbol"), bad("missing_field"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert client.resubscribes == 0
