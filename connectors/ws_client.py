@@ -246,8 +246,9 @@ class VenueWsClient(ABC):
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """Application ping every `ping_interval_s` (or, with `ping_when_idle_only`, after that long
-        without an inbound frame). Any frame received after a ping proves the socket alive; none within `pong_timeout_s` means a dead socket: close it (the main loop reconnects).
-        The same timer re-asks resyncs that got no snapshot and refreshes the instrument map."""
+        without an inbound frame). Any frame received after a ping proves the socket alive; none within
+        `pong_timeout_s` means a dead socket: close it (the main loop reconnects). The same timer
+        re-asks resyncs that got no snapshot and refreshes the instrument map."""
         tick = min(self.ping_interval_s, self.pong_timeout_s) / 2
         next_ping = time.monotonic() + self.ping_interval_s
         ping_sent: float | None = None

@@ -4,8 +4,10 @@ Channels per instrument: `books` (400 levels, `seqId`/`prevSeqId` chain; the che
 downstream and only when non-zero), `trades`, `funding-rate` (SWAP only); `liquidation-orders` is
 subscribed once per instrument type (SWAP / FUTURES) and filtered to our instruments by the parser.
 Keepalive: the text `ping` after `ping_interval_s` (< 30 s, after which OKX drops a silent
-connection) without any inbound frame, `pong` expected back within `pong_timeout_s`. A `notice` with code 64008 (service upgrade: the connection will
-close soon) makes the client reconnect at once instead of waiting for the cut. Limits: at most
+connection) without any inbound frame, `pong` expected back within `pong_timeout_s`. A `notice` with
+code 64008 (service upgrade: the connection will close in 60 s) makes the client reconnect at once
+instead of waiting for the cut (close, then connect: no overlap, so its books get a `connection` gap
+and fresh snapshots). Limits: at most
 `subscribe_ops_per_hour` (480) subscribe/unsubscribe requests per connection per hour, at most
 `connects_per_s` (3) new connections per second per source IP (shared by all clients of the process).
 A `prevSeqId` that is not the last `seqId` (operators/sequencing/okx.py) resyncs the book by
