@@ -96,7 +96,8 @@ class VenueWsClient(ABC):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
         self._last_rx = 0.0
-        self._reconnect_now = False
+        self._handover = False  # the venue announced a disconnect: move to a new socket first
+        self.handover_timeout_s = 10.0
         self.finished = threading.Event()
         self._health_name = f"{self.exchange}-{self.market_label}-shard-{shard}-{id(self)}"
 
@@ -150,7 +151,15 @@ class VenueWsClient(ABC):
         return None
 
     def after_frame(self) -> None:
-        """Venue notices that ask for an early reconnect set `self._reconnect_now`."""
+        """Venue notices that announce a disconnect set `self._handover`."""
+        return None
+
+    def is_book_topic(self, topic: Topic) -> bool:
+        """Whether `topic` is a book subscription (a handover waits for its snapshot)."""
+        return False
+
+    def snapshot_topic(self, raw: str | bytes) -> Topic | None:
+        """The book topic of a snapshot frame, cheaply, without touching parser state; else None."""
         return None
 
     # ------------------------------------------------------------------ lifecycle
@@ -198,9 +207,6 @@ class VenueWsClient(ABC):
             for event in self.reset_books():
                 self._put(event)
             metrics.RECONNECTS.labels(self.exchange, reason).inc()
-            if self._reconnect_now:
-                self._reconnect_now = False
-                continue
             await self._sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.connector.reconnect_max_s)
 
@@ -210,34 +216,102 @@ class VenueWsClient(ABC):
             kwargs["local_addr"] = (self.local_addr, 0)
         return kwargs
 
+    async def _open(self) -> ClientConnection:
+        """Connect and subscribe everything; the connection counts as up from here."""
+        ws = await connect(self.url, **self._connect_kwargs())
+        self.connections += 1
+        try:
+            await self._send_requests(ws, self.subscribe_requests(self.topics()))
+        except BaseException:
+            await ws.close()
+            raise
+        log.info("%s %s shard %s connected: %d topics", self.exchange, self.market_label, self.shard,
+                 len(self.topics()))  # fmt: skip
+        return ws
+
     async def _session(self) -> bool:
-        """One connection; True when the replay ended and the client should finish."""
-        async with connect(self.url, **self._connect_kwargs()) as ws:
-            self.connections += 1
-            self._ws, self._last_rx = ws, time.monotonic()
-            HEALTH.connection(self._health_name, True)
-            keepalive = asyncio.get_running_loop().create_task(self._keepalive(ws))
-            try:
-                await self._send_requests(ws, self.subscribe_requests(self.topics()))
-                log.info("%s %s shard %s connected: %d topics", self.exchange, self.market_label, self.shard,
-                         len(self.topics()))  # fmt: skip
-                async for raw in ws:
-                    self._last_rx = time.monotonic()
-                    self._on_frame(raw)
-                    if self._reconnect_now:
-                        await ws.close(1000, "reconnect requested by the exchange")
-            except ConnectionClosed:
-                pass
-            finally:
+        """One logical connection (several sockets across handovers); True when the replay ended and
+        the client should finish."""
+        ws = await self._open()
+        keepalive: asyncio.Task | None = None
+        try:
+            while True:
+                self._ws, self._last_rx = ws, time.monotonic()
+                HEALTH.connection(self._health_name, True)
+                keepalive = asyncio.get_running_loop().create_task(self._keepalive(ws))
+                try:
+                    async for raw in ws:
+                        self._last_rx = time.monotonic()
+                        self._on_frame(raw)
+                        if self._handover:
+                            break
+                except ConnectionClosed:
+                    pass
                 keepalive.cancel()
-                self._ws = None
-                HEALTH.connection(self._health_name, False)
+                if not self._handover or self._stop.is_set():
+                    break
+                self._handover = False
+                ws = await self._hand_over(ws)
+        finally:
+            if keepalive is not None:
+                keepalive.cancel()
+            self._ws = None
+            HEALTH.connection(self._health_name, False)
+            await ws.close()
         if self._stop.is_set():
             return True
         if ws.close_code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
             log.info("%s %s shard %s: replay ended", self.exchange, self.market_label, self.shard)
             return True
         raise ConnectionError(f"server closed the connection ({ws.close_code} {ws.close_reason!r})")
+
+    async def _hand_over(self, old: ClientConnection) -> ClientConnection:
+        """The exchange announced a disconnect: open a successor and subscribe it while the old socket
+        keeps feeding the stream; once the successor holds a snapshot of every book (or after
+        `handover_timeout_s`), close the old socket and continue on the successor from its first frame.
+        The books restart from the successor's snapshots (a snapshot replaces the book, and the
+        venue's ids are the same on every connection), so nothing is lost and no gap is declared;
+        trades seen on both sockets during the overlap are dropped downstream by trade id."""
+        await self.before_connect()
+        new = await self._open()
+        buffered: list[str | bytes] = []
+        books = {t for t in self.topics() if self.is_book_topic(t)}
+        seen: set[Topic] = set()
+
+        async def fill() -> None:
+            async for raw in new:
+                buffered.append(raw)
+                topic = self.snapshot_topic(raw)
+                if topic is not None:
+                    seen.add(topic)
+
+        filler = asyncio.get_running_loop().create_task(fill())
+        deadline = time.monotonic() + self.handover_timeout_s
+        old_open = True
+        while not books <= seen and time.monotonic() < deadline and not filler.done():
+            if not old_open:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                raw = await asyncio.wait_for(old.recv(), timeout=0.05)
+            except TimeoutError:
+                continue
+            except ConnectionClosed:
+                old_open = False
+                continue
+            self._last_rx = time.monotonic()
+            self._on_frame(raw)
+        filler.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+            await filler
+        await old.close(1000, "handover to a new connection")
+        log.info("%s %s shard %s: handed over to a new connection (%d/%d books ready)", self.exchange,
+                 self.market_label, self.shard, len(seen & books), len(books))  # fmt: skip
+        metrics.RECONNECTS.labels(self.exchange, "handover").inc()
+        self.reset_books()  # no CONNECTION_GAP: the successor's snapshots continue every book
+        for raw in buffered:
+            self._on_frame(raw)
+        return new
 
     async def _send_requests(self, ws: ClientConnection, requests: list[str]) -> None:
         for request in requests:

@@ -163,6 +163,19 @@ class BybitClient(VenueWsClient):
     def book_topic(self, event: RawEvent) -> str:
         return f"orderbook.{self.cfg.book_depth}.{event.exchange_symbol}"
 
+    def is_book_topic(self, topic) -> bool:
+        return str(topic).startswith("orderbook.")
+
+    def snapshot_topic(self, raw: str | bytes):
+        text = raw if isinstance(raw, str) else raw.decode()
+        if '"snapshot"' not in text or '"orderbook.' not in text:
+            return None
+        try:
+            msg = orjson.loads(text)
+            return msg["topic"] if msg.get("type") == "snapshot" else None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
     def gap(self, event: RawEvent) -> bool:
         if event.kind is Kind.DEPTH_SNAPSHOT:
             self.last_u[event.exchange_symbol] = event.seq

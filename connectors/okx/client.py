@@ -5,9 +5,9 @@ downstream and only when non-zero), `trades`, `funding-rate` (SWAP only); `liqui
 subscribed once per instrument type (SWAP / FUTURES) and filtered to our instruments by the parser.
 Keepalive: the text `ping` after `ping_interval_s` (< 30 s, after which OKX drops a silent
 connection) without any inbound frame, `pong` expected back within `pong_timeout_s`. A `notice` with
-code 64008 (service upgrade: the connection will close in 60 s) makes the client reconnect at once
-instead of waiting for the cut (close, then connect: no overlap, so its books get a `connection` gap
-and fresh snapshots). Limits: at most
+code 64008 (service upgrade: the connection will close in 60 s) makes the client hand over to a new
+connection at once, overlapping the two until the new one holds a snapshot of every book (see
+`VenueWsClient._hand_over`): no frame is lost and no gap is declared. Limits: at most
 `subscribe_ops_per_hour` (480) subscribe/unsubscribe requests per connection per hour, at most
 `connects_per_s` (3) new connections per second per source IP (shared by all clients of the process).
 A `prevSeqId` that is not the last `seqId` (operators/sequencing/okx.py) resyncs the book by
@@ -169,7 +169,21 @@ class OkxClient(VenueWsClient):
             self.notices_seen += 1
             log.warning("okx shard %s: notice %s", self.shard, notice)
             if str(notice.get("code")) == NOTICE_RECONNECT:
-                self._reconnect_now = True
+                self._handover = True
+
+    def is_book_topic(self, topic: Topic) -> bool:
+        return topic[0] == self.cfg.book_channel
+
+    def snapshot_topic(self, raw: str | bytes) -> Topic | None:
+        text = raw if isinstance(raw, str) else raw.decode()
+        if '"snapshot"' not in text:
+            return None
+        try:
+            msg = orjson.loads(text)
+            arg = msg["arg"]
+            return (arg["channel"], arg["instId"]) if msg.get("action") == "snapshot" else None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
 
     def book_topic(self, event: RawEvent) -> Topic:
         return (self.cfg.book_channel, event.exchange_symbol)

@@ -83,7 +83,13 @@ class OkxVenue(SubscribeReplayVenue):
 
     def __init__(self, frames: list[TopicFrame], drop: set[tuple[str, int]] | None = None) -> None:
         super().__init__({WS_PATH: frames}, drop)
-        self.inst_ids = sorted({str(f.topic[1]) for f in frames if f.topic[0] != "liquidation-orders"})
+        self.inst_ids = sorted(
+            {
+                str(f.topic[1])
+                for f in frames
+                if isinstance(f.topic, tuple) and f.topic[0] != "liquidation-orders"
+            }
+        )
         self.pings = 0
 
     @classmethod

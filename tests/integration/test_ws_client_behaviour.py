@@ -8,6 +8,7 @@ import itertools
 import queue
 import time
 from dataclasses import replace
+from decimal import Decimal
 
 import orjson
 
@@ -21,6 +22,8 @@ from cryptoflow.simulator.bybit import BybitVenue
 from cryptoflow.simulator.okx import OkxVenue
 from cryptoflow.simulator.server import ExchangeSimulator
 from cryptoflow.simulator.subscribe_replay import Connection
+from operators.book.tracker import OKX, BookTracker
+from tests.support import bybit_okx_truth as truth
 
 CONNECTOR = ConnectorConfig(stop_at_replay_end=True, reconnect_initial_s=0.05)
 SPOT = "/v5/public/spot"
@@ -84,31 +87,55 @@ def test_bybit_no_pong_means_reconnect_and_a_connection_gap_per_live_book():
     assert all(e.symbol in ("BTC-USDT", "ETH-USDT") and e.market == "spot" for e in gaps)
 
 
-class _UpgradingOkx(OkxVenue):
-    """Sends notice 64008 (service upgrade) right after the first connection's first subscribe."""
+NOTICE = '{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade.","connId":"s"}'
 
-    noticed = False
+
+class _UpgradingOkx(OkxVenue):
+    """The first connection gets notice 64008 in the middle of its replay, once its books are live."""
+
+    @classmethod
+    def build(cls) -> _UpgradingOkx:
+        frames = OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True).paths["/ws/v5/public"]
+        notice = replace(frames[0], topic="notice-once", text=NOTICE, book=None)
+        venue = cls([*frames[:150], notice, *frames[150:]])
+        venue.noticed = False
+        return venue
 
     def handle_request(self, conn: Connection, text: str) -> list[str]:
         replies = super().handle_request(conn, text)
         if not self.noticed and text.startswith("{"):
             self.noticed = True
-            replies.append('{"event":"notice","code":"64008","msg":"The connection will soon be closed for a '
-                           'service upgrade. Please reconnect.","connId":"sim"}')  # fmt: skip
+            conn.subscribed.add("notice-once")
         return replies
 
 
-def test_okx_notice_64008_reconnects_at_once_and_resubscribes():
-    venue = _UpgradingOkx.from_cryptofeed_v1(stamp_seq_ids=True)
+def test_okx_notice_64008_hands_over_to_a_new_connection_without_a_gap():
+    venue = _UpgradingOkx.build()
+    inst_ids = ["BTC-USDT", "UNI-USD-SWAP"]
     with ExchangeSimulator(venue, speed=0.0) as sim:
-        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url, connects_per_s=3.0)
+        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url)
         q: queue.Queue = queue.Queue()
-        client = OkxClient(cfg, CONNECTOR, ["BTC-USDT", "UNI-USD-SWAP"], {"depth", "trades"}, 0, q)
+        client = OkxClient(cfg, CONNECTOR, inst_ids, {"depth", "trades"}, 0, q)
         client.start()
         client.finished.wait(20)
+    events = [q.get() for _ in range(q.qsize())]
     assert client.finished.is_set() and client.connections == 2 and client.notices_seen == 1
     assert sim.stats.connections_by_ip["127.0.0.1"] == 2
     assert venue.sub_stats.topics[("subscribe", ("books", "UNI-USD-SWAP"))] == 2
+    assert not [e for e in events if e is not END and e.kind is Kind.CONNECTION_GAP]
+    # the notice came once both books were live on the first connection
+    first_snapshots = [i for i, e in enumerate(events) if e is not END and e.kind is Kind.DEPTH_SNAPSHOT]
+    assert len(first_snapshots) >= 4 and first_snapshots[2] > first_snapshots[1] + 50
+    for inst in inst_ids:  # each book continues across the handover and ends on the recording's book
+        tracker = BookTracker(OKX)
+        for e in events:
+            if e is not END and e.exchange_symbol == inst:
+                tracker.on_event(e)
+        assert tracker.counters.gaps == 0 and tracker.counters.snapshots >= 2
+        assert tracker.counters.checksum.mismatch == 0 and tracker.counters.checksum.match > 80
+        bids, asks = truth.okx_book_after(inst, 10_000)
+        assert {Decimal(p): Decimal(q) for p, q in tracker.book.bids.top(10_000)} == bids
+        assert {Decimal(p): Decimal(q) for p, q in tracker.book.asks.top(10_000)} == asks
 
 
 def test_okx_subscribe_ops_budget_waits_instead_of_exceeding():
