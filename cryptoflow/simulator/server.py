@@ -157,6 +157,15 @@ class ExchangeSimulator:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
         self.stats.ws_paths[ws.request.path.split("?", 1)[0]] += 1
+        session = getattr(self.venue, "session", None)
+        if session is not None:  # subscribe-message venues (Bybit, OKX) drive the connection themselves
+            try:
+                await session(ws, self.stats, self.speed)
+                self.stats.replays_finished += 1
+                await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
+            except ConnectionClosed:
+                pass
+            return
         frames = self.venue.frames_for(ws.request.path) or []
         candidates = self._subscribable(ws.request.path)
         try:
