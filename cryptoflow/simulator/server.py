@@ -9,6 +9,7 @@ with code 4100 ("end of replay"), which connectors configured with `stop_at_repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -30,6 +31,10 @@ REPLAY_END_REASON = "end of replay"
 
 
 class Venue(Protocol):
+    """A replay venue serves fixed frames per URL (`frames_for`). An interactive venue (subscribe by
+    message: Coinbase, Kraken, the synthetic mode) also has `async serve(ws, stats)`, which then owns
+    the whole connection, and `frames_for` only says whether the path is a WebSocket endpoint."""
+
     name: str
 
     def frames_for(self, path: str) -> list[RecordedFrame] | None: ...
@@ -126,6 +131,11 @@ class ExchangeSimulator:
     async def _handle(self, ws: ServerConnection) -> None:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
+        serve = getattr(self.venue, "serve", None)
+        if serve is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await serve(ws, self.stats)
+            return
         frames = self.venue.frames_for(ws.request.path) or []
         self.stats.frames_planned += len(frames)
         try:

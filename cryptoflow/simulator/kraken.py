@@ -1,0 +1,189 @@
+"""Kraken spot WebSocket v2, as the simulator serves it, from the synthetic market (no contiguous v2
+recording exists). Real protocol shapes (exchange-protocols.md §6):
+
+  WS   /v2                   `status` on connect; `subscribe`/`unsubscribe` for `book` (depth 10/25/100/
+                             500/1000, snapshot) and `trade`; `ping` -> `pong`; `heartbeat` when idle
+  REST /0/public/AssetPairs  the market's pairs, with Kraken's legacy `wsname` (XBT for BTC)
+
+One market is shared by every connection (as on the exchange): a generator task makes `messages` book
+changes at `rate` per second (0 = as fast as possible) plus a trade every `trade_every` changes, and
+broadcasts them; each connection's book subscription has its own depth view and checksums
+(`synthetic.encoders.KrakenV2Encoder`). When the generator is done every connection is closed with 4100
+(end of replay). `drop_updates` (indices of book frames on a connection) injects losses, which the
+client can only notice through the checksum. The market (`self.market.books`) is the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
+from cryptoflow.simulator.synthetic.market import SyntheticMarket
+
+if TYPE_CHECKING:
+    from cryptoflow.simulator.server import SimulatorStats
+
+log = logging.getLogger(__name__)
+
+DEPTHS = (10, 25, 100, 500, 1000)
+_LEGACY = {"BTC": "XBT", "DOGE": "XDG"}
+
+
+@dataclass
+class KrakenSession:
+    ws: ServerConnection
+    encoder: KrakenV2Encoder | None = None
+    books: set[str] = field(default_factory=set)  # v2 symbols with a book subscription
+    trades: set[str] = field(default_factory=set)
+    book_frames: int = 0
+    dropped: int = 0
+    resubscribes: int = 0
+    requests: list[dict] = field(default_factory=list)
+
+
+class KrakenV2SyntheticVenue:
+    name = "kraken"
+
+    def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
+                 drop_updates: set[int] | None = None, start_after_s: float = 0.3) -> None:  # fmt: skip
+        self.market, self.messages, self.rate, self.trade_every = market, messages, rate, trade_every
+        self.drop_updates = drop_updates or set()
+        self.start_after_s = start_after_s
+        self.sessions: list[KrakenSession] = []
+        self.changes_sent = 0
+        self._generator: asyncio.Task | None = None
+        self._ids = itertools.count(1)
+        self.by_v2 = {kraken_symbol(s): s for s in market.symbols}
+
+    # ------------------------------------------------------------------ HTTP / routing
+    def frames_for(self, path: str) -> list[RecordedFrame] | None:
+        return [] if path.split("?", 1)[0].rstrip("/") == "/v2" else None
+
+    def rest(self, path: str) -> RestReply | None:
+        if path.split("?", 1)[0] != "/0/public/AssetPairs":
+            return None
+        result = {}
+        for symbol in self.market.symbols:
+            base, quote = symbol.split("-")
+            legacy = f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}"
+            result[legacy.replace("/", "")] = {
+                "altname": legacy.replace("/", ""), "wsname": legacy, "base": base, "quote": quote,
+                "pair_decimals": self.market.pd, "lot_decimals": self.market.qd, "status": "online",
+            }  # fmt: skip
+        return RestReply(200, orjson.dumps({"error": [], "result": result}))
+
+    # ------------------------------------------------------------------ WebSocket
+    async def serve(self, ws: ServerConnection, stats: SimulatorStats) -> None:
+        session = KrakenSession(ws)
+        self.sessions.append(session)
+        await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
+            {"api_version": "v2", "connection_id": next(self._ids), "system": "online", "version": "2.0.10"}
+        ]}).decode())  # fmt: skip
+        if self._generator is None:
+            self._generator = asyncio.get_running_loop().create_task(self._generate(stats))
+        async for raw in ws:
+            await self._request(session, raw)
+
+    async def _request(self, session: KrakenSession, raw: str | bytes) -> None:
+        ws = session.ws
+        try:
+            msg = orjson.loads(raw)
+            method, req_id = msg["method"], msg.get("req_id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            await ws.send('{"error":"malformed request","success":false}')
+            return
+        session.requests.append(msg)
+        if method == "ping":
+            await ws.send(orjson.dumps({"method": "pong", "req_id": req_id, "time_in": self._now(),
+                                        "time_out": self._now()}).decode())  # fmt: skip
+            return
+        params = msg.get("params") or {}
+        channel, symbols = params.get("channel"), params.get("symbol") or []
+        unknown = [s for s in symbols if s not in self.by_v2]
+        if method not in ("subscribe", "unsubscribe") or channel not in ("book", "trade") or unknown:
+            await ws.send(orjson.dumps({"method": method, "success": False, "req_id": req_id,
+                                        "error": f"bad request ({channel}, {unknown})"}).decode())  # fmt: skip
+            return
+        if channel == "book":
+            depth = int(params.get("depth", 10))
+            if depth not in DEPTHS:
+                await ws.send(orjson.dumps({"method": method, "success": False, "req_id": req_id,
+                                            "error": "Unsupported depth"}).decode())  # fmt: skip
+                return
+            if session.encoder is None or session.encoder.depth != depth:
+                session.encoder = KrakenV2Encoder(self.market, depth)
+        for symbol in symbols:
+            await ws.send(orjson.dumps({"method": method, "success": True, "req_id": req_id,
+                                        "result": {"channel": channel, "symbol": symbol},
+                                        "time_in": self._now(), "time_out": self._now()}).decode())  # fmt: skip
+            target = session.books if channel == "book" else session.trades
+            if method == "unsubscribe":
+                target.discard(symbol)
+                continue
+            if channel == "book" and symbol in session.books:
+                continue  # already subscribed: Kraken answers with an error-free ack, no new snapshot
+            if channel == "book" and self.changes_sent:
+                session.resubscribes += 1
+            target.add(symbol)
+            if channel == "book" and session.encoder is not None:
+                await ws.send(session.encoder.snapshot(self.by_v2[symbol]))
+
+    async def _generate(self, stats: SimulatorStats) -> None:
+        await asyncio.sleep(self.start_after_s)  # let the first clients subscribe
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        market = self.market
+        try:
+            for i in range(self.messages):
+                if self.rate > 0:
+                    delay = start + i / self.rate - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif i % 64 == 0:
+                    await asyncio.sleep(0)
+                change = market.next_change()
+                v2 = kraken_symbol(change.symbol)
+                for session in list(self.sessions):
+                    if v2 not in session.books or session.encoder is None:
+                        continue
+                    frame = session.encoder.update(change)
+                    if frame is None:
+                        continue
+                    session.book_frames += 1
+                    if session.book_frames in self.drop_updates:
+                        session.dropped += 1
+                        continue
+                    await self._send(session, frame, stats)
+                if self.trade_every and i % self.trade_every == 0:
+                    trade = market.next_trade(change.symbol)
+                    for session in list(self.sessions):
+                        if v2 in session.trades and session.encoder is not None:
+                            await self._send(session, session.encoder.trade(trade), stats)
+                        elif v2 in session.trades:
+                            await self._send(session, KrakenV2Encoder(market).trade(trade), stats)
+                self.changes_sent = i + 1
+            await asyncio.sleep(0.2)  # let in-flight resubscribes get their snapshot
+        finally:
+            for session in self.sessions:
+                await session.ws.close(4100, "end of replay")
+
+    async def _send(self, session: KrakenSession, frame: str, stats: SimulatorStats) -> None:
+        try:
+            await session.ws.send(frame)
+            stats.frames_sent += 1
+        except ConnectionClosed:
+            pass
+
+    @staticmethod
+    def _now() -> str:
+        return rfc3339(time.time_ns() // 1000)
