@@ -1,0 +1,84 @@
+"""Coinbase/Kraken pieces without sockets: trade parsing (side mapping), instrument maps, rate budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from connectors.coinbase.instruments import parse_products
+from connectors.coinbase.parsing import CoinbaseParser
+from connectors.kraken.instruments import parse_asset_pairs
+from connectors.kraken.parsing import KrakenV2Parser
+from connectors.parse_errors import ParseError
+from connectors.ratelimit import Budget
+from cryptoflow.model import Kind
+from tests.support.coinbase_truth import COINBASE
+
+
+def _cb(seq: int, channel: str, events: list) -> str:
+    return json.dumps({"channel": channel, "client_id": "", "timestamp": "2026-08-09T21:05:48.228568804Z",
+                       "sequence_num": seq, "events": events})  # fmt: skip
+
+
+def test_coinbase_market_trades_maker_side_becomes_taker_side():
+    trades = [
+        {"trade_id": "1", "product_id": "BTC-USD", "price": "65083.67", "size": "0.002186",
+         "time": "2026-08-09T21:05:42.514318Z", "side": "SELL"},
+        {"trade_id": "2", "product_id": "BTC-USD", "price": "65083.66", "size": "0.10",
+         "time": "2026-08-09T21:05:42.514319Z", "side": "BUY"},
+    ]  # fmt: skip
+    events = CoinbaseParser().parse(_cb(0, "market_trades", [{"type": "snapshot", "trades": trades}]), 1)
+    assert [e.kind for e in events] == [Kind.TRADE, Kind.TRADE]
+    assert [e.payload for e in events] == [
+        ("1", "65083.67", "0.002186", "buy"),
+        ("2", "65083.66", "0.10", "sell"),
+    ]
+    assert events[0].exchange_ts_us == 1786309542514318
+
+
+def test_coinbase_trade_with_an_unknown_side_is_a_parse_error():
+    bad = [{"trade_id": "1", "product_id": "BTC-USD", "price": "1", "size": "1", "time": "2026-08-09T21:05:42Z",
+            "side": "UNKNOWN"}]  # fmt: skip
+    with pytest.raises(ParseError) as err:
+        CoinbaseParser().parse(_cb(0, "market_trades", [{"type": "update", "trades": bad}]), 1)
+    assert err.value.reason == "unexpected_shape"
+
+
+def test_kraken_v2_trade_keeps_literal_numbers_and_taker_side():
+    frame = ('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"sell","price":65000.10,'
+             '"qty":0.01000000,"ord_type":"market","trade_id":42,"timestamp":"2026-08-09T21:05:42.514318Z"}]}')  # fmt: skip
+    (event,) = KrakenV2Parser().parse(frame, 1)
+    assert event.kind is Kind.TRADE and event.symbol == "BTC-USD" and event.exchange_symbol == "BTC/USD"
+    assert event.payload == ("42", "65000.10", "0.01000000", "sell")
+
+
+def test_coinbase_products_from_the_recorded_body():
+    for line in COINBASE.open():
+        record = json.loads(line)
+        if record["t"] == "http":
+            body = record["data"]
+            break
+    products = parse_products(body)
+    expected = {p["product_id"]: f'{p["base_currency_id"]}-{p["quote_currency_id"]}'
+                for p in json.loads(body)["products"] if p["product_type"] == "SPOT" and not p["trading_disabled"]}  # fmt: skip
+    assert products == expected and products["BTC-USD"] == "BTC-USD"
+
+
+def test_kraken_asset_pairs_map_legacy_codes_to_v2_names():
+    body = json.dumps({"error": [], "result": {
+        "XXBTZUSD": {"altname": "XBTUSD", "wsname": "XBT/USD"},
+        "XDGUSD": {"altname": "XDGUSD", "wsname": "XDG/USD"},
+        "ALGOUSD": {"altname": "ALGOUSD", "wsname": "ALGO/USD"},
+        "DARK": {"altname": "X.d"},  # dark-pool pairs have no wsname
+    }})  # fmt: skip
+    assert parse_asset_pairs(body) == {"BTC/USD": "BTC-USD", "DOGE/USD": "DOGE-USD", "ALGO/USD": "ALGO-USD"}
+    with pytest.raises(ParseError):
+        parse_asset_pairs('{"error":["EGeneral:Too many requests"]}')
+
+
+def test_budget_allows_limit_per_window_then_says_how_long_to_wait():
+    budget = Budget(3, 10.0)
+    assert [budget.try_acquire(now=100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert budget.try_acquire(now=101.0) == pytest.approx(9.0)
+    assert budget.try_acquire(now=110.0) == 0.0  # the first event left the window
