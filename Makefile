@@ -7,7 +7,7 @@ PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-book clean-warehouse
+.PHONY: demo test lint bench bench-book bench-synthetic clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -26,6 +26,9 @@ test: $(STAMP)  ## lint + the whole test suite
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+bench-synthetic: $(STAMP)  ## synthetic-mode frames/s per protocol (1,000 symbols)
+	$(PY) -m benchmarks.bench_synthetic
 
 bench-book: $(STAMP)  ## order-book level-updates/s and bytes per level (issue 7 targets)
 	$(PY) -m benchmarks.bench_book

@@ -19,17 +19,30 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cryptoflow.simulator.binance_spot import BinanceSpotVenue
     from cryptoflow.simulator.server import ExchangeSimulator
 
-    sim = ExchangeSimulator(
-        BinanceSpotVenue.from_cryptofeed_v1(), host=args.host, port=args.port, speed=args.speed
-    )
+    if args.venue == "binance":
+        from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+
+        venue = BinanceSpotVenue.from_cryptofeed_v1()
+        hint = "WebSocket {ws}/stream?streams=...  REST {http}/api/v3/depth"
+    elif args.venue == "coinbase":
+        from cryptoflow.simulator.coinbase import CoinbaseVenue
+
+        venue = CoinbaseVenue.from_recording(speed=args.speed)
+        hint = "WebSocket {ws} (subscribe per channel)  REST {http}/api/v3/brokerage/market/products"
+    else:
+        from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
+        from cryptoflow.simulator.synthetic.market import SyntheticMarket
+
+        symbols = [f"S{i:04d}-USD" for i in range(args.symbols)]
+        market = SyntheticMarket(symbols, depth=args.depth, seed=args.seed, keep_truth=False)
+        venue = KrakenV2SyntheticVenue(market, messages=args.messages, rate=args.rate)
+        hint = "WebSocket {ws}/v2  REST {http}/0/public/AssetPairs  (synthetic: " + f"{args.symbols} symbols)"
+    sim = ExchangeSimulator(venue, host=args.host, port=args.port, speed=args.speed)
     sim.start()
-    print(
-        f"Binance spot simulator: WebSocket {sim.ws_url}/stream?streams=...  REST {sim.http_url}/api/v3/depth"
-    )
-    print("Each connection replays the recording once, then closes with code 4100. Ctrl-C stops.")
+    print(f"{args.venue} simulator: " + hint.format(ws=sim.ws_url, http=sim.http_url))
+    print("Each replay ends by closing the connection with code 4100. Ctrl-C stops.")
     try:
         while True:
             time.sleep(1)
@@ -92,7 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     verify.set_defaults(func=_verify)
 
-    sim = sub.add_parser("simulate", help="run the local exchange simulator (Binance spot replay)")
+    sim = sub.add_parser("simulate", help="run the local exchange simulator (replays or synthetic market)")
+    sim.add_argument("--venue", choices=("binance", "coinbase", "kraken"), default="binance",
+                     help="binance / coinbase: recording replay; kraken: v2 from the synthetic market")  # fmt: skip
+    sim.add_argument("--symbols", type=int, default=10, help="kraken: synthetic symbols")
+    sim.add_argument("--depth", type=int, default=50, help="kraken: true book levels per side")
+    sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
+    sim.add_argument("--rate", type=float, default=1000.0, help="kraken: book changes per second (0 = max)")
+    sim.add_argument("--seed", type=int, default=0, help="kraken: random seed")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")

@@ -344,15 +344,20 @@ class KrakenV2Encoder:
             return None
         true_book = self.market.books[ch.symbol]
         out = []
+        zero = self.market.qty_text(0)
         for view_side, true_side in ((view.bids, true_book.bids), (view.asks, true_book.asks)):
             new_top = true_side.top(self.depth)
-            new_prices = {p for p, _ in new_top}
-            changed = [[p, q] for p, q in new_top if view_side.qty.get(p) != q]
-            for p, _ in view_side.top(self.depth):
-                if p not in new_prices and p not in true_side.qty:  # deleted (not merely pushed out)
-                    changed.append([p, self.market.qty_text(0)])
+            held = view_side.qty
+            changed = [[p, q] for p, q in new_top if held.get(p) != q]
+            if changed or len(new_top) != len(held):
+                new_prices = {p for p, _ in new_top}
+                for p in list(held):
+                    if p not in new_prices and p not in true_side.qty:  # deleted (not merely pushed out)
+                        changed.append([p, zero])
+                for p, q in changed:
+                    view_side.set(p, q)
+                view_side.truncate(self.depth, remember=False)
             out.append(changed)
-            view_side.load(new_top)
         if not out[0] and not out[1]:
             return None
         return self._frame("update", ch.symbol, out[0], out[1], kraken_checksum(view), ch.ts_us)
