@@ -14,7 +14,7 @@ from cryptoflow.simulator.synthetic import encoders as enc
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
 
-def _encoder(protocol: str, market: SyntheticMarket):  # noqa: ANN202
+def _encoder(protocol: str, market: SyntheticMarket):
     if protocol == "binance_spot":
         return enc.BinanceSpotEncoder(market).depth
     if protocol == "binance_usdm":
