@@ -82,3 +82,19 @@ def test_budget_allows_limit_per_window_then_says_how_long_to_wait():
     assert [budget.try_acquire(now=100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert budget.try_acquire(now=101.0) == pytest.approx(9.0)
     assert budget.try_acquire(now=110.0) == 0.0  # the first event left the window
+
+
+@pytest.mark.parametrize("stream", ["ticks", "spot_ob"])
+def test_prod_examples_load_and_point_at_the_real_exchanges(stream):
+    from connectors.registry import REGISTRY
+    from cryptoflow.config import load_settings
+    from cryptoflow.paths import REPO_ROOT
+
+    settings = load_settings(REPO_ROOT / "configs" / "prod" / f"{stream}.yaml", environ={})
+    ex = settings.exchanges
+    assert ex.coinbase.ws_url == "wss://advanced-trade-ws.coinbase.com"
+    assert ex.kraken.ws_url == "wss://ws.kraken.com/v2" and ex.kraken.rest_url == "https://api.kraken.com"
+    assert ex.binance.spot.ws_url.startswith("wss://stream.binance.com")
+    # every exchange registered for the stream has symbols in the example
+    for entry in REGISTRY[stream]:
+        assert entry.enabled(settings) and entry.symbols(settings), entry.exchange
