@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from connectors.iceberg.catalog import load_catalog
+from connectors.iceberg.catalog import ensure_table, load_catalog
 from cryptoflow.config import CatalogConfig, load_settings
 from cryptoflow.paths import REPO_ROOT
+from cryptoflow.schemas import TABLES
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.coinbase import CoinbaseVenue
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
@@ -151,6 +152,11 @@ def run_demo(
         settings = load_settings(environ={**os.environ, **env})
         if not keep:
             reset_tables(settings.catalog, warehouse, (*FLOWS, "gaps"))
+        # Create namespace and tables before three flows race to create them (the SQLite catalog raises
+        # IntegrityError rather than ...AlreadyExistsError to the loser).
+        catalog = load_catalog(settings.catalog)
+        for table in (*FLOWS, "gaps"):
+            ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
         runs = [start_flow(name, env, log_dir, workers) for name in FLOWS]
         last_print = 0.0
         while any(r.process.poll() is None for r in runs):
