@@ -5,7 +5,7 @@ recording exists). Real protocol shapes (exchange-protocols.md §6):
                              500/1000, snapshot) and `trade`; `ping` -> `pong`; `heartbeat` when idle
   REST /0/public/AssetPairs  the market's pairs, with Kraken's legacy `wsname` (XBT for BTC)
 
-One market is shared by every connection (as on the exchange): a generator task makes `messages` book
+One market is shared by every connection (as on the exchange): a `SyntheticFeed` makes `messages` book
 changes at `rate` per second (0 = as fast as possible) plus a trade every `trade_every` changes, and
 broadcasts them; each connection's book subscription has its own depth view and checksums
 (`synthetic.encoders.KrakenV2Encoder`). When the generator is done every connection is closed with 4100
@@ -15,7 +15,6 @@ client can only notice through the checksum. The market (`self.market.books`) is
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -28,7 +27,8 @@ from websockets.exceptions import ConnectionClosed
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
 from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
-from cryptoflow.simulator.synthetic.market import SyntheticMarket
+from cryptoflow.simulator.synthetic.feed import Event, FeedPlan, SyntheticFeed
+from cryptoflow.simulator.synthetic.market import BookChange, SyntheticMarket, Trade
 
 if TYPE_CHECKING:
     from cryptoflow.simulator.server import SimulatorStats
@@ -56,12 +56,10 @@ class KrakenV2SyntheticVenue:
 
     def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
                  drop_updates: set[int] | None = None, start_after_s: float = 0.3) -> None:  # fmt: skip
-        self.market, self.messages, self.rate, self.trade_every = market, messages, rate, trade_every
+        self.market = market
+        self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
         self.drop_updates = drop_updates or set()
-        self.start_after_s = start_after_s
         self.sessions: list[KrakenSession] = []
-        self.changes_sent = 0
-        self._generator: asyncio.Task | None = None
         self._ids = itertools.count(1)
         self.by_v2 = {kraken_symbol(s): s for s in market.symbols}
 
@@ -89,8 +87,8 @@ class KrakenV2SyntheticVenue:
         await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
             {"api_version": "v2", "connection_id": next(self._ids), "system": "online", "version": "2.0.10"}
         ]}).decode())  # fmt: skip
-        if self._generator is None:
-            self._generator = asyncio.get_running_loop().create_task(self._generate(stats))
+        self.feed.subscribers.append(lambda event: self._deliver(session, event, stats))
+        self.feed.start(self._close_all)
         async for raw in ws:
             await self._request(session, raw)
 
@@ -132,50 +130,30 @@ class KrakenV2SyntheticVenue:
                 continue
             if channel == "book" and symbol in session.books:
                 continue  # already subscribed: Kraken answers with an error-free ack, no new snapshot
-            if channel == "book" and self.changes_sent:
+            if channel == "book" and self.feed.changes_sent:
                 session.resubscribes += 1
             target.add(symbol)
             if channel == "book" and session.encoder is not None:
                 await ws.send(session.encoder.snapshot(self.by_v2[symbol]))
 
-    async def _generate(self, stats: SimulatorStats) -> None:
-        await asyncio.sleep(self.start_after_s)  # let the first clients subscribe
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        market = self.market
-        try:
-            for i in range(self.messages):
-                if self.rate > 0:
-                    delay = start + i / self.rate - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif i % 64 == 0:
-                    await asyncio.sleep(0)
-                change = market.next_change()
-                v2 = kraken_symbol(change.symbol)
-                for session in list(self.sessions):
-                    if v2 not in session.books or session.encoder is None:
-                        continue
-                    frame = session.encoder.update(change)
-                    if frame is None:
-                        continue
-                    session.book_frames += 1
-                    if session.book_frames in self.drop_updates:
-                        session.dropped += 1
-                        continue
-                    await self._send(session, frame, stats)
-                if self.trade_every and i % self.trade_every == 0:
-                    trade = market.next_trade(change.symbol)
-                    for session in list(self.sessions):
-                        if v2 in session.trades and session.encoder is not None:
-                            await self._send(session, session.encoder.trade(trade), stats)
-                        elif v2 in session.trades:
-                            await self._send(session, KrakenV2Encoder(market).trade(trade), stats)
-                self.changes_sent = i + 1
-            await asyncio.sleep(0.2)  # let in-flight resubscribes get their snapshot
-        finally:
-            for session in self.sessions:
-                await session.ws.close(4100, "end of replay")
+    async def _deliver(self, session: KrakenSession, event: Event, stats: SimulatorStats) -> None:
+        if isinstance(event, BookChange):
+            if kraken_symbol(event.symbol) not in session.books or session.encoder is None:
+                return
+            frame = session.encoder.update(event)
+            if frame is None:
+                return
+            session.book_frames += 1
+            if session.book_frames in self.drop_updates:
+                session.dropped += 1
+                return
+            await self._send(session, frame, stats)
+        elif isinstance(event, Trade) and kraken_symbol(event.symbol) in session.trades:
+            await self._send(session, KrakenV2Encoder.trade_frame(event), stats)
+
+    async def _close_all(self) -> None:
+        for session in self.sessions:
+            await session.ws.close(4100, "end of replay")
 
     async def _send(self, session: KrakenSession, frame: str, stats: SimulatorStats) -> None:
         try:

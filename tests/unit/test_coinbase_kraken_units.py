@@ -98,3 +98,29 @@ def test_prod_examples_load_and_point_at_the_real_exchanges(stream):
     # every exchange registered for the stream has symbols in the example
     for entry in REGISTRY[stream]:
         assert entry.enabled(settings) and entry.symbols(settings), entry.exchange
+
+
+def test_a_bad_frame_is_counted_and_dropped_and_the_client_goes_on():
+    import queue
+
+    from connectors.kraken.client import KrakenClient
+    from cryptoflow import metrics
+    from cryptoflow.config import ConnectorConfig, KrakenConfig
+
+    cfg = KrakenConfig(symbols=["BTC/USD"])
+    out: queue.Queue = queue.Queue()
+    client = KrakenClient(cfg, ConnectorConfig(), ["BTC/USD"], {"book", "trade"}, 3, out)
+    client.parser = client.new_parser()
+    client.instruments = {"BTC/USD": "BTC-USD"}
+    before = metrics.BAD_FRAMES.labels("kraken", "malformed_json")._value.get()
+    client._on_frame("{not json")
+    assert metrics.BAD_FRAMES.labels("kraken", "malformed_json")._value.get() == before + 1
+    assert out.empty()
+    unknown_before = metrics.UNKNOWN_SYMBOL.labels("kraken")._value.get()
+    client._on_frame('{"channel":"trade","type":"update","data":[{"symbol":"ETH/USD","side":"buy","price":1.0,'
+                     '"qty":1.0,"ord_type":"limit","trade_id":1,"timestamp":"2026-08-09T21:05:42Z"}]}')  # fmt: skip
+    assert metrics.UNKNOWN_SYMBOL.labels("kraken")._value.get() == unknown_before + 1 and out.empty()
+    client._on_frame('{"channel":"trade","type":"update","data":[{"symbol":"BTC/USD","side":"buy","price":1.50,'
+                     '"qty":2.0,"ord_type":"limit","trade_id":7,"timestamp":"2026-08-09T21:05:42Z"}]}')  # fmt: skip
+    event = out.get_nowait()
+    assert (event.symbol, event.shard, event.payload) == ("BTC-USD", 3, ("7", "1.50", "2.0", "buy"))

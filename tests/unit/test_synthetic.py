@@ -146,3 +146,37 @@ def test_book_at_rebuilds_the_truth_at_any_time():
     assert rebuilt.bids.top(1000) == replayed.books[mid.symbol].bids.top(1000)
     assert rebuilt.asks.top(1000) == replayed.books[mid.symbol].asks.top(1000)
     assert not market.books[mid.symbol].crossed()
+
+
+def test_feed_broadcasts_every_event_kind_and_the_truth_records_them():
+    import asyncio
+
+    from cryptoflow.simulator.synthetic.feed import FeedPlan, SyntheticFeed
+    from cryptoflow.simulator.synthetic.market import BookChange, Funding, Liquidation, Trade
+
+    market = _market()
+    feed = SyntheticFeed(market, FeedPlan(messages=300, trade_every=4, liquidation_every=7, funding_every=50,
+                                          start_after_s=0))  # fmt: skip
+    got: list = []
+    ended = []
+
+    async def collect(event):
+        got.append(event)
+
+    async def end():
+        ended.append(True)
+
+    async def main():
+        feed.subscribers.append(collect)
+        feed.start(end)
+        await feed.task
+
+    asyncio.run(main())
+    assert ended == [True] and feed.changes_sent == 300
+    assert sum(isinstance(e, BookChange) for e in got) == 300
+    assert [e for e in got if isinstance(e, Trade)] == market.truth.trades and len(market.truth.trades) == 75
+    assert [e for e in got if isinstance(e, Liquidation)] == market.truth.liquidations
+    assert len(market.truth.liquidations) == 43
+    assert [e for e in got if isinstance(e, Funding)] == market.truth.funding and len(
+        market.truth.funding
+    ) == 6

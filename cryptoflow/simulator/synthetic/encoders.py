@@ -363,6 +363,10 @@ class KrakenV2Encoder:
         return self._frame("update", ch.symbol, out[0], out[1], kraken_checksum(view), ch.ts_us)
 
     def trade(self, t: Trade) -> str:
+        return self.trade_frame(t)
+
+    @staticmethod
+    def trade_frame(t: Trade) -> str:
         return (
             f'{{"channel":"trade","type":"update","data":[{{"symbol":"{kraken_symbol(t.symbol)}",'
             f'"side":"{t.taker_side}","price":{t.price},"qty":{t.qty},"ord_type":"market",'
