@@ -78,6 +78,7 @@ class CoinbaseVenue:
                  drop: set[int] | None = None) -> None:  # fmt: skip
         self.frames, self.products_body, self.speed = frames, products_body, speed
         self.drop = drop or set()
+        self.linger_s = 1.0  # after the last frame, how long to keep answering requests before closing
         self.sessions: list[dict] = []  # per connection: what it subscribed, sent and resynced (tests)
 
     @classmethod
@@ -182,6 +183,11 @@ class CoinbaseVenue:
         reader = asyncio.get_running_loop().create_task(read())
         try:
             await self._replay(ws, send, handle, inbox, books, subs, session)
+            while True:  # requests the client sent about the last frames (a resync) still get answers
+                try:
+                    await handle(await asyncio.wait_for(inbox.get(), self.linger_s), True)
+                except TimeoutError:
+                    break
         finally:
             reader.cancel()
         await ws.close(4100, "end of replay")

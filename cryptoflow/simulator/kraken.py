@@ -25,6 +25,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from cryptoflow.simulator.batching import send_many
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
 from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
 from cryptoflow.simulator.synthetic.feed import Event, FeedPlan, SyntheticFeed
@@ -49,6 +50,7 @@ class KrakenSession:
     dropped: int = 0
     resubscribes: int = 0
     requests: list[dict] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # frames waiting for the feed's next flush
 
 
 class KrakenV2SyntheticVenue:
@@ -88,8 +90,10 @@ class KrakenV2SyntheticVenue:
             {"api_version": "v2", "connection_id": next(self._ids), "system": "online", "version": "2.0.10"}
         ]}).decode())  # fmt: skip
         self.feed.subscribers.append(lambda event: self._deliver(session, event, stats))
+        self.feed.flushers.append(lambda: self._flush(session, stats))
         self.feed.start(self._close_all)
         async for raw in ws:
+            await self._flush(session, stats)  # what was generated before this request goes first
             await self._request(session, raw)
 
     async def _request(self, session: KrakenSession, raw: str | bytes) -> None:
@@ -147,20 +151,21 @@ class KrakenV2SyntheticVenue:
             if session.book_frames in self.drop_updates:
                 session.dropped += 1
                 return
-            await self._send(session, frame, stats)
+            session.pending.append(frame)
         elif isinstance(event, Trade) and kraken_symbol(event.symbol) in session.trades:
-            await self._send(session, KrakenV2Encoder.trade_frame(event), stats)
+            session.pending.append(KrakenV2Encoder.trade_frame(event))
+
+    async def _flush(self, session: KrakenSession, stats: SimulatorStats) -> None:
+        frames, session.pending = session.pending, []
+        try:
+            await send_many(session.ws, frames)
+            stats.frames_sent += len(frames)
+        except ConnectionClosed:
+            pass
 
     async def _close_all(self) -> None:
         for session in self.sessions:
             await session.ws.close(4100, "end of replay")
-
-    async def _send(self, session: KrakenSession, frame: str, stats: SimulatorStats) -> None:
-        try:
-            await session.ws.send(frame)
-            stats.frames_sent += 1
-        except ConnectionClosed:
-            pass
 
     @staticmethod
     def _now() -> str:

@@ -105,7 +105,7 @@ class ExchangeSimulator:
         self._stopped = asyncio.Event()
         async with serve(
             self._handle, self.host, self.requested_port, process_request=self._process_request,
-            max_size=1 << 20, ping_interval=20,
+            max_size=1 << 20, ping_interval=20, compression=None,
         ) as server:  # fmt: skip
             self.port = server.sockets[0].getsockname()[1]
             log.info("simulator %s listening on %s:%s", self.venue.name, self.host, self.port)

@@ -2,7 +2,9 @@
 (as on an exchange), broadcasting each market event to the subscribers that want it.
 
 A venue registers `Subscriber`s (one per connection); each turns an event into zero or more frames for
-its connection with the venue's encoder and sends them. The feed makes `messages` book changes at
+its connection with the venue's encoder, and usually buffers them: the feed awaits every `flushers`
+entry at each of its yield points (every 64 changes at full speed, before every pause when paced), so
+frames go out in batches (`simulator.batching.send_many`: one socket write per batch). The feed makes `messages` book changes at
 `rate` per second (0 = as fast as possible, yielding to the loop every 64), and every `trade_every` /
 `liquidation_every` / `funding_every` changes a trade / liquidation / funding update for the changed
 symbol. Venues for other protocols (Binance USD-M, Bybit, OKX) plug their encoders in the same way.
@@ -34,6 +36,7 @@ class SyntheticFeed:
     def __init__(self, market: SyntheticMarket, plan: FeedPlan) -> None:
         self.market, self.plan = market, plan
         self.subscribers: list[Subscriber] = []
+        self.flushers: list[Callable[[], Awaitable[None]]] = []
         self.changes_sent = 0
         self.task: asyncio.Task | None = None
 
@@ -46,6 +49,10 @@ class SyntheticFeed:
         for subscriber in list(self.subscribers):
             await subscriber(event)
 
+    async def _flush(self) -> None:
+        for flush in list(self.flushers):
+            await flush()
+
     async def _run(self, on_end: Callable[[], Awaitable[None]]) -> None:
         plan, market = self.plan, self.market
         await asyncio.sleep(plan.start_after_s)
@@ -56,8 +63,10 @@ class SyntheticFeed:
                 if plan.rate > 0:
                     delay = start + i / plan.rate - loop.time()
                     if delay > 0:
+                        await self._flush()
                         await asyncio.sleep(delay)
                 elif i % 64 == 0:
+                    await self._flush()
                     await asyncio.sleep(0)
                 change = market.next_change()
                 await self._broadcast(change)
@@ -68,6 +77,7 @@ class SyntheticFeed:
                 if plan.funding_every and i % plan.funding_every == 0:
                     await self._broadcast(market.next_funding(change.symbol))
                 self.changes_sent = i + 1
+            await self._flush()
             await asyncio.sleep(0.2)  # let in-flight resubscribes get their snapshot
         finally:
             await on_end()
