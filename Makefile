@@ -6,8 +6,9 @@ PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
   if $$c -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then command -v $$c; break; fi; done)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench bench-book bench-synthetic clean-warehouse
+.PHONY: demo test lint bench bench-quick bench-book bench-synthetic clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -22,6 +23,17 @@ demo: $(STAMP)  ## main job: local simulator replaying real captures -> dataflow
 test: $(STAMP)  ## lint + the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The `bench` extra: cryptofeed (an sdist with Cython extensions, built here once) and py-spy.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## throughput vs orjson ceiling and cryptofeed, 3 runs (~3 min): bench-results/latest.{json,md}
+	$(PY) -m benchmarks.run
+
+bench-quick: $(BENCH_STAMP)  ## the same, smaller corpora and one run (~1 min)
+	$(PY) -m benchmarks.run --quick
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,133 @@
+"""The Markdown rendering of one `make bench` result (the JSON is the source of truth)."""
+
+from __future__ import annotations
+
+CONTENDERS = (
+    ("read", "read the frames alone"),
+    ("orjson", "`orjson.loads` alone (ceiling)"),
+    ("cryptofeed", "cryptofeed parse + book (peer)"),
+    ("cryptoflow_e2e", "CryptoFlow e2e -> Iceberg (`-w 1`)"),
+)
+
+
+def _n(x: float | None, digits: int = 0) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def _range(s: dict) -> str:
+    return f"{_n(s['median'])} ({_n(s['min'])}..{_n(s['max'])})"
+
+
+def _stream(name: str, s: dict) -> list[str]:
+    lines = [
+        f"### {name}",
+        "",
+        f"{s['frames']:,} depth frames ({s['reps']} repetitions of the recording, symbols "
+        f"{', '.join(s['symbols'])}), {s['levels_per_frame']:.2f} level changes and "
+        f"{s['bytes_per_frame']:.0f} bytes per frame; {s['snapshot_levels']:,} snapshot levels. "
+        f"Rows checked against ground truth: {'yes, all equal' if s['valid'] else '**MISMATCH**'}.",
+        "",
+        "| contender | frames/s median (min..max) | level changes/s | vs orjson ceiling |",
+        "|---|---:|---:|---:|",
+    ]
+    ceil = s["contenders"]["orjson"]["median"]
+    for key, label in CONTENDERS:
+        c = s["contenders"][key]
+        lines.append(f"| {label} | {_range(c)} | {_n(c['level_changes_per_s'])} | {c['median'] / ceil:.3f} |")
+    rows = s["contenders"]["cryptoflow_e2e"]["level_rows_per_s"]
+    lines += [
+        "",
+        f"CryptoFlow e2e: **{s['e2e_fraction_of_orjson']:.3f}x** the orjson ceiling, "
+        f"**{s['e2e_vs_cryptofeed']:.2f}x** cryptofeed; level rows committed/s (snapshot + diff rows) "
+        f"{_range(rows)}; the process used {s['contenders']['cryptoflow_e2e']['cpu_per_wall']['median']:.2f} "
+        "CPU-seconds per second (all threads: the GIL makes one process about one core).",
+        "",
+    ]
+    return lines
+
+
+def markdown(r: dict) -> str:
+    m, v = r["machine"], r["versions"]
+    vers = ", ".join(f"{k} {val}" for k, val in v.items() if val)
+    lines = [
+        f"# CryptoFlow benchmark ({r['mode']}, {r['runs']} run(s), {r['started']})",
+        "",
+        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores ({m['usable_cores']} usable), "
+        f"{m['platform']}; commit {m['git_commit']}. {r['shared_machine_note']}; load average before "
+        f"{r['load_average_before']}, after {r['load_average_after']}.",
+        "",
+        f"Versions: {vers}.",
+        "",
+        "## Headline (Binance spot depth frames, one process)",
+        "",
+        f"* CryptoFlow end to end: **{_n(r['e2e_frames_per_s'])} frames/s**, "
+        f"{_n(r['e2e_level_rows_per_s'])} level rows/s",
+        f"* orjson.loads ceiling: {_n(r['ceiling_frames_per_s'])} frames/s "
+        f"(ours = {r['e2e_fraction_of_ceiling']:.3f}x); reading alone: {_n(r['read_frames_per_s'])} frames/s",
+        f"* cryptofeed {v.get('cryptofeed')}: {_n(r['cryptofeed_frames_per_s'])} frames/s "
+        f"(ours = {r['e2e_vs_cryptofeed']:.2f}x)",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---:|---|",
+    ]
+    for t in r["targets"]:
+        met = "TODO" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        lines.append(f"| {t['target']} | {_n(t['measured'], 3)} | {met} |")
+    lines += ["", "## Per stream", ""]
+    for name, s in r["streams"].items():
+        lines += _stream(name, s)
+    lines += ["### Other venues (no CryptoFlow connector yet: ceilings and cryptofeed)", "",
+              "| stream | frames | bytes/frame | read frames/s | orjson frames/s | cryptofeed frames/s | checked |",
+              "|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for name, s in r["ceilings_other_venues"].items():
+        c = s["contenders"]
+        peer = _range(c["cryptofeed"]) if "cryptofeed" in c else "no driver"
+        lines.append(
+            f"| {name} | {s['frames']:,} | {s['bytes_per_frame']:.0f} | {_range(c['read'])} | "
+            f"{_range(c['orjson'])} | {peer} | {'yes' if s['valid'] else '**MISMATCH**'} |"
+        )
+    sim = r["simulator"]
+    lines += [
+        "",
+        "## Through the simulator (`python -m bytewax.run dataflows.spot_delta -w 1`, loopback, speed 0)",
+        "",
+        f"Differential rate (extra frames / extra seconds between a small and a large corpus): "
+        f"**{_range(sim['frames_per_s'])} frames/s**; rows checked: {'yes' if sim['valid'] else '**MISMATCH**'}. "
+        f"Raw walls [frames, s]: {sim['walls']}.",
+        "",
+    ]
+    p = r.get("processes")
+    if p:
+        lines += [
+            "## 1 vs 2 processes (each the whole spot corpus into its own warehouse, concurrently)",
+            "",
+            f"1 process {_range(p['one_process_frames_per_s'])} frames/s; 2 processes "
+            f"{_range(p['two_processes_frames_per_s'])} frames/s aggregate; scaling **{p['scaling']:.2f}x** "
+            f"(load average {p['load_average_before']} before, {p['load_average_after']} after: "
+            "other processes on the machine take the second core away). Frames per CPU-second: "
+            f"{_range(p['frames_per_cpu_second_one'])} alone, {_range(p['frames_per_cpu_second_two'])} "
+            "per process when two run (equal = the processes share nothing but the cores).",
+            "",
+        ]
+    prof = r.get("profile")
+    if prof:
+        lines += [
+            f"## Profile of the e2e path ({prof['tool']}, {prof['rate_hz']} Hz, {prof['samples']} samples in the run)",
+            "",
+            "Threads: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in prof["threads"].items())
+            + f". Not counted below: {prof['waiting_samples']} samples waiting (queue handoff, thread "
+            f"start) and {prof['native_only_samples']} with no Python frame (Bytewax's Rust runtime, idle).",
+            "",
+            "| self time | function | | inclusive | function |",
+            "|---:|---|---|---:|---|",
+        ]
+        for a, b in zip(prof["self"][:15], prof["inclusive"][:15], strict=False):
+            lines.append(f"| {a['share']:.1%} | {a['function']} | | {b['share']:.1%} | {b['function']} |")
+        lines.append("")
+    lines += ["## Not measured yet", ""]
+    lines += [f"* {r[k]}" for k in ("book_level_updates", "book_rss_1000x2000", "latency_percentiles")]
+    lines.append("")
+    return "\n".join(lines)
