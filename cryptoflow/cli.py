@@ -33,12 +33,19 @@ def _simulate(args: argparse.Namespace) -> int:
         hint = "WebSocket {ws} (subscribe per channel)  REST {http}/api/v3/brokerage/market/products"
     else:
         from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
+        from cryptoflow.simulator.kraken_v1 import KrakenV1ReplayVenue
         from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
         symbols = [f"S{i:04d}-USD" for i in range(args.symbols)]
         market = SyntheticMarket(symbols, depth=args.depth, seed=args.seed, keep_truth=False)
-        venue = KrakenV2SyntheticVenue(market, messages=args.messages, rate=args.rate)
-        hint = "WebSocket {ws}/v2  REST {http}/0/public/AssetPairs  (synthetic: " + f"{args.symbols} symbols)"
+        v1 = KrakenV1ReplayVenue.from_recordings(speed=args.speed)
+        venue = KrakenV2SyntheticVenue(market, messages=args.messages, rate=args.rate, v1=v1)
+        hint = (
+            "WebSocket v2 {ws}/v2 (synthetic: "
+            + f"{args.symbols} symbols)  v1 "
+            + "{ws}/ (2021 recordings)  "
+            "REST {http}/0/public/AssetPairs"
+        )
     sim = ExchangeSimulator(venue, host=args.host, port=args.port, speed=args.speed)
     sim.start()
     print(f"{args.venue} simulator: " + hint.format(ws=sim.ws_url, http=sim.http_url))

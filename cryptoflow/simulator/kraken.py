@@ -4,6 +4,7 @@ recording exists). Real protocol shapes (exchange-protocols.md §6):
   WS   /v2                   `status` on connect; `subscribe`/`unsubscribe` for `book` (depth 10/25/100/
                              500/1000, snapshot) and `trade`; `ping` -> `pong`; `heartbeat` when idle
   REST /0/public/AssetPairs  the market's pairs, with Kraken's legacy `wsname` (XBT for BTC)
+  WS   /                     optional (`v1=`): WebSocket v1, the recordings replayed (`kraken_v1.py`)
 
 One market is shared by every connection (as on the exchange): a `SyntheticFeed` makes `messages` book
 changes at `rate` per second (0 = as fast as possible) plus a trade every `trade_every` changes, and
@@ -27,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cryptoflow.simulator.batching import send_many
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.kraken_v1 import KrakenV1ReplayVenue
 from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
 from cryptoflow.simulator.synthetic.feed import Event, FeedPlan, SyntheticFeed
 from cryptoflow.simulator.synthetic.market import BookChange, SyntheticMarket, Trade
@@ -57,8 +59,9 @@ class KrakenV2SyntheticVenue:
     name = "kraken"
 
     def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
-                 drop_updates: set[int] | None = None, start_after_s: float = 0.3) -> None:  # fmt: skip
-        self.market = market
+                 drop_updates: set[int] | None = None, start_after_s: float = 0.3,
+                 v1: KrakenV1ReplayVenue | None = None) -> None:  # fmt: skip
+        self.market, self.v1 = market, v1
         self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
         self.drop_updates = drop_updates or set()
         self.sessions: list[KrakenSession] = []
@@ -67,6 +70,8 @@ class KrakenV2SyntheticVenue:
 
     # ------------------------------------------------------------------ HTTP / routing
     def frames_for(self, path: str) -> list[RecordedFrame] | None:
+        if self.v1 is not None and self.v1.frames_for(path) is not None:
+            return []
         return [] if path.split("?", 1)[0].rstrip("/") == "/v2" else None
 
     def rest(self, path: str) -> RestReply | None:
@@ -84,6 +89,9 @@ class KrakenV2SyntheticVenue:
 
     # ------------------------------------------------------------------ WebSocket
     async def serve(self, ws: ServerConnection, stats: SimulatorStats) -> None:
+        if self.v1 is not None and ws.request is not None and self.v1.frames_for(ws.request.path) is not None:
+            await self.v1.serve(ws, stats)  # v1 (`/`): the 2021 recordings
+            return
         session = KrakenSession(ws)
         self.sessions.append(session)
         await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
