@@ -1,83 +1,87 @@
-"""Which exchange feeds which stream: one entry per (stream, exchange) with the source factory and, for
-book streams, the book engine's sequencing scheme. Dataflows iterate over `sources(settings, stream)`
-and wire one input per exchange, so adding a venue to a stream is one `register` call here.
+"""Which venue clients feed which stream: the registry every dataflow reads its inputs from.
 
-(Adapter written by the Coinbase/Kraken branch while main had no registry: if the dataflows branch lands
-its own, these entries move there unchanged.)
+A *stream* is one of `STREAMS` (one dataflow and table each). A venue offers a stream by registering a
+source factory under a source name (`<exchange>_<market>`, e.g. `binance_usdm`, `bybit_linear`):
+
+    # connectors/<venue>/streams.py
+    from connectors.registry import register
+
+    def _ticks(settings: Settings) -> ShardedSource | None:   # None = not configured / disabled
+        ...
+    register("ticks", "bybit_spot", _ticks)
+
+and by adding its module to `VENUE_MODULES` below (imported on first use, so registering needs no
+other import). A factory returns a Bytewax source of `cryptoflow.model.RawEvent`s holding the event
+kinds the stream consumes (depth snapshots/diffs and bookTickers for `*_delta`/`*_ob`, `TRADE` for
+`ticks`, `LIQUIDATION` for `liquidations`, `FUNDING` for `funding`), or None when the venue is not
+configured, so a flow runs over "every configured exchange that offers it".
+
+Each source gets its own pipeline in the flow (input -> key -> stateful logic -> sink steps whose ids
+are prefixed with the source name): sources never share a Bytewax stream, so each sink partition's
+per-shard offset watermark (exactly-once) only ever sees one source's shard numbers.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from connectors.binance.source import binance_spot_source
-from connectors.binance.spot_client import CHANNEL_BOOK_TICKER, CHANNEL_DEPTH, CHANNEL_TRADES
-from connectors.coinbase.client import CHANNEL_LEVEL2
-from connectors.coinbase.client import CHANNEL_TRADES as COINBASE_TRADES
-from connectors.coinbase.source import coinbase_source
-from connectors.kraken.client import CHANNEL_BOOK, CHANNEL_TRADE
-from connectors.kraken.source import kraken_source
-from connectors.source import ShardedSource
+from bytewax.inputs import Source
+
 from cryptoflow.config import Settings
-from operators.book import tracker
 
-SourceFactory = Callable[[Settings, str], ShardedSource]
+log = logging.getLogger(__name__)
 
+STREAMS = ("ticks", "spot_delta", "spot_ob", "futures_delta", "futures_ob", "liquidations", "funding")
+VENUE_MODULES = (
+    "connectors.binance.streams",
+    "connectors.bybit.streams",
+    "connectors.okx.streams",
+    "connectors.coinbase.streams",
+    "connectors.kraken.streams",
+)
 
-@dataclass(frozen=True)
-class Entry:
-    exchange: str
-    build: SourceFactory  # (settings, stream) -> source
-    symbols: Callable[[Settings], list[str]]  # the configured symbols (none -> not wired)
-    enabled: Callable[[Settings], bool]
-    scheme: str | None = None  # book streams: operators.book.tracker scheme
-
-
-REGISTRY: dict[str, list[Entry]] = {}
-
-
-def register(stream: str, entry: Entry) -> None:
-    REGISTRY.setdefault(stream, []).append(entry)
+SourceFactory = Callable[[Settings], Source | None]
+_REGISTRY: dict[str, dict[str, SourceFactory]] = {stream: {} for stream in STREAMS}
+_loaded = False
 
 
-def sources(settings: Settings, stream: str) -> list[tuple[Entry, ShardedSource]]:
-    """The stream's sources for every exchange that is enabled and has symbols configured."""
-    return [
-        (e, e.build(settings, stream))
-        for e in REGISTRY.get(stream, [])
-        if e.enabled(settings) and e.symbols(settings)
-    ]
+def register(stream: str, name: str, factory: SourceFactory) -> None:
+    """Declare that source `name` offers `stream`; registering the same name again replaces it."""
+    if stream not in _REGISTRY:
+        raise ValueError(f"unknown stream {stream!r}; streams are {', '.join(STREAMS)}")
+    _REGISTRY[stream][name] = factory
 
 
-def _binance(s: Settings):
-    return s.exchanges.binance.spot
+def _load_venues() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in VENUE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the venue module exists but something it imports is missing
+                raise
+            log.debug("no stream registrations in %s", module)
 
 
-def _coinbase(s: Settings):
-    return s.exchanges.coinbase
+def offered(stream: str) -> list[str]:
+    """Source names registered for a stream (configured or not)."""
+    _load_venues()
+    return sorted(_REGISTRY[stream])
 
 
-def _kraken(s: Settings):
-    return s.exchanges.kraken
-
-
-def _entry(
-    exchange: str, cfg: Callable, channels: set[str], factory: Callable, scheme: str | None = None
-) -> Entry:
-    return Entry(
-        exchange,
-        lambda settings, stream: factory(settings, channels, stream),
-        lambda settings: cfg(settings).symbols,
-        lambda settings: cfg(settings).enabled,
-        scheme,
-    )
-
-
-register("ticks", _entry("binance", _binance, {CHANNEL_TRADES}, binance_spot_source))
-register("ticks", _entry("coinbase", _coinbase, {COINBASE_TRADES}, coinbase_source))
-register("ticks", _entry("kraken", _kraken, {CHANNEL_TRADE}, kraken_source))
-register("spot_ob", _entry("binance", _binance, {CHANNEL_DEPTH, CHANNEL_BOOK_TICKER}, binance_spot_source,
-                           tracker.BINANCE_SPOT))  # fmt: skip
-register("spot_ob", _entry("coinbase", _coinbase, {CHANNEL_LEVEL2}, coinbase_source, tracker.COINBASE))
-register("spot_ob", _entry("kraken", _kraken, {CHANNEL_BOOK}, kraken_source, tracker.KRAKEN))
+def sources_for(settings: Settings, stream: str) -> list[tuple[str, Source]]:
+    """(source name, source) for every configured source that offers `stream`, in name order."""
+    _load_venues()
+    if stream not in _REGISTRY:
+        raise ValueError(f"unknown stream {stream!r}")
+    out = []
+    for name in sorted(_REGISTRY[stream]):
+        source = _REGISTRY[stream][name](settings)
+        if source is not None:
+            out.append((name, source))
+    return out

@@ -20,7 +20,10 @@ def chunks(symbols: list[str], size: int) -> list[list[str]]:
 
 def venue_source(
     settings: Settings, exchange: str, symbols: list[str], per_connection: int, stream: str, make: MakeClient
-) -> ShardedSource:
+) -> ShardedSource | None:
+    """None when no symbol is configured (the registry then leaves the venue out of the flow)."""
+    if not symbols:
+        return None
     by_shard = group_by_shard(exchange, symbols, settings.sharding.total_shards)
     caps = settings.channels.caps_for(exchange, stream)
 

@@ -22,11 +22,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from cryptoflow.simulator.server import ExchangeSimulator
 
     if args.venue == "binance":
-        from cryptoflow.simulator.binance_spot import BinanceSpotVenue
-
-        venue = BinanceSpotVenue.from_cryptofeed_v1()
-        hint = "WebSocket {ws}/stream?streams=...  REST {http}/api/v3/depth"
-    elif args.venue == "coinbase":
+        return _simulate_binance(args)
+    if args.venue == "coinbase":
         from cryptoflow.simulator.coinbase import CoinbaseVenue
 
         venue = CoinbaseVenue.from_recording(speed=args.speed)
@@ -55,6 +52,39 @@ def _simulate(args: argparse.Namespace) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         sim.stop()
+    return 0
+
+
+def _simulate_binance(args: argparse.Namespace) -> int:
+    from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+    from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
+    from cryptoflow.simulator.server import ExchangeSimulator
+
+    spot = ExchangeSimulator(
+        BinanceSpotVenue.from_cryptofeed_v1(),
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        clock=args.clock,
+    )
+    usdm_venue = with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1())
+    usdm_port = args.port + 1 if args.port else 0
+    usdm = ExchangeSimulator(usdm_venue, host=args.host, port=usdm_port, speed=args.speed, clock=args.clock)
+    spot.start()
+    usdm.start()
+    print(f"Binance spot simulator:  WebSocket {spot.ws_url}/stream  REST {spot.http_url}/api/v3/depth")
+    print(
+        f"Binance USD-M simulator: WebSocket {usdm.ws_url}/public/stream and /market/stream  "
+        f"REST {usdm.http_url}/fapi/v1/depth"
+    )
+    what = "joins one shared timeline" if args.clock == "shared" else "replays the recording once"
+    print(f"Each connection {what}, then closes with code 4100. Ctrl-C stops.")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        spot.stop()
+        usdm.stop()
     return 0
 
 
@@ -112,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     verify.set_defaults(func=_verify)
 
-    sim = sub.add_parser("simulate", help="run the local exchange simulator (replays or synthetic market)")
+    sim = sub.add_parser(
+        "simulate",
+        help="run the local exchange simulator (binance: spot on --port, USD-M on --port + 1; coinbase; kraken)",
+    )
     sim.add_argument("--venue", choices=("binance", "coinbase", "kraken"), default="binance",
-                     help="binance / coinbase: recording replay; kraken: v2 from the synthetic market")  # fmt: skip
+                     help="binance / coinbase: recording replay; kraken: v2 from the synthetic market, v1 replay")  # fmt: skip
     sim.add_argument("--symbols", type=int, default=10, help="kraken: synthetic symbols")
     sim.add_argument("--depth", type=int, default=50, help="kraken: true book levels per side")
     sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
@@ -123,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
+    sim.add_argument(
+        "--clock", choices=("per_connection", "shared"), default="per_connection",
+        help="shared: one live-like timeline that later connections join (needs --speed > 0)",
+    )  # fmt: skip
     sim.set_defaults(func=_simulate)
     return parser
 
@@ -134,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("WARNING" if quiet else None)
     if getattr(args, "speed", 0) < 0:
         print("cryptoflow: --speed must be 0 or more", file=sys.stderr)
+        return 2
+    if getattr(args, "clock", None) == "shared" and args.speed == 0:
+        print("cryptoflow: --clock shared needs --speed above 0", file=sys.stderr)
         return 2
     if getattr(args, "workers", 1) < 1:
         print("cryptoflow: --workers must be 1 or more", file=sys.stderr)

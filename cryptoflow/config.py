@@ -104,30 +104,33 @@ class BookConfig(_Section):
     max_buffered_diffs: int = Field(10_000, ge=1)
 
 
-class BinanceSpotConfig(_Section):
+class BinanceMarketConfig(_Section):
+    """What Binance spot and USD-M share: symbols, stream choice, connection limits and rotation."""
+
     enabled: bool = True
-    ws_url: str = "wss://stream.binance.com:9443"
-    rest_url: str = "https://api.binance.com"
     symbols: list[str] = []
-    depth_stream: Literal["depth", "depth@100ms"] = "depth@100ms"
-    # The public recordings carry aggTrade; `trade` gives one row per fill.
+    # The public recordings carry aggTrade; `trade` gives one row per fill (spot only).
     trade_stream: Literal["aggTrade", "trade"] = "aggTrade"
-    snapshot_limit: int = Field(1000, ge=1, le=5000)
     max_streams_per_connection: int = Field(1024, ge=1, le=1024)
+    streams_per_subscribe: int = Field(200, ge=1, le=1024)  # params per SUBSCRIBE message
+    # Binance drops every connection at 24 h: open a replacement before that and hand over to it.
+    rotate_after_s: float = Field(23 * 3600, gt=0, le=24 * 3600)
+    rotation_overlap_max_s: float = Field(10.0, gt=0)  # hand over at the latest after this much overlap
+    instruments_refresh_s: float = Field(3600.0, gt=0)  # re-read exchangeInfo this often
     http_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("symbols")
     @classmethod
     def _symbols_upper_unique(cls, symbols: list[str]) -> list[str]:
         cleaned = [s.strip().upper() for s in symbols]
-        bad = [s for s in cleaned if not s.isalnum()]
+        bad = [s for s in cleaned if not s.replace("_", "").isalnum()]
         if bad:
             raise ValueError(f"Binance symbols are letters and digits only (got {bad})")
         if len(set(cleaned)) != len(cleaned):
             raise ValueError("symbols are listed twice")
         return cleaned
 
-    @field_validator("ws_url", "rest_url")
+    @field_validator("ws_url", "rest_url", check_fields=False)
     @classmethod
     def _url_scheme(cls, url: str) -> str:
         if url.split("://", 1)[0] not in {"ws", "wss", "http", "https"}:
@@ -135,8 +138,35 @@ class BinanceSpotConfig(_Section):
         return url.rstrip("/")
 
 
+class BinanceSpotConfig(BinanceMarketConfig):
+    ws_url: str = "wss://stream.binance.com:9443"
+    rest_url: str = "https://api.binance.com"
+    depth_stream: Literal["depth", "depth@100ms"] = "depth@100ms"
+    snapshot_limit: int = Field(1000, ge=1, le=5000)
+    # Binance spot: 5 incoming messages/s per connection (pongs included); 4 leaves room for pongs.
+    max_messages_per_s: float = Field(4.0, gt=0, le=5)
+
+
+class BinanceUsdmConfig(BinanceMarketConfig):
+    """USD-M futures. Since 2026-04 depth and bookTicker are served under `<ws_url>/public`, every other
+    public stream under `<ws_url>/market`; `url_layout: legacy` uses `<ws_url>/stream` for both
+    (recordings taken before the split, older testnets)."""
+
+    enabled: bool = False
+    ws_url: str = "wss://fstream.binance.com"
+    rest_url: str = "https://fapi.binance.com"
+    url_layout: Literal["split", "legacy"] = "split"
+    depth_stream: Literal["depth", "depth@100ms", "depth@250ms", "depth@500ms", "depth@0ms"] = "depth@100ms"
+    mark_price_stream: Literal["markPrice", "markPrice@1s"] = "markPrice@1s"
+    snapshot_limit: Literal[5, 10, 20, 50, 100, 500, 1000] = 1000
+    trade_stream: Literal["aggTrade"] = "aggTrade"
+    # USD-M: 10 incoming messages/s per connection; 8 leaves room for pongs.
+    max_messages_per_s: float = Field(8.0, gt=0, le=10)
+
+
 class BinanceConfig(_Section):
     spot: BinanceSpotConfig = BinanceSpotConfig()
+    usdm: BinanceUsdmConfig = BinanceUsdmConfig()
 
 
 def _ws_or_http(url: str) -> str:

@@ -1,9 +1,12 @@
 """`cryptoflow demo`: the main job on embedded defaults.
 
-Starts the local exchange simulators (the real Binance spot and Coinbase recordings replayed, Kraken v2
-from the synthetic market), runs the `spot_delta`, `ticks` and `spot_ob` dataflows against them (real
-`python -m bytewax.run` processes, real sockets), shows progress, and prints what landed in the local
-Iceberg warehouse per table and exchange.
+Starts the local exchange simulator (one port per venue: the real Binance spot and USD-M recordings, the
+USD-M one with generated markPrice/forceOrder frames since no recording has them), runs all seven
+dataflows against it (real `python -m bytewax.run` processes, real sockets), shows progress, and prints
+what landed in the local Iceberg warehouse per table and exchange.
+
+Venues are listed in `DEMO_VENUES`: a venue added there (a simulator venue + the env overrides that
+point its config section at it) is picked up by every flow that offers its streams.
 """
 
 from __future__ import annotations
@@ -13,30 +16,85 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from connectors.iceberg.catalog import ensure_table, load_catalog
+from connectors.iceberg.catalog import load_catalog
 from cryptoflow.config import CatalogConfig, load_settings
 from cryptoflow.paths import REPO_ROOT
-from cryptoflow.schemas import TABLES
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
 from cryptoflow.simulator.coinbase import CoinbaseVenue
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
-from cryptoflow.simulator.server import ExchangeSimulator
+from cryptoflow.simulator.server import ExchangeSimulator, Venue
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
-FLOWS = ("spot_delta", "ticks", "spot_ob")
-COINBASE_PRODUCTS = "[BTC-USD, ETH-USD]"  # the products of the Coinbase recording
+FLOWS = ("spot_delta", "spot_ob", "ticks", "futures_delta", "futures_ob", "liquidations", "funding")
+SUMMARY_TABLES = (*FLOWS, "gaps")
+
+
+def _binance_usdm_env(sim: ExchangeSimulator) -> dict[str, str]:
+    venue = sim.venue
+    return {
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "true",
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__SYMBOLS": "[" + ", ".join(sorted(venue.snapshots)) + "]",  # type: ignore[attr-defined]
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__WS_URL": sim.ws_url,
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__REST_URL": sim.http_url,
+    }
+
+
+def _binance_spot_env(sim: ExchangeSimulator) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__WS_URL": sim.ws_url,
+        "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__REST_URL": sim.http_url,
+    }
+
+
+COINBASE_PRODUCTS = ["BTC-USD", "ETH-USD"]  # the products of the Coinbase recording
 KRAKEN_SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD", "ALGO-USD"]  # synthetic market
 
 
+def _coinbase_env(sim: ExchangeSimulator) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "true",
+        "CRYPTOFLOW_EXCHANGES__COINBASE__WS_URL": sim.ws_url,
+        "CRYPTOFLOW_EXCHANGES__COINBASE__REST_URL": sim.http_url,
+        "CRYPTOFLOW_EXCHANGES__COINBASE__SYMBOLS": "[" + ", ".join(COINBASE_PRODUCTS) + "]",
+    }
+
+
 def kraken_demo_venue() -> KrakenV2SyntheticVenue:
-    """3,000 book changes (20 ms of exchange time each) and a trade every 5, starting 3 s after the
-    first flow connects so every flow has subscribed."""
+    """Kraken v2 from the synthetic market (no v2 recording exists): 3,000 book changes 20 ms of exchange
+    time apart and a trade every 5, starting 5 s after the first flow connects so all have subscribed."""
     market = SyntheticMarket(KRAKEN_SYMBOLS, depth=30, seed=2026, step_us=20_000)
-    return KrakenV2SyntheticVenue(market, messages=3000, trade_every=5, start_after_s=3.0)
+    return KrakenV2SyntheticVenue(market, messages=3000, trade_every=5, start_after_s=5.0)
+
+
+def _kraken_env(sim: ExchangeSimulator) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "true",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__WS_URL": f"{sim.ws_url}/v2",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__REST_URL": sim.http_url,
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__SYMBOLS": "["
+        + ", ".join(s.replace("-", "/") for s in KRAKEN_SYMBOLS)
+        + "]",
+    }
+
+
+# (label, simulator venue factory, env overrides pointing the venue's config at its simulator)
+DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], dict[str, str]]]] = [
+    ("binance spot", BinanceSpotVenue.from_cryptofeed_v1, _binance_spot_env),
+    (
+        "binance usdm",
+        lambda: with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1()),
+        _binance_usdm_env,
+    ),
+    ("coinbase", CoinbaseVenue.from_recording, _coinbase_env),
+    ("kraken v2 (synthetic)", kraken_demo_venue, _kraken_env),
+]
 
 
 @dataclass
@@ -55,31 +113,14 @@ class FlowRun:
         return "done" if code == 0 else f"FAILED (exit {code})"
 
 
-def demo_environment(
-    sim: ExchangeSimulator,
-    warehouse: Path,
-    coinbase: ExchangeSimulator | None = None,
-    kraken: ExchangeSimulator | None = None,
-) -> dict[str, str]:
-    """Env overrides that point the dev config at the simulator(s) and the demo warehouse."""
-    venues = {}
-    if coinbase is not None:
-        venues |= {
-            "CRYPTOFLOW_EXCHANGES__COINBASE__WS_URL": coinbase.ws_url,
-            "CRYPTOFLOW_EXCHANGES__COINBASE__REST_URL": coinbase.http_url,
-            "CRYPTOFLOW_EXCHANGES__COINBASE__SYMBOLS": COINBASE_PRODUCTS,
-        }
-    if kraken is not None:
-        venues |= {
-            "CRYPTOFLOW_EXCHANGES__KRAKEN__WS_URL": f"{kraken.ws_url}/v2",
-            "CRYPTOFLOW_EXCHANGES__KRAKEN__REST_URL": kraken.http_url,
-            "CRYPTOFLOW_EXCHANGES__KRAKEN__SYMBOLS": "["
-            + ", ".join(s.replace("-", "/") for s in KRAKEN_SYMBOLS)
-            + "]",
-        }
-    return venues | {
-        "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__WS_URL": sim.ws_url,
-        "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__REST_URL": sim.http_url,
+def demo_environment(sim: ExchangeSimulator, warehouse: Path) -> dict[str, str]:
+    """Env overrides that point the dev config's Binance spot at the simulator and the demo warehouse;
+    every other venue of the dev config is switched off (the demo switches on the ones it simulates)."""
+    return {
+        **_binance_spot_env(sim),
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "false",
         "CRYPTOFLOW_CONNECTOR__STOP_AT_REPLAY_END": "true",
         "CRYPTOFLOW_CATALOG__TYPE": "sql",
         "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{warehouse / 'catalog.db'}",
@@ -107,14 +148,16 @@ def reset_tables(catalog_cfg: CatalogConfig, warehouse: Path, tables: tuple[str,
         shutil.rmtree(warehouse / catalog_cfg.namespace / table, ignore_errors=True)
 
 
-def _progress_line(
-    sim: ExchangeSimulator, runs: list[FlowRun], others: tuple[ExchangeSimulator, ...] = ()
-) -> str:
-    s = sim.stats
-    flows = "  ".join(f"{r.name}: {r.state}" for r in runs)
-    connections = sum(s.connections_by_ip.values())
-    more = "".join(f", {o.venue.name} {o.stats.frames_sent}" for o in others)
-    return f"replay: {s.frames_sent}/{s.frames_planned} frames sent on {connections} connections{more}  |  {flows}"
+def _progress_line(sims: dict[str, ExchangeSimulator], runs: list[FlowRun]) -> str:
+    replays = "  ".join(
+        f"{label}: {sim.stats.frames_sent}/{sim.stats.frames_planned} frames on "
+        f"{sum(sim.stats.connections_by_ip.values())} connections"
+        for label, sim in sims.items()
+    )
+    done = sum(1 for r in runs if r.state == "done")
+    failed = [r.name for r in runs if r.state.startswith("FAILED")]
+    flows = f"flows done {done}/{len(runs)}" + (f", FAILED: {', '.join(failed)}" if failed else "")
+    return f"replay: {replays}  |  {flows}"
 
 
 def _show_progress(out: TextIO, line: str, final: bool = False) -> None:
@@ -132,39 +175,31 @@ def run_demo(
     warehouse.mkdir(parents=True, exist_ok=True)
     log_dir = warehouse / "demo-logs"
     log_dir.mkdir(exist_ok=True)
-    venue = BinanceSpotVenue.from_cryptofeed_v1()
-    out.write(
-        f"CryptoFlow demo: replaying {len(venue.frames)} recorded Binance spot frames "
-        f"({len(venue.snapshots)} REST snapshots) at {'full speed' if speed == 0 else f'{speed}x'}\n"
-    )
-    coinbase_venue = CoinbaseVenue.from_recording(speed=speed)
-    out.write(
-        f"  + {len(coinbase_venue.frames)} recorded Coinbase Advanced Trade frames, and Kraken v2 from the "
-        f"synthetic market ({len(KRAKEN_SYMBOLS)} symbols)\n"
-    )
-    with (
-        ExchangeSimulator(venue, speed=speed) as sim,
-        ExchangeSimulator(coinbase_venue) as cb,
-        ExchangeSimulator(kraken_demo_venue()) as kr,
-    ):
-        others = (cb, kr)
-        env = demo_environment(sim, warehouse, cb, kr)
+    venues = [(label, factory(), env_for) for label, factory, env_for in DEMO_VENUES]
+    speed_text = "full speed" if speed == 0 else f"{speed}x"
+    for label, venue, _ in venues:
+        frames, snapshots = len(getattr(venue, "frames", [])), len(getattr(venue, "snapshots", {}))
+        out.write(
+            f"CryptoFlow demo: {label}: replaying {frames} frames ({snapshots} REST snapshots) at {speed_text}\n"
+        )
+    with ExitStack() as stack:
+        sims = {
+            label: stack.enter_context(ExchangeSimulator(venue, speed=speed)) for label, venue, _ in venues
+        }
+        env = demo_environment(sims[venues[0][0]], warehouse)
+        for label, _, env_for in venues:
+            env.update(env_for(sims[label]))
         settings = load_settings(environ={**os.environ, **env})
         if not keep:
-            reset_tables(settings.catalog, warehouse, (*FLOWS, "gaps"))
-        # Create namespace and tables before three flows race to create them (the SQLite catalog raises
-        # IntegrityError rather than ...AlreadyExistsError to the loser).
-        catalog = load_catalog(settings.catalog)
-        for table in (*FLOWS, "gaps"):
-            ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
+            reset_tables(settings.catalog, warehouse, SUMMARY_TABLES)
         runs = [start_flow(name, env, log_dir, workers) for name in FLOWS]
         last_print = 0.0
         while any(r.process.poll() is None for r in runs):
             if time.monotonic() - last_print >= (0.2 if out.isatty() else 2.0):
-                _show_progress(out, _progress_line(sim, runs, others))
+                _show_progress(out, _progress_line(sims, runs))
                 last_print = time.monotonic()
             time.sleep(0.05)
-        _show_progress(out, _progress_line(sim, runs, others), final=True)
+        _show_progress(out, _progress_line(sims, runs), final=True)
     failed = [r for r in runs if r.process.returncode != 0]
     for run in failed:
         tail = run.log_path.read_text().splitlines()[-20:]
@@ -178,36 +213,43 @@ def run_demo(
 
 def print_summary(catalog_cfg: CatalogConfig, out: TextIO) -> None:
     catalog = load_catalog(catalog_cfg)
-    out.write("\nRows landed (read back through pyiceberg):\n")
+    out.write("\nRows landed (read back through pyiceberg), per table and exchange:\n")
     samples = {}
-    for table in FLOWS:
-        arrow = catalog.load_table((catalog_cfg.namespace, table)).scan().to_arrow()
-        out.write(f"  {catalog_cfg.namespace}.{table:<12} {arrow.num_rows:>7} rows\n")
-        by_symbol: dict[tuple[str, str], int] = {}
-        for key in zip(arrow.column("exchange").to_pylist(), arrow.column("symbol").to_pylist(), strict=True):
-            by_symbol[key] = by_symbol.get(key, 0) + 1
-        for exchange in sorted({e for e, _ in by_symbol}):
-            mine = {s: n for (e, s), n in by_symbol.items() if e == exchange}
-            out.write(f"    {exchange:<12} {sum(mine.values()):>7}\n")
-            for symbol, count in sorted(mine.items()):
-                out.write(f"      {symbol:<10} {count:>7}\n")
-        samples[table] = arrow.sort_by([("exchange_ts", "descending")]).slice(0, 3)
+    for table in SUMMARY_TABLES:
+        identifier = (catalog_cfg.namespace, table)
+        if not catalog.table_exists(identifier):  # sinks create their table with the first row
+            out.write(f"  {catalog_cfg.namespace}.{table:<14} {0:>7} rows\n")
+            continue
+        arrow = catalog.load_table(identifier).scan().to_arrow()
+        out.write(f"  {catalog_cfg.namespace}.{table:<14} {arrow.num_rows:>7} rows\n")
+        by_venue: dict[tuple[str, str], dict[str, int]] = {}
+        for exchange, market, symbol in zip(
+            arrow.column("exchange").to_pylist(), arrow.column("market").to_pylist(),
+            arrow.column("symbol").to_pylist(), strict=True,
+        ):  # fmt: skip
+            symbols = by_venue.setdefault((exchange, market), {})
+            symbols[symbol] = symbols.get(symbol, 0) + 1
+        for (exchange, market), symbols in sorted(by_venue.items()):
+            detail = ", ".join(f"{s} {n}" for s, n in sorted(symbols.items()))
+            out.write(f"      {exchange:<9} {market:<6} {sum(symbols.values()):>7}   ({detail})\n")
+        if table in ("spot_delta", "ticks", "liquidations", "funding") and arrow.num_rows:
+            samples[table] = arrow.sort_by([("exchange_ts", "descending")]).slice(0, 3)
     for table, rows in samples.items():
         out.write(f"\nLatest rows of {table}:\n")
         for row in rows.to_pylist():
-            if table == "spot_ob":
-                out.write(
-                    f"  {row['exchange_ts']:%Y-%m-%d %H:%M:%S.%f} {row['exchange']:<8} {row['symbol']:<9} "
-                    f"bid {row['best_bid'].normalize():f} ask {row['best_ask'].normalize():f}  "
-                    f"{len(row['bids'])}x{len(row['asks'])} levels verified={row['verified']}\n"
-                )
-            elif table == "spot_delta":
-                out.write(
-                    f"  {row['exchange_ts']:%Y-%m-%d %H:%M:%S.%f} {row['symbol']:<9} {row['side']:<4} "
-                    f"{row['price'].normalize():f} x {row['qty'].normalize():f}  seq={row['seq']} snapshot={row['is_snapshot']}\n"
-                )
-            else:
-                out.write(
-                    f"  {row['exchange_ts']:%Y-%m-%d %H:%M:%S.%f} {row['symbol']:<9} {row['side']:<4} "
-                    f"{row['price'].normalize():f} x {row['qty'].normalize():f}  trade_id={row['trade_id']}\n"
-                )
+            out.write(
+                f"  {row['exchange_ts']:%Y-%m-%d %H:%M:%S.%f} {row['symbol']:<10} {_describe(table, row)}\n"
+            )
+
+
+def _describe(table: str, row: dict) -> str:
+    def num(value) -> str:
+        return "-" if value is None else f"{value.normalize():f}"
+
+    if table == "spot_delta":
+        return f"{row['side']:<4} {num(row['price'])} x {num(row['qty'])}  seq={row['seq']} snapshot={row['is_snapshot']}"
+    if table == "ticks":
+        return f"{row['side']:<4} {num(row['price'])} x {num(row['qty'])}  trade_id={row['trade_id']}"
+    if table == "liquidations":
+        return f"{row['side']:<5} position liquidated: {num(row['qty'])} @ {num(row['price'])}"
+    return f"funding {num(row['funding_rate'])} mark {num(row['mark_price'])} index {num(row['index_price'])}"

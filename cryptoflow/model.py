@@ -21,6 +21,10 @@ class Kind(IntEnum):
     # The connection this book is read from lost messages (Coinbase's per-connection `sequence_num`
     # jumped): the book is invalid until its next snapshot. `first_seq`/`seq` carry the missing range.
     CONNECTION_GAP = 5
+    # A forced liquidation; payload `Liquidation`. `seq` is None (no venue numbers them).
+    LIQUIDATION = 6
+    # Funding / mark price state of a perpetual or future; payload `Funding`.
+    FUNDING = 7
 
 
 class Market:
@@ -33,6 +37,8 @@ BID = "bid"
 ASK = "ask"
 BUY = "buy"
 SELL = "sell"
+LONG = "long"
+SHORT = "short"
 
 
 def instrument_key(exchange: str, market: str, symbol: str) -> str:
@@ -65,6 +71,31 @@ class RawEvent:
     @property
     def key(self) -> str:
         return instrument_key(self.exchange, self.market, self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class Liquidation:
+    """`RawEvent.payload` of a `LIQUIDATION`. `side` is the side of the *liquidated position*
+    (`long`/`short`), not of the liquidation order: Binance forceOrder `S=SELL` and Bybit
+    allLiquidation `S=Buy` both mean a long was liquidated. Decimal strings as the exchange sent them."""
+
+    side: str  # long | short
+    price: str  # order / bankruptcy price
+    qty: str  # quantity of the liquidation order
+    avg_price: str | None = None  # average fill price, if the venue sends it
+    filled_qty: str | None = None  # quantity filled so far, if the venue sends it
+    status: str | None = None  # venue order status (Binance `X`), if sent
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """`RawEvent.payload` of a `FUNDING`: the venue's current funding and mark state (None = not sent)."""
+
+    funding_rate: str | None
+    next_funding_ts_us: int | None
+    mark_price: str | None = None
+    index_price: str | None = None
+    estimated_settle_price: str | None = None
 
 
 @dataclass(slots=True)
@@ -146,5 +177,40 @@ class BookRow:
     spread: str | None
     verified: bool  # an exchange cross-check matched since the last (re)sync and none failed
     is_checkpoint: bool
+    shard: int
+    offset: int
+
+
+@dataclass(slots=True)
+class LiquidationRow:
+    exchange: str
+    market: str
+    symbol: str
+    exchange_symbol: str
+    exchange_ts_us: int | None
+    ingest_ts_us: int
+    side: str  # side of the liquidated position: long | short
+    price: str
+    qty: str
+    avg_price: str | None
+    filled_qty: str | None
+    status: str | None
+    shard: int
+    offset: int
+
+
+@dataclass(slots=True)
+class FundingRow:
+    exchange: str
+    market: str
+    symbol: str
+    exchange_symbol: str
+    exchange_ts_us: int | None
+    ingest_ts_us: int
+    funding_rate: str | None
+    next_funding_ts_us: int | None
+    mark_price: str | None
+    index_price: str | None
+    estimated_settle_price: str | None
     shard: int
     offset: int

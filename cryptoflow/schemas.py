@@ -29,7 +29,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptoflow.model import BookRow, GapRow, LevelBatch, TradeRow
+from cryptoflow.model import BookRow, FundingRow, GapRow, LevelBatch, LiquidationRow, TradeRow
 
 DECIMAL = DecimalType(38, 18)
 ARROW_DECIMAL = pa.decimal128(38, 18)
@@ -282,6 +282,61 @@ def book_rows_to_arrow(rows: Sequence[BookRow]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=_OB_ARROW)
 
 
+# ------------------------------------------------------------------------------ liquidations, funding
+_LIQ_COLUMNS = [
+    *_COMMON,  # exchange_ts = the liquidation's trade time
+    ("side", StringType(), True),  # side of the liquidated position: long | short
+    ("price", DECIMAL, True),
+    ("qty", DECIMAL, True),
+    ("avg_price", DECIMAL, False),
+    ("filled_qty", DECIMAL, False),
+    ("status", StringType(), False),
+    *_LINEAGE,
+]
+LIQ_SCHEMA = _schema(_LIQ_COLUMNS)
+_LIQ_ARROW = schema_to_pyarrow(LIQ_SCHEMA, include_field_ids=False)
+
+_FUNDING_COLUMNS = [
+    *_COMMON,
+    ("funding_rate", DECIMAL, False),
+    ("next_funding_ts", TimestamptzType(), False),
+    ("mark_price", DECIMAL, False),
+    ("index_price", DECIMAL, False),
+    ("estimated_settle_price", DECIMAL, False),
+    *_LINEAGE,
+]
+FUNDING_SCHEMA = _schema(_FUNDING_COLUMNS)
+_FUNDING_ARROW = schema_to_pyarrow(FUNDING_SCHEMA, include_field_ids=False)
+_ROW_ATTR = {
+    "exchange_ts": "exchange_ts_us",
+    "ingest_ts": "ingest_ts_us",
+    "next_funding_ts": "next_funding_ts_us",
+    "source_offset": "offset",
+}
+
+
+def _rows_to_arrow(rows: Sequence[Any], arrow_schema: pa.Schema) -> pa.Table:
+    """Row objects -> Arrow, column by column: decimals from their text, timestamps from UTC µs."""
+    arrays = []
+    for f in arrow_schema:
+        values = [getattr(r, _ROW_ATTR.get(f.name, f.name)) for r in rows]
+        if pa.types.is_decimal(f.type):
+            arrays.append(_decimal(values))
+        elif pa.types.is_timestamp(f.type):
+            arrays.append(_ts(values))
+        else:
+            arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def liquidations_to_arrow(rows: Sequence[LiquidationRow]) -> pa.Table:
+    return _rows_to_arrow(rows, _LIQ_ARROW)
+
+
+def funding_to_arrow(rows: Sequence[FundingRow]) -> pa.Table:
+    return _rows_to_arrow(rows, _FUNDING_ARROW)
+
+
 def _table(name: str, schema: Schema, bucket: int | None, sort: list[str], to_arrow: Callable) -> TableDef:
     spec, order = _spec_and_order(schema, bucket, sort)
     return TableDef(name, schema, spec, order, [(c, "ascending") for c in sort], to_arrow)
@@ -298,4 +353,8 @@ TABLES: dict[str, TableDef] = {
     "gaps": _table("gaps", GAP_SCHEMA, None, ["symbol", "exchange_ts"], gaps_to_arrow),
     "spot_ob": _table("spot_ob", OB_SCHEMA, 16, ["symbol", "exchange_ts"], book_rows_to_arrow),
     "futures_ob": _table("futures_ob", OB_SCHEMA, 16, ["symbol", "exchange_ts"], book_rows_to_arrow),
+    "liquidations": _table(
+        "liquidations", LIQ_SCHEMA, None, ["symbol", "exchange_ts"], liquidations_to_arrow
+    ),
+    "funding": _table("funding", FUNDING_SCHEMA, None, ["symbol", "exchange_ts"], funding_to_arrow),
 }

@@ -12,15 +12,24 @@ from bytewax.operators import StatefulLogic
 from cryptoflow import metrics
 from cryptoflow.model import BookRow, GapRow, RawEvent
 from operators.book.tracker import BookSettings, BookTracker
+from operators.schemes import scheme_of
 
 log = logging.getLogger(__name__)
 
 
 class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
-    def __init__(self, scheme: str, settings: BookSettings, resume: BookTracker | None = None) -> None:
-        self.tracker = resume if resume is not None else BookTracker(scheme, settings)
+    """`scheme=None`: learn it from the first event (`operators.schemes.scheme_of`), for flows that
+    read several venues (Bytewax builds the logic before it sees the key)."""
+
+    def __init__(self, scheme: str | None, settings: BookSettings, resume: BookTracker | None = None) -> None:
+        self.settings = settings
+        self.tracker: BookTracker | None = resume
+        if self.tracker is None and scheme is not None:
+            self.tracker = BookTracker(scheme, settings)
 
     def on_item(self, value: RawEvent) -> tuple[list[BookRow | GapRow], bool]:
+        if self.tracker is None:
+            self.tracker = BookTracker(scheme_of(value.exchange, value.market), self.settings)
         before = self.tracker.counters
         checks = (before.book_ticker.mismatch, before.checksum.mismatch, before.crossed)
         step = self.tracker.on_event(value)

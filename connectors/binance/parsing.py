@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import orjson
 
 from connectors.parse_errors import ParseError
-from cryptoflow.model import BUY, SELL, Kind, Market, RawEvent
+from cryptoflow.model import BUY, LONG, SELL, SHORT, Funding, Kind, Liquidation, Market, RawEvent
 
 EXCHANGE = "binance"
 
@@ -46,6 +46,8 @@ def parse_ws_frame(
     if not isinstance(msg, dict):
         raise ParseError("unexpected_shape", type(msg).__name__)
     data = msg.get("data")
+    if data is None and "e" in msg:
+        data = msg  # raw stream (`/ws`) frames are not wrapped
     if data is None:
         if "result" in msg and "id" in msg:
             return None  # SUBSCRIBE ack
@@ -88,7 +90,27 @@ def _parse_data(
             EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, Kind.BOOK_TICKER,
             ts, ingest_us, shard, -1, (data["b"], data["B"], data["a"], data["A"]), seq=int(data["u"]),
         )  # fmt: skip
-    if event_type in ("kline", "24hrTicker", "24hrMiniTicker", "markPriceUpdate", "forceOrder"):
+    if event_type == "markPriceUpdate":
+        inst = _instrument(instruments, data["s"])
+        funding = Funding(
+            data.get("r") or None, int(data["T"]) * 1000 if data.get("T") else None,
+            data.get("p"), data.get("i"), data.get("P"),
+        )  # fmt: skip
+        return RawEvent(
+            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, Kind.FUNDING,
+            int(data["E"]) * 1000, ingest_us, shard, -1, funding, seq=int(data["E"]),
+        )  # fmt: skip
+    if event_type == "forceOrder":
+        order = data["o"]
+        inst = _instrument(instruments, order["s"])
+        # The order closes the position: a SELL liquidation order liquidates a long.
+        side = {"SELL": LONG, "BUY": SHORT}[order["S"]]
+        liq = Liquidation(side, order["p"], order["q"], order.get("ap"), order.get("z"), order.get("X"))
+        return RawEvent(
+            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, Kind.LIQUIDATION,
+            int(order["T"]) * 1000, ingest_us, shard, -1, liq, seq=int(data["E"]),
+        )  # fmt: skip
+    if event_type in ("kline", "24hrTicker", "24hrMiniTicker", "serverShutdown"):
         return None
     raise ParseError("unknown_event", str(event_type))
 
@@ -105,15 +127,29 @@ def parse_depth_snapshot(body: bytes | str, inst: Instrument, shard: int, ingest
     )  # fmt: skip
 
 
+# USD-M `contractType` -> market. Delivery contracts are `future`; anything else listed is perpetual.
+FUTURE_CONTRACT_TYPES = {"CURRENT_QUARTER", "NEXT_QUARTER", "CURRENT_MONTH", "NEXT_MONTH"}
+
+
+def usdm_market(contract_type: str | None) -> str:
+    return Market.FUTURE if contract_type in FUTURE_CONTRACT_TYPES else Market.PERP
+
+
 def parse_exchange_info(body: bytes | str, market: str) -> dict[str, Instrument]:
-    """`GET /api/v3/exchangeInfo` -> exchange symbol -> instrument (base/quote from the exchange)."""
+    """`GET /api/v3/exchangeInfo` (spot) or `/fapi/v1/exchangeInfo` (USD-M) -> exchange symbol ->
+    instrument, base/quote from the exchange. For USD-M (`market` perp) each symbol's market comes from
+    its `contractType`: `PERPETUAL` -> perp, quarterly/monthly delivery -> future."""
     msg = _loads(body)
-    if not isinstance(msg, dict) or "symbols" not in msg:
+    if not isinstance(msg, dict) or not isinstance(msg.get("symbols"), list):
         raise ParseError("bad_exchange_info", str(msg)[:200])
     out = {}
     for entry in msg["symbols"]:
-        base, quote = entry["baseAsset"], entry["quoteAsset"]
-        out[entry["symbol"]] = Instrument(entry["symbol"], f"{base}-{quote}", base, quote, market)
+        try:
+            base, quote, name = entry["baseAsset"], entry["quoteAsset"], entry["symbol"]
+        except (KeyError, TypeError):
+            raise ParseError("bad_exchange_info", str(entry)[:200]) from None
+        kind = market if market == Market.SPOT else usdm_market(entry.get("contractType"))
+        out[name] = Instrument(name, f"{base}-{quote}", base, quote, kind)
     return out
 
 

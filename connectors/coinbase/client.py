@@ -20,7 +20,6 @@ import queue
 import time
 
 import orjson
-from websockets.asyncio.client import ClientConnection
 
 from connectors.coinbase.instruments import parse_products
 from connectors.coinbase.parsing import EXCHANGE, CoinbaseParser
@@ -28,7 +27,6 @@ from connectors.http import HttpError, http_get
 from connectors.parse_errors import ParseError
 from connectors.ratelimit import budget
 from connectors.ws_client import WsClient
-from cryptoflow import metrics
 from cryptoflow.config import CoinbaseConfig, ConnectorConfig
 from cryptoflow.model import Kind, RawEvent
 
@@ -60,7 +58,7 @@ class CoinbaseClient(WsClient):
             connector, symbols, channels, shard, out,
             connect_budget=budget(EXCHANGE, "connect", local_addr, max(1, int(cfg.connects_per_s)), 1.0),
             message_budget=budget(EXCHANGE, "message", local_addr, max(1, int(cfg.messages_per_s)), 1.0),
-            idle_timeout_s=cfg.idle_timeout_s, local_addr=local_addr,
+            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=cfg.messages_per_s, local_addr=local_addr,
         )  # fmt: skip
         self.cfg = cfg
         self.instruments: dict[str, str] = {}  # product_id -> BASE-QUOTE
@@ -100,14 +98,15 @@ class CoinbaseClient(WsClient):
     def _message(self, kind: str, channel: str, products: list[str]) -> str:
         return orjson.dumps({"type": kind, "product_ids": products, "channel": channel}).decode()
 
-    async def subscribe(self, ws: ClientConnection) -> None:
+    def subscribe_messages(self) -> list[str]:
         wanted = [c for c in (CHANNEL_LEVEL2, CHANNEL_TRADES) if c in self.channels] + [CHANNEL_HEARTBEATS]
-        for channel in wanted:
-            await self.send(ws, self._message("subscribe", channel, self.symbols))
+        return [self._message("subscribe", channel, self.symbols) for channel in wanted]
 
-    async def resubscribe(self, ws: ClientConnection, symbols: list[str]) -> None:
-        await self.send(ws, self._message("unsubscribe", CHANNEL_LEVEL2, symbols))
-        await self.send(ws, self._message("subscribe", CHANNEL_LEVEL2, symbols))
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        return [
+            self._message("unsubscribe", CHANNEL_LEVEL2, symbols),
+            self._message("subscribe", CHANNEL_LEVEL2, symbols),
+        ]
 
     def map_event(self, event: RawEvent) -> RawEvent | None:
         symbol = self.instruments.get(event.exchange_symbol)
@@ -115,8 +114,8 @@ class CoinbaseClient(WsClient):
             return None
         event.symbol = symbol
         if event.kind is Kind.CONNECTION_GAP and CHANNEL_LEVEL2 in self.channels:
-            metrics.RESYNCS.labels(EXCHANGE, "connection").inc()
-            log.warning("coinbase %s: sequence_num jumped %s..%s, resubscribing level2", event.exchange_symbol,
-                        event.first_seq, event.seq)  # fmt: skip
-            self._pending_resync.add(event.exchange_symbol)
+            log.warning(
+                "coinbase %s: sequence_num skipped %s..%s", event.exchange_symbol, event.first_seq, event.seq
+            )
+            self.request_resync(event.exchange_symbol, "connection")
         return event

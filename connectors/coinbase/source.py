@@ -9,9 +9,9 @@ from connectors.venue_source import venue_source
 from cryptoflow.config import Settings
 
 
-def coinbase_source(settings: Settings, channels: set[str], stream: str) -> ShardedSource:
+def coinbase_source(settings: Settings, *, channels: set[str], stream: str) -> ShardedSource | None:
     cfg = settings.exchanges.coinbase
     return venue_source(
-        settings, EXCHANGE, cfg.symbols, cfg.max_products_per_connection, stream,
+        settings, EXCHANGE, cfg.symbols if cfg.enabled else [], cfg.max_products_per_connection, stream,
         lambda symbols, shard, out, ip: CoinbaseClient(cfg, settings.connector, symbols, channels, shard, out, ip),
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 
@@ -78,8 +77,13 @@ def ensure_table(catalog: Catalog, namespace: str, table: TableDef, parquet: Par
         return catalog.load_table(identifier)
     except NoSuchTableError:
         pass
-    with contextlib.suppress(NamespaceAlreadyExistsError):
+    try:
         catalog.create_namespace(namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    except Exception:  # SqlCatalog: a concurrent creator wins the INSERT (IntegrityError)
+        if not catalog.namespace_exists(namespace):
+            raise
     try:
         created = catalog.create_table(
             identifier,

@@ -21,7 +21,6 @@ import queue
 import time
 
 import orjson
-from websockets.asyncio.client import ClientConnection
 
 from connectors.http import HttpError, http_get
 from connectors.kraken.instruments import parse_asset_pairs
@@ -38,6 +37,7 @@ log = logging.getLogger(__name__)
 CHANNEL_BOOK = "book"
 CHANNEL_TRADE = "trade"
 ASSET_PAIRS_PATH = "/0/public/AssetPairs"
+MESSAGES_PER_S = 5.0  # Kraken publishes no inbound limit; stay polite
 
 
 class KrakenClient(WsClient):
@@ -57,11 +57,12 @@ class KrakenClient(WsClient):
         super().__init__(
             connector, symbols, channels, shard, out,
             connect_budget=budget(EXCHANGE, "connect", local_addr, cfg.connects_per_10min, 600.0),
-            idle_timeout_s=cfg.idle_timeout_s, local_addr=local_addr,
+            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=MESSAGES_PER_S, local_addr=local_addr,
         )  # fmt: skip
         if CHANNEL_BOOK not in channels:
             self.book_scheme = None
         self.cfg = cfg
+        self.keepalive_s = cfg.ping_interval_s
         self.instruments: dict[str, str] = {}  # v2 symbol -> BASE-QUOTE
         self._instruments_at = 0.0
         self._req_ids = itertools.count(1)
@@ -101,22 +102,27 @@ class KrakenClient(WsClient):
     def _book_params(self, symbols: list[str]) -> dict:
         return {"channel": CHANNEL_BOOK, "symbol": symbols, "depth": self.cfg.book_depth, "snapshot": True}
 
-    async def subscribe(self, ws: ClientConnection) -> None:
+    def subscribe_messages(self) -> list[str]:
+        out = []
         if CHANNEL_BOOK in self.channels:
-            await self.send(ws, self._request("subscribe", self._book_params(self.symbols)))
+            out.append(self._request("subscribe", self._book_params(self.symbols)))
         if CHANNEL_TRADE in self.channels:
-            params = {"channel": CHANNEL_TRADE, "symbol": self.symbols, "snapshot": False}
-            await self.send(ws, self._request("subscribe", params))
+            out.append(
+                self._request(
+                    "subscribe", {"channel": CHANNEL_TRADE, "symbol": self.symbols, "snapshot": False}
+                )
+            )
+        return out
 
-    async def resubscribe(self, ws: ClientConnection, symbols: list[str]) -> None:
-        await self.send(ws, self._request("unsubscribe", {"channel": CHANNEL_BOOK, "symbol": symbols,
-                                                          "depth": self.cfg.book_depth}))  # fmt: skip
-        await self.send(ws, self._request("subscribe", self._book_params(symbols)))
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        unsubscribe = {"channel": CHANNEL_BOOK, "symbol": symbols, "depth": self.cfg.book_depth}
+        return [
+            self._request("unsubscribe", unsubscribe),
+            self._request("subscribe", self._book_params(symbols)),
+        ]
 
-    async def keepalive(self, ws: ClientConnection) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.ping_interval_s)
-            await self.send(ws, orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode())
+    def keepalive_message(self) -> str:
+        return orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode()
 
     def map_event(self, event: RawEvent) -> RawEvent | None:
         symbol = self.instruments.get(event.exchange_symbol)

@@ -2,6 +2,8 @@
 depth snapshots and the instrument list, behind the real URL shapes:
 
   WS   /stream?streams=<s1>/<s2>     combined streams, frames wrapped {"stream", "data"}
+  WS   /stream, /ws                  then {"method":"SUBSCRIBE","params":[...],"id":n} on the open socket
+                                     (answered {"result":null,"id":n}; UNSUBSCRIBE, LIST_SUBSCRIPTIONS too)
   REST /api/v3/depth?symbol=&limit=  the recorded snapshot (truncated to limit)
   REST /api/v3/exchangeInfo[?symbols=[...]|symbol=]
   REST /api/v3/ping
@@ -17,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
+from connectors.recordings.records import Record
 from cryptoflow import paths
 
 
@@ -40,55 +43,134 @@ def _error(status: int, code: int, msg: str) -> RestReply:
 
 class BinanceSpotVenue:
     name = "binance"
+    rest_prefix = "/api/v3"
 
     def __init__(self, frames: list[RecordedFrame], snapshots: dict[str, bytes], instruments: list[dict]):
         self.frames = frames
         self.snapshots = snapshots
         self.instruments = {entry["symbol"]: entry for entry in instruments}
 
+    default_recording = (paths.BINANCE_SPOT_WS, paths.BINANCE_SPOT_HTTP, paths.BINANCE_SPOT_INSTRUMENTS)
+
     @classmethod
     def from_cryptofeed_v1(
         cls,
-        ws_path: Path = paths.BINANCE_SPOT_WS,
-        http_path: Path = paths.BINANCE_SPOT_HTTP,
-        instruments_path: Path = paths.BINANCE_SPOT_INSTRUMENTS,
+        ws_path: Path | None = None,
+        http_path: Path | None = None,
+        instruments_path: Path | None = None,
     ) -> BinanceSpotVenue:
-        frames = []
-        for record in read_cryptofeed_v1(ws_path):
-            if record.kind != "recv":
-                continue
-            stream = orjson.loads(record.data).get("stream")
-            if stream:
+        """A venue replaying a cryptofeed v1 WS recording + its REST file (defaults: this venue's fixtures)."""
+        ws_path = ws_path or cls.default_recording[0]
+        http_path = http_path or cls.default_recording[1]
+        instruments_path = instruments_path or cls.default_recording[2]
+        records = [*read_cryptofeed_v1(ws_path), *read_cryptofeed_v1(http_path)]
+        return cls.from_records(records, Path(instruments_path))
+
+    @classmethod
+    def from_recording(cls, *files: Path, instruments_path: Path | None = None) -> BinanceSpotVenue:
+        """Any recording the readers know (CryptoFlow capture, cryptofeed v1) — e.g. one taken live with
+        `cryptoflow capture`: WS frames, REST depth snapshots and, if captured, the exchangeInfo body."""
+        from connectors.recordings.capture import is_capture, read_capture
+
+        records = []
+        for path in files:
+            with Path(path).open("rb") as handle:
+                first = handle.readline()
+            records.extend(read_capture(path) if is_capture(first) else read_cryptofeed_v1(path))
+        return cls.from_records(records, instruments_path or cls.default_recording[2])
+
+    @classmethod
+    def from_records(cls, records: list[Record], instruments_path: Path) -> BinanceSpotVenue:
+        """Combined-stream frames (`{"stream","data"}`) in receive order; a frame a second connection
+        received byte-identically (a rotation's overlap) is kept once. REST depth bodies by symbol;
+        a recorded exchangeInfo body wins over the reference file `instruments_path`."""
+        frames: list[RecordedFrame] = []
+        first_conn: dict[tuple[str, str], str | None] = {}
+        snapshots: dict[str, bytes] = {}
+        instruments = None
+        for record in records:  # file order is arrival order
+            if record.kind == "recv":
+                try:
+                    stream = orjson.loads(record.data).get("stream")
+                except (orjson.JSONDecodeError, AttributeError):
+                    continue
+                if not stream:
+                    continue  # acks, raw-stream frames without a stream name
+                key = (stream, record.data)
+                if key in first_conn and first_conn[key] != record.conn:
+                    continue  # the same update seen on an overlapping connection
+                first_conn[key] = record.conn
                 frames.append(RecordedFrame(record.ts, stream, record.data))
-        snapshots = {}
-        for record in read_cryptofeed_v1(http_path):
-            if record.kind == "http" and "/depth" in (record.url or ""):
+            elif record.kind == "http" and "/depth" in (record.url or ""):
                 symbol = parse_qs(urlsplit(record.url).query)["symbol"][0]
-                snapshots[symbol] = record.data.encode()
-        instruments = json.loads(Path(instruments_path).read_text())["symbols"]
+                snapshots.setdefault(symbol, record.data.encode())
+            elif record.kind == "http" and "/exchangeInfo" in (record.url or ""):
+                instruments = orjson.loads(record.data)["symbols"]
+        if instruments is None:
+            instruments = json.loads(Path(instruments_path).read_text())["symbols"]
         return cls(frames, snapshots, instruments)
 
     # ------------------------------------------------------------------ WebSocket
+    # Endpoint path prefix -> which recorded streams it serves (None = all). USD-M overrides this.
+    endpoints: dict[str, object] = {"": None}
+
+    def _endpoint(self, path: str) -> tuple[str, set[str]] | None:
+        """(endpoint prefix, streams named in the URL) or None if `path` is not a stream URL."""
+        parts = urlsplit(path)
+        for prefix in self.endpoints:
+            if parts.path == f"{prefix}/stream":
+                return prefix, set(parse_qs(parts.query).get("streams", [""])[0].split("/")) - {""}
+            if parts.path == f"{prefix}/ws" or parts.path.startswith(f"{prefix}/ws/"):
+                return prefix, set(parts.path[len(f"{prefix}/ws/") :].split("/")) - {""}
+        return None
+
+    def serves(self, prefix: str, stream: str) -> bool:
+        return True
+
     def frames_for(self, path: str) -> list[RecordedFrame] | None:
         """The recorded frames a connection to `path` receives, or None if the path is not a stream URL."""
-        parts = urlsplit(path)
-        if parts.path == "/stream":
-            wanted = set(parse_qs(parts.query).get("streams", [""])[0].split("/")) - {""}
-        elif parts.path.startswith("/ws/"):
-            wanted = set(parts.path[len("/ws/") :].split("/"))
-        else:
+        endpoint = self._endpoint(path)
+        if endpoint is None:
             return None
-        return [f for f in self.frames if f.stream in wanted]
+        prefix, wanted = endpoint
+        return [f for f in self.frames if f.stream in wanted and self.serves(prefix, f.stream)]
+
+    def subscribable(self, path: str) -> list[RecordedFrame] | None:
+        """Every frame a connection to `path` could receive once it subscribes (the endpoint's frames);
+        None when the URL itself names the streams (that connection replays `frames_for` at once)."""
+        endpoint = self._endpoint(path)
+        if endpoint is None or endpoint[1]:
+            return None
+        prefix = endpoint[0]
+        return [f for f in self.frames if self.serves(prefix, f.stream)]
+
+    def control(self, text: str, subscribed: set[str]) -> str | None:
+        """A client message on an open socket: SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, as Binance."""
+        try:
+            msg = json.loads(text)
+            method, req_id = msg["method"], msg.get("id")
+        except (ValueError, KeyError, TypeError):
+            return json.dumps({"error": {"code": 3, "msg": "Invalid JSON"}})
+        params = msg.get("params") or []
+        if method == "SUBSCRIBE":
+            subscribed.update(params)
+        elif method == "UNSUBSCRIBE":
+            subscribed.difference_update(params)
+        elif method == "LIST_SUBSCRIPTIONS":
+            return json.dumps({"result": sorted(subscribed), "id": req_id})
+        else:
+            return json.dumps({"error": {"code": 1, "msg": f"Unknown method {method}"}, "id": req_id})
+        return json.dumps({"result": None, "id": req_id})
 
     # ------------------------------------------------------------------ REST
     def rest(self, path: str) -> RestReply | None:
         parts = urlsplit(path)
         query = parse_qs(parts.query)
-        if parts.path == "/api/v3/ping":
+        if parts.path == f"{self.rest_prefix}/ping":
             return RestReply(200, b"{}")
-        if parts.path == "/api/v3/depth":
+        if parts.path == f"{self.rest_prefix}/depth":
             return self._depth(query)
-        if parts.path == "/api/v3/exchangeInfo":
+        if parts.path == f"{self.rest_prefix}/exchangeInfo":
             return self._exchange_info(query)
         return None
 

@@ -134,7 +134,6 @@ class CoinbaseVenue:
                 return
             await ws.send(_SEQ.sub(f'"sequence_num":{seq[0]}', text, count=1))
             session["sent"] += 1
-            stats.frames_sent += 1
 
         async def handle(raw: str | bytes, replaying: bool) -> None:
             try:
@@ -180,9 +179,13 @@ class CoinbaseVenue:
             async for raw in ws:
                 await inbox.put(raw)
 
+        stats.frames_planned += sum(
+            1 for f in self.frames
+            if subs.get(f.channel) and (not f.products or f.products & subs[f.channel]) and f.index not in self.drop
+        )  # fmt: skip
         reader = asyncio.get_running_loop().create_task(read())
         try:
-            await self._replay(ws, send, handle, inbox, books, subs, session)
+            await self._replay(ws, send, handle, inbox, books, subs, session, stats)
             while True:  # requests the client sent about the last frames (a resync) still get answers
                 try:
                     await handle(await asyncio.wait_for(inbox.get(), self.linger_s), True)
@@ -192,7 +195,7 @@ class CoinbaseVenue:
             reader.cancel()
         await ws.close(4100, "end of replay")
 
-    async def _replay(self, ws, send, handle, inbox, books, subs, session) -> None:
+    async def _replay(self, ws, send, handle, inbox, books, subs, session, stats) -> None:
         loop = asyncio.get_running_loop()
         start_wall = loop.time()
         start_rec = self.frames[0].ts if self.frames else 0.0
@@ -214,7 +217,10 @@ class CoinbaseVenue:
             wanted = subs.get(frame.channel)
             if not wanted or (frame.products and not frame.products & wanted):
                 continue
-            await send(frame.text, lose=frame.index in self.drop)
+            lost = frame.index in self.drop
+            await send(frame.text, lose=lost)
+            if not lost:
+                stats.frames_sent += 1  # recorded frames only (acks and resync snapshots are extra)
 
     def _envelope(self, channel: str, event: str) -> str:
         return (

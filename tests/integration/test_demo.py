@@ -1,4 +1,5 @@
-"""`cryptoflow demo` as a user runs it (the console script), into a temporary warehouse."""
+"""`cryptoflow demo` as a user runs it (the console script), into a temporary warehouse: all seven
+streams over every simulated venue, counts checked against the recordings."""
 
 import re
 import subprocess
@@ -8,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.support import coinbase_truth
-from tests.support.recording_truth import binance_spot_expected_levels, binance_spot_trades
+from tests.support.recording_truth import (
+    binance_spot_expected_levels,
+    binance_spot_trades,
+    binance_usdm_expected_level_values,
+    binance_usdm_trades,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -19,33 +25,44 @@ def table_count(stdout: str, table: str) -> int:
     return int(line.split()[1])
 
 
-def exchange_count(stdout: str, table: str, exchange: str) -> int:
-    """The `    <exchange>  <rows>` line under the table's line in the summary."""
+def venue_count(stdout: str, table: str, exchange: str, market: str) -> int:
     lines = stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip().startswith(f"cryptoflow.{table} "))
     for line in lines[start + 1 :]:
-        if line.strip().startswith("cryptoflow.") or not line.strip():
+        parts = line.split()
+        if not parts or parts[0].startswith("cryptoflow."):
             break
-        if line.startswith("    ") and not line.startswith("      ") and line.split()[0] == exchange:
-            return int(line.split()[1])
+        if parts[:2] == [exchange, market]:
+            return int(parts[2])
     return 0
 
 
-def test_demo_lands_rows_in_every_table_per_exchange_and_reports_them(tmp_path):
+def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_path):
     warehouse = tmp_path / "wh"
     cmd = [sys.executable, "-m", "cryptoflow.cli", "demo", "--warehouse", str(warehouse)]
-    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert first.returncode == 0, first.stdout + first.stderr
-    levels = sum(binance_spot_expected_levels().values())
-    assert table_count(first.stdout, "spot_delta") == levels
-    sent = re.findall(r"replay: (\d+)/(\d+) frames sent", first.stdout)[-1]
-    assert sent[0] == sent[1] != "0"  # the Binance recording was replayed in full
+    spot_levels = sum(binance_spot_expected_levels().values())
+    usdm_levels = sum(binance_usdm_expected_level_values().values())
+    assert venue_count(first.stdout, "spot_delta", "binance", "spot") == spot_levels
+    assert venue_count(first.stdout, "futures_delta", "binance", "perp") == usdm_levels
+    assert venue_count(first.stdout, "ticks", "binance", "spot") == len(binance_spot_trades())
+    assert venue_count(first.stdout, "ticks", "binance", "perp") == len(binance_usdm_trades())
+    for table in ("spot_ob", "futures_ob", "liquidations", "funding"):
+        assert table_count(first.stdout, table) > 0
+    # Coinbase (recording) and Kraken v2 (synthetic market) feed ticks, spot_delta and spot_ob
+    assert venue_count(first.stdout, "ticks", "coinbase", "spot") == len(coinbase_truth.trades())
+    for table in ("ticks", "spot_delta", "spot_ob"):
+        assert venue_count(first.stdout, table, "coinbase", "spot") > 0
+        assert venue_count(first.stdout, table, "kraken", "spot") > 0
+    assert table_count(first.stdout, "gaps") == 0
+    # every replay finished: frames sent == frames planned per venue (Binance spot and USD-M plan theirs;
+    # Coinbase plans per subscription, Kraken v2 is generated)
+    progress = [line for line in first.stdout.splitlines() if line.startswith("replay:")][-1]
+    pairs = re.findall(r"(\d+)/(\d+) frames", progress)
+    assert len(pairs) == 4 and all(sent == planned != "0" for sent, planned in pairs[:3])
     # a second run recreates the tables instead of doubling them
-    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0
-    assert table_count(second.stdout, "spot_delta") == levels
-    assert exchange_count(second.stdout, "ticks", "binance") == len(binance_spot_trades())
-    assert exchange_count(second.stdout, "ticks", "coinbase") == len(coinbase_truth.trades())
-    assert exchange_count(second.stdout, "ticks", "kraken") > 0
-    for exchange in ("binance", "coinbase", "kraken"):
-        assert exchange_count(second.stdout, "spot_ob", exchange) > 0
+    assert venue_count(second.stdout, "spot_delta", "binance", "spot") == spot_levels
+    assert table_count(second.stdout, "futures_delta") == usdm_levels

@@ -60,3 +60,36 @@ def test_rest_errors_look_like_binance(binance_spot_simulator):
     with pytest.raises(urllib.error.HTTPError) as err:
         get_json(f"{binance_spot_simulator.http_url}/nothing/here")
     assert err.value.code == 404
+
+
+async def subscribe_and_collect(url: str, streams: list[str]) -> tuple[list[dict], list[str], int]:
+    """Connect without streams, SUBSCRIBE, list subscriptions, then read until the replay ends."""
+    replies, frames = [], []
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"method": "SUBSCRIBE", "params": streams, "id": 7}))
+        await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 8}))
+        try:
+            while True:
+                text = await ws.recv()
+                msg = json.loads(text)
+                (frames if "stream" in msg else replies).append(text if "stream" in msg else msg)
+        except ConnectionClosed as closed:
+            return replies, frames, closed.rcvd.code
+
+
+def test_usdm_subscribe_on_an_open_socket_behind_the_url_split(binance_usdm_simulator):
+    from tests.support.recording_truth import USDM_WS
+
+    wanted = ["sushiusdt@depth@100ms", "ctkusdt@bookTicker", "ctkusdt@aggTrade"]
+    recorded = [line.partition(": ")[2] for line in USDM_WS.read_text().splitlines()[1:] if line]
+    base = binance_usdm_simulator.ws_url
+    replies, frames, code = asyncio.run(subscribe_and_collect(f"{base}/public/stream", wanted))
+    assert replies[0] == {"result": None, "id": 7} and replies[1] == {"result": sorted(wanted), "id": 8}
+    public = ("sushiusdt@depth@100ms", "ctkusdt@bookTicker")  # aggTrade is not served on /public
+    assert frames == [f for f in recorded if json.loads(f)["stream"] in public] and code == REPLAY_END_CODE
+    _, frames, _ = asyncio.run(subscribe_and_collect(f"{base}/market/stream", wanted))
+    assert frames == [f for f in recorded if json.loads(f)["stream"] == "ctkusdt@aggTrade"]
+    _, frames, _ = asyncio.run(subscribe_and_collect(f"{base}/stream", wanted))  # legacy: everything
+    assert frames == [f for f in recorded if json.loads(f)["stream"] in wanted]
+    status, info = get_json(f"{binance_usdm_simulator.http_url}/fapi/v1/exchangeInfo")
+    assert status == 200 and {s["contractType"] for s in info["symbols"]} == {"PERPETUAL", "CURRENT_QUARTER"}

@@ -11,6 +11,8 @@ from pathlib import Path
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "external"
 BINANCE_WS = FIXTURES / "binance" / "cryptofeed_BINANCE.ws.1.0"
 BINANCE_HTTP = FIXTURES / "binance" / "cryptofeed_BINANCE.http.0.0"
+USDM_WS = FIXTURES / "binance" / "cryptofeed_BINANCE_FUTURES.ws.1.0"
+USDM_HTTP = FIXTURES / "binance" / "cryptofeed_BINANCE_FUTURES.http.0.0"
 
 
 def _server_frames(path: Path) -> list[dict]:
@@ -23,9 +25,9 @@ def _server_frames(path: Path) -> list[dict]:
     return frames
 
 
-def binance_snapshots() -> dict[str, dict]:
+def binance_snapshots(http: Path = BINANCE_HTTP) -> dict[str, dict]:
     out = {}
-    for line in BINANCE_HTTP.read_text().splitlines():
+    for line in http.read_text().splitlines():
         if not line:
             continue
         url, _, rest = line.partition(" -> ")
@@ -66,3 +68,25 @@ def binance_spot_expected_level_values() -> Counter:
 
 def binance_spot_trades() -> list[dict]:
     return [f["data"] for f in _server_frames(BINANCE_WS) if f["data"].get("e") in ("aggTrade", "trade")]
+
+
+def binance_usdm_expected_level_values() -> Counter:
+    """USD-M: (symbol, side, price, qty, is_snapshot) multiset: snapshot levels, then every diff with
+    `u >= lastUpdateId` (the first applied diff straddles: `U <= lastUpdateId <= u`, no "+1")."""
+    snapshots = binance_snapshots(USDM_HTTP)
+    values: Counter = Counter()
+    for symbol, snap in snapshots.items():
+        for side, key in (("bid", "bids"), ("ask", "asks")):
+            for price, qty in snap[key]:
+                values[(symbol, side, Decimal(price), Decimal(qty), True)] += 1
+    for frame in _server_frames(USDM_WS):
+        data = frame["data"]
+        if data.get("e") == "depthUpdate" and data["u"] >= snapshots[data["s"]]["lastUpdateId"]:
+            for side, key in (("bid", "b"), ("ask", "a")):
+                for price, qty in data[key]:
+                    values[(data["s"], side, Decimal(price), Decimal(qty), False)] += 1
+    return values
+
+
+def binance_usdm_trades() -> list[dict]:
+    return [f["data"] for f in _server_frames(USDM_WS) if f["data"].get("e") == "aggTrade"]

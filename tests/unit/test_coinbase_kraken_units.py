@@ -84,9 +84,9 @@ def test_budget_allows_limit_per_window_then_says_how_long_to_wait():
     assert budget.try_acquire(now=110.0) == 0.0  # the first event left the window
 
 
-@pytest.mark.parametrize("stream", ["ticks", "spot_ob"])
+@pytest.mark.parametrize("stream", ["ticks", "spot_delta", "spot_ob"])
 def test_prod_examples_load_and_point_at_the_real_exchanges(stream):
-    from connectors.registry import REGISTRY
+    from connectors.registry import offered, sources_for
     from cryptoflow.config import load_settings
     from cryptoflow.paths import REPO_ROOT
 
@@ -95,9 +95,10 @@ def test_prod_examples_load_and_point_at_the_real_exchanges(stream):
     assert ex.coinbase.ws_url == "wss://advanced-trade-ws.coinbase.com"
     assert ex.kraken.ws_url == "wss://ws.kraken.com/v2" and ex.kraken.rest_url == "https://api.kraken.com"
     assert ex.binance.spot.ws_url.startswith("wss://stream.binance.com")
-    # every exchange registered for the stream has symbols in the example
-    for entry in REGISTRY[stream]:
-        assert entry.enabled(settings) and entry.symbols(settings), entry.exchange
+    # Coinbase and Kraken offer the stream and are configured in the example
+    assert {"coinbase_spot", "kraken_spot"} <= set(offered(stream))
+    names = [name for name, _ in sources_for(settings, stream)]
+    assert "coinbase_spot" in names and "kraken_spot" in names
 
 
 def test_a_bad_frame_is_counted_and_dropped_and_the_client_goes_on():

@@ -65,3 +65,19 @@ def test_terraform_modules_parse_and_get_their_required_variables():
         assert required, f"module {name} declares no required variable"
         missing = required - set(args)
         assert not missing, f"module {name} misses {missing}"
+
+
+def test_prod_configs_one_per_stream_with_real_exchange_urls():
+    from connectors.registry import STREAMS, sources_for
+
+    for stream in STREAMS:
+        settings = load_settings(REPO / "configs/prod" / f"{stream}.yaml", environ={})
+        assert sources_for(settings, stream), f"configs/prod/{stream}.yaml enables no source for {stream}"
+        binance = settings.exchanges.binance
+        if binance.spot.enabled:
+            assert binance.spot.ws_url == "wss://stream.binance.com:9443"
+            assert binance.spot.rest_url == "https://api.binance.com"
+        if binance.usdm.enabled:
+            assert binance.usdm.ws_url == "wss://fstream.binance.com" and binance.usdm.url_layout == "split"
+            assert binance.usdm.rest_url == "https://fapi.binance.com"
+        assert settings.catalog.type == "rest" and settings.catalog.rest_uri.startswith("https://s3tables.")

@@ -1,0 +1,503 @@
+"""Binance WebSocket client for one shard, spot or USD-M futures: subscribe, read, fetch REST snapshots,
+resync, rotate connections before Binance's 24 h expiry.
+
+Runs in its own thread with its own asyncio loop and hands parsed `RawEvent`s to a bounded queue, so
+Bytewax's `next_batch` never blocks on the network. REST snapshots are injected into the same ordered
+stream; whether it is consistent is decided downstream by the pure sequencing rules
+(`operators.sequencing.binance`), which the client also runs (ids only) to know when to fetch a snapshot.
+
+Connections ("lanes"): the shard's streams are grouped by endpoint (spot: `/stream`; USD-M since the 2026
+split: `/public/stream` for `@depth*` and `@bookTicker`, `/market/stream` for `@aggTrade`,
+`@markPrice*`, `@forceOrder`), split into chunks of at most `max_streams_per_connection` (1024), and
+subscribed with `SUBSCRIBE` messages paced below the venue's inbound limit (spot 5/s, USD-M 10/s).
+websockets answers the server's pings. Each lane is a `connectors.ws_client.RotatingConnection`: after
+`rotate_after_s` (23 h by default) or on `serverShutdown` it opens a replacement, and hands over once both
+connections have delivered a common update on every busy stream. A per-stream "newest id" filter makes the
+hand-over exact: an event whose id (`u` for depth and bookTicker, the trade id, the event time `E` for
+markPrice and forceOrder) is not newer than the last one emitted for that stream is a repeat and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import orjson
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from connectors.binance.parsing import (
+    EXCHANGE,
+    Instrument,
+    ParseError,
+    parse_depth_snapshot,
+    parse_exchange_info,
+    parse_ws_frame,
+)
+from connectors.http import HttpError, http_get
+from connectors.signals import END
+from connectors.ws_client import ConnectionEnded, RotatingConnection
+from cryptoflow import metrics
+from cryptoflow.config import BinanceSpotConfig, BinanceUsdmConfig, ConnectorConfig
+from cryptoflow.model import Kind, Market, RawEvent
+from cryptoflow.observability import HEALTH
+from operators.sequencing.binance import spot_verdict, usdm_verdict
+from operators.sequencing.sync import DiffSync, Outcome
+
+log = logging.getLogger(__name__)
+
+REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recording is exhausted
+
+CHANNEL_DEPTH = "depth"
+CHANNEL_TRADES = "trades"
+CHANNEL_BOOK_TICKER = "bookTicker"  # best bid/ask with its update id: the book cross-check
+CHANNEL_LIQUIDATIONS = "liquidations"  # USD-M forceOrder
+CHANNEL_FUNDING = "funding"  # USD-M markPriceUpdate (funding rate, next funding time, mark/index)
+
+SPOT, USDM = "spot", "usdm"
+# Ids the duplicate filter compares, per event kind (all increase along a stream).
+_FILTERED = (Kind.DEPTH_DIFF, Kind.BOOK_TICKER, Kind.TRADE, Kind.FUNDING, Kind.LIQUIDATION)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One connection's worth of streams on one endpoint path."""
+
+    path: str  # "/stream", "/public/stream", "/market/stream"
+    streams: tuple[str, ...]
+
+
+def endpoint_of(stream: str, market: str, url_layout: str = "split") -> str:
+    """USD-M since 2026: book data on `/public`, every other public stream on `/market`."""
+    if market == SPOT or url_layout == "legacy":
+        return "/stream"
+    name = stream.split("@", 1)[1] if "@" in stream else stream
+    return "/public/stream" if name.startswith(("depth", "bookTicker")) else "/market/stream"
+
+
+def plan_lanes(
+    streams: list[str], market: str, max_per_connection: int, url_layout: str = "split"
+) -> list[Lane]:
+    """Group streams by endpoint (in first-seen order), then fill connections up to the per-connection
+    cap without splitting one symbol's streams of an endpoint (a book's depth and bookTicker stay on one
+    connection, so they arrive in the exchange's order)."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    for stream in streams:
+        by_symbol = groups.setdefault(endpoint_of(stream, market, url_layout), {})
+        by_symbol.setdefault(stream.split("@", 1)[0], []).append(stream)
+    lanes = []
+    for path, by_symbol in groups.items():
+        current: list[str] = []
+        for names in by_symbol.values():
+            if current and len(current) + len(names) > max_per_connection:
+                lanes.append(Lane(path, tuple(current)))
+                current = []
+            current.extend(names)  # a symbol with more streams than the cap still gets one connection
+        if current:
+            lanes.append(Lane(path, tuple(current)))
+    return lanes
+
+
+def subscribe_messages(streams: tuple[str, ...], per_message: int, first_id: int = 1) -> list[str]:
+    """`{"method":"SUBSCRIBE","params":[...],"id":n}` messages of at most `per_message` streams."""
+    out = []
+    for n, i in enumerate(range(0, len(streams), per_message)):
+        params = list(streams[i : i + per_message])
+        out.append(orjson.dumps({"method": "SUBSCRIBE", "params": params, "id": first_id + n}).decode())
+    return out
+
+
+class DuplicateFilter:
+    """Newest id emitted per (kind, symbol): drops repeats from overlapping connections."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[Kind, str], int] = {}
+        self.dropped = 0
+
+    def fresh(self, ev: RawEvent) -> bool:
+        if ev.kind not in _FILTERED or ev.seq is None:
+            return True
+        key = (ev.kind, ev.exchange_symbol)
+        last = self.last.get(key)
+        if last is not None and ev.seq <= last:
+            self.dropped += 1
+            return False
+        self.last[key] = ev.seq
+        return True
+
+    def seen(self, ev: RawEvent) -> bool:
+        """True if an event with this id (or a newer one) was already emitted for its stream."""
+        last = self.last.get((ev.kind, ev.exchange_symbol))
+        return last is not None and ev.seq is not None and ev.seq <= last
+
+
+class InstrumentCache:
+    """exchangeInfo bodies shared by every client of the process (all shards ask for the same list),
+    re-read when older than the refresh period. One fetch at a time per process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bodies: dict[str, tuple[float, bytes]] = {}
+
+    def fresh(self, url: str, max_age_s: float) -> bytes | None:
+        entry = self.bodies.get(url)
+        if entry is not None and time.monotonic() - entry[0] < max_age_s:
+            return entry[1]
+        return None
+
+    def put(self, url: str, body: bytes) -> None:
+        self.bodies[url] = (time.monotonic(), body)
+
+
+INSTRUMENTS = InstrumentCache()
+
+
+class _LaneHandover:
+    """`HandoverHandler` for one lane: parse, emit primary events, buffer the replacement's."""
+
+    def __init__(self, client: BinanceClient, name: str) -> None:
+        self.client, self.name = client, name
+        self.buffer: list[tuple[RawEvent, str | bytes]] = []
+        self.first: dict[tuple[Kind, str], RawEvent] = {}  # replacement's first event per stream
+
+    def on_frame(self, raw: str | bytes, primary: bool) -> None:
+        event = self.client.parse(raw)
+        if event is None:
+            return
+        if primary:
+            self.client.emit(event, raw)
+            return
+        self.buffer.append((event, raw))
+        if event.kind in _FILTERED and event.seq is not None:
+            self.first.setdefault((event.kind, event.exchange_symbol), event)
+
+    def wants_rotation(self, raw: str | bytes) -> bool:
+        return b"serverShutdown" in raw if isinstance(raw, bytes) else "serverShutdown" in raw
+
+    def overlap_done(self) -> bool:
+        # Every stream the replacement has delivered must already have reached (on the primary) the
+        # replacement's first id on it: from there on the replacement holds everything.
+        return bool(self.first) and all(self.client.filter.seen(ev) for ev in self.first.values())
+
+    def promote(self) -> None:
+        buffered, self.buffer, self.first = self.buffer, [], {}
+        for event, raw in buffered:
+            self.client.emit(event, raw)
+
+    def abandon(self) -> None:
+        self.buffer, self.first = [], {}
+
+
+class BinanceClient:
+    """One shard's connections to Binance spot or USD-M for the given symbols and channels."""
+
+    def __init__(
+        self,
+        market: str,
+        cfg: BinanceSpotConfig | BinanceUsdmConfig,
+        connector: ConnectorConfig,
+        symbols: list[str],
+        channels: set[str],
+        shard: int,
+        out: queue.Queue,
+        local_addr: str | None = None,
+    ) -> None:
+        if not symbols:
+            raise ValueError("a client needs at least one symbol")
+        if market not in (SPOT, USDM):
+            raise ValueError(f"unknown Binance market {market!r}")
+        self.market, self.cfg, self.connector = market, cfg, connector
+        self.symbols, self.channels, self.shard = symbols, channels, shard
+        self.out, self.local_addr = out, local_addr
+        self.instruments: dict[str, Instrument] = {}
+        self.syncs: dict[str, DiffSync] = {}
+        self.filter = DuplicateFilter()
+        self.connections: list[RotatingConnection] = []
+        self._snapshot_tasks: dict[str, asyncio.Task] = {}
+        self._stop = threading.Event()
+        self._stop_async: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.finished = threading.Event()
+        self._label = f"binance-{market}-shard-{shard}"
+        self._frames = metrics.FRAMES.labels(EXCHANGE, Market.SPOT if market == SPOT else Market.PERP)
+
+    # ------------------------------------------------------------------ venue specifics
+    @property
+    def _paths(self) -> tuple[str, str]:
+        """(depth snapshot path, exchangeInfo path)."""
+        if self.market == SPOT:
+            return "/api/v3/depth", "/api/v3/exchangeInfo"
+        return "/fapi/v1/depth", "/fapi/v1/exchangeInfo"
+
+    def stream_names(self) -> list[str]:
+        cfg, names = self.cfg, []
+        for symbol in self.symbols:
+            lower = symbol.lower()
+            if CHANNEL_DEPTH in self.channels:
+                names.append(f"{lower}@{cfg.depth_stream}")
+            if CHANNEL_BOOK_TICKER in self.channels:
+                names.append(f"{lower}@bookTicker")
+            if CHANNEL_TRADES in self.channels:
+                names.append(f"{lower}@{cfg.trade_stream}")
+            if self.market == USDM and CHANNEL_FUNDING in self.channels:
+                names.append(f"{lower}@{cfg.mark_price_stream}")  # type: ignore[union-attr]
+            if self.market == USDM and CHANNEL_LIQUIDATIONS in self.channels:
+                names.append(f"{lower}@forceOrder")
+        return names
+
+    def lanes(self) -> list[Lane]:
+        layout = getattr(self.cfg, "url_layout", "split")
+        return plan_lanes(self.stream_names(), self.market, self.cfg.max_streams_per_connection, layout)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self._label, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        loop, stop_async = self._loop, self._stop_async
+        if loop is not None and stop_async is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop already finished
+                loop.call_soon_threadsafe(stop_async.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception:  # never let a client thread die silently
+            log.exception("%s crashed", self._label)
+        finally:
+            self._put(END)
+            self.finished.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_async = asyncio.Event()
+        if self._stop.is_set():
+            return
+        await self._load_instruments()
+        verdict = spot_verdict if self.market == SPOT else usdm_verdict
+        self.syncs = {s: DiffSync(verdict) for s in self.symbols}
+        refresh = self._loop.create_task(self._refresh_instruments())
+        try:
+            await asyncio.gather(*(self._lane_loop(i, lane) for i, lane in enumerate(self.lanes())))
+        finally:
+            refresh.cancel()
+        await self._drain_snapshot_tasks()
+
+    async def _lane_loop(self, index: int, lane: Lane) -> None:
+        """Keep one lane connected; returns on stop or (replay mode) at the end of the replay."""
+        url = f"{self.cfg.ws_url}{lane.path}"
+        name = f"{self._label}-lane-{index}"
+        backoff = self.connector.reconnect_initial_s
+        kwargs = {"local_addr": (self.local_addr, 0)} if self.local_addr else {}
+        while not self._stop.is_set():
+            handler = _LaneHandover(self, name)
+            messages = subscribe_messages(lane.streams, self.cfg.streams_per_subscribe)
+            conn = RotatingConnection(
+                name, EXCHANGE, url, messages, handler,
+                messages_per_s=self.cfg.max_messages_per_s, rotate_after_s=self.cfg.rotate_after_s,
+                overlap_max_s=self.cfg.rotation_overlap_max_s, stop=self._stop_async,
+                connect_kwargs=kwargs, on_state=lambda up, name=name: HEALTH.connection(name, up),
+            )  # fmt: skip
+            self.connections.append(conn)
+            try:
+                await conn.run()
+                return  # stopped
+            except ConnectionEnded as exc:
+                if exc.code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
+                    log.info("%s: replay ended", name)
+                    return
+                reason = "closed"
+                log.warning("%s: %s; reconnecting", name, exc)
+                backoff = self.connector.reconnect_initial_s
+            except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
+                reason = type(exc).__name__
+                log.warning("%s: connection lost (%s), reconnecting", name, exc)
+            metrics.RECONNECTS.labels(EXCHANGE, reason).inc()
+            await self._sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, self.connector.reconnect_max_s)
+
+    # ------------------------------------------------------------------ frames
+    def parse(self, raw: str | bytes) -> RawEvent | None:
+        self._frames.inc()
+        try:
+            return parse_ws_frame(raw, self.instruments, self.shard, now_us())
+        except ParseError as exc:
+            metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
+            if exc.reason == "unknown_symbol":
+                metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
+            log.warning("%s: dropped frame: %s", self._label, exc)
+            return None
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        """One frame of the primary connection (what benchmarks drive directly)."""
+        event = self.parse(raw)
+        if event is not None:
+            self.emit(event, raw)
+
+    def emit(self, event: RawEvent, raw: str | bytes | None = None) -> None:
+        """Hand one event to the dataflow, unless it repeats one already handed over. `raw` is the frame
+        it came from: the place to journal exactly the frames the dataflow gets."""
+        if not self.filter.fresh(event):
+            metrics.SEQ_EVENTS.labels(EXCHANGE, "duplicate_frame").inc()
+            return
+        if event.kind is Kind.DEPTH_DIFF:
+            sync = self.syncs.get(event.exchange_symbol)
+            if sync is not None:
+                step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
+                if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
+                    self._request_snapshot(event.exchange_symbol, step.outcome.value)
+        self._put(event)
+
+    # ------------------------------------------------------------------ snapshots
+    def _request_snapshot(self, exchange_symbol: str, reason: str, delay_s: float = 0.0) -> None:
+        task = self._snapshot_tasks.get(exchange_symbol)
+        if task is not None and not task.done():
+            return
+        if reason != Outcome.BUFFERED.value:
+            metrics.RESYNCS.labels(EXCHANGE, reason).inc()
+            log.warning("%s %s: resync (%s)", self._label, exchange_symbol, reason)
+        self._snapshot_tasks[exchange_symbol] = asyncio.get_running_loop().create_task(
+            self._fetch_snapshot(exchange_symbol, delay_s)
+        )
+
+    async def _fetch_snapshot(self, exchange_symbol: str, delay_s: float) -> None:
+        if delay_s:
+            await self._sleep(delay_s)
+        query = urlencode({"symbol": exchange_symbol, "limit": self.cfg.snapshot_limit})
+        response = await self._get(
+            f"{self.cfg.rest_url}{self._paths[0]}?{query}", f"snapshot {exchange_symbol}"
+        )
+        if response is None:
+            return
+        inst = self.instruments[exchange_symbol]
+        try:
+            event = parse_depth_snapshot(response, inst, self.shard, now_us())
+        except ParseError as exc:
+            metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
+            log.warning("%s snapshot %s unusable: %s", self._label, exchange_symbol, exc)
+            self._snapshot_tasks.pop(exchange_symbol, None)
+            self._request_snapshot(exchange_symbol, "bad_snapshot", delay_s=1.0)
+            return
+        # Record the snapshot in the client's own sync and in the stream at the same point.
+        step = self.syncs[exchange_symbol].on_snapshot(None, event.seq)
+        self._put(event)
+        if step.outcome is Outcome.SNAPSHOT_TOO_OLD:
+            self._snapshot_tasks.pop(exchange_symbol, None)
+            self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=1.0)
+
+    async def _get(self, url: str, what: str) -> bytes | None:
+        """GET with back-off; honours Retry-After on 429/418. None only when stopping."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
+                return response.body
+            except HttpError as exc:
+                wait = exc.response.retry_after_s or min(2**attempt, 60)
+                log.warning("%s %s: %s; retrying in %.1fs", self._label, what, exc, wait)
+            except OSError as exc:
+                wait = min(2**attempt, 30)
+                log.warning("%s %s failed (%s); retrying in %.1fs", self._label, what, exc, wait)
+            attempt += 1
+            await self._sleep(wait)
+        return None
+
+    async def _drain_snapshot_tasks(self) -> None:
+        while True:
+            pending = [t for t in self._snapshot_tasks.values() if not t.done()]
+            if not pending:
+                return
+            await asyncio.wait(pending, timeout=30)
+
+    # ------------------------------------------------------------------ instruments
+    def _instruments_url(self) -> str:
+        if self.market == SPOT:
+            query = urlencode({"symbols": "[" + ",".join(f'"{s}"' for s in self.symbols) + "]"})
+            return f"{self.cfg.rest_url}{self._paths[1]}?{query}"
+        return f"{self.cfg.rest_url}{self._paths[1]}"  # USD-M lists every contract, no filter
+
+    async def _instruments_body(self, what: str, max_age_s: float) -> bytes | None:
+        """exchangeInfo through the process-wide cache: one REST call serves every shard."""
+        url = self._instruments_url()
+        body = INSTRUMENTS.fresh(url, max_age_s)
+        if body is not None:
+            return body
+        await asyncio.to_thread(INSTRUMENTS.lock.acquire)
+        try:
+            body = INSTRUMENTS.fresh(url, max_age_s)  # another shard may have fetched it meanwhile
+            if body is None:
+                body = await self._get(url, what)
+                if body is not None:
+                    INSTRUMENTS.put(url, body)
+            return body
+        finally:
+            INSTRUMENTS.lock.release()
+
+    def _parse_instruments(self, body: bytes) -> dict[str, Instrument]:
+        return parse_exchange_info(body, Market.SPOT if self.market == SPOT else Market.PERP)
+
+    async def _load_instruments(self) -> None:
+        while not self._stop.is_set():
+            body = await self._instruments_body("exchangeInfo", self.cfg.instruments_refresh_s)
+            if body is None:
+                return
+            try:
+                self._adopt_instruments(self._parse_instruments(body))
+                return
+            except ParseError as exc:
+                log.warning("%s exchangeInfo unusable (%s); retrying", self._label, exc)
+                INSTRUMENTS.bodies.pop(self._instruments_url(), None)
+                await self._sleep(5)
+
+    def _adopt_instruments(self, instruments: dict[str, Instrument]) -> None:
+        """Keep only this shard's symbols; updated in place so parsers see changes at once."""
+        missing = [s for s in self.symbols if s not in instruments]
+        if missing:
+            log.error("%s: exchange does not list %s; their frames will be dropped", self._label, missing)
+        for symbol in self.symbols:
+            if symbol in instruments:
+                self.instruments[symbol] = instruments[symbol]
+
+    async def _refresh_instruments(self) -> None:
+        """Instrument info is cached and re-read every `instruments_refresh_s` (listings, delistings)."""
+        while not self._stop.is_set():
+            await self._sleep(self.cfg.instruments_refresh_s)
+            if self._stop.is_set():
+                return
+            body = await self._instruments_body("exchangeInfo refresh", self.cfg.instruments_refresh_s / 2)
+            if body is None:
+                return
+            with contextlib.suppress(ParseError):
+                self._adopt_instruments(self._parse_instruments(body))
+
+    # ------------------------------------------------------------------ helpers
+    def _put(self, item: RawEvent | object) -> None:
+        """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
+        while True:
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._stop.is_set():
+                    return
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < end:
+            await asyncio.sleep(min(0.1, end - time.monotonic()))
