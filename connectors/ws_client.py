@@ -122,8 +122,15 @@ class RotatingConnection:
         self._readers: dict[ClientConnection, asyncio.Task] = {}
 
     # --------------------------------------------------------------------------- connections
-    async def _open(self) -> ClientConnection:
+    async def _open(self, primary: bool) -> ClientConnection:
+        """Connect and send the control messages. The socket takes its role (primary / replacement)
+        before the first message goes out: frames that arrive while later messages are still paced out
+        (a snapshot answering the first subscribe) belong to it and must not be dropped as retired."""
         ws = await connect(self.url, **self.connect_kwargs)
+        if primary:
+            self.primary = ws
+        else:
+            self.candidate = ws
         self._readers[ws] = asyncio.get_running_loop().create_task(self._read(ws))
         pacer = Pacer(self.messages_per_s)
         try:
@@ -131,6 +138,10 @@ class RotatingConnection:
                 await pacer.wait()
                 await ws.send(message)
         except BaseException:
+            if primary:
+                self.primary = None
+            else:
+                self.candidate = None
             await self._close(ws)
             raise
         return ws
@@ -169,7 +180,7 @@ class RotatingConnection:
     # --------------------------------------------------------------------------- main loop
     async def run(self) -> None:
         try:
-            self.primary = await self._open()
+            self.primary = await self._open(primary=True)
             self.on_state(True)
             rotate_in = self.rotate_after_s
             while True:
@@ -211,7 +222,7 @@ class RotatingConnection:
         self._rotate_now.clear()
         metrics.RECONNECTS.labels(self.exchange, "rotation").inc()
         try:
-            self.candidate = await self._open()
+            self.candidate = await self._open(primary=False)
         except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
             log.warning("%s: replacement connection failed (%s); keeping the current one", self.name, exc)
             self.handler.abandon()

@@ -23,6 +23,7 @@ KRAKEN_SYMBOLS = ["BTC-USD", "ETH-USD"]
 def _env(coinbase: ExchangeSimulator, kraken: ExchangeSimulator, warehouse) -> dict[str, str]:
     return {
         "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false",
         "CRYPTOFLOW_EXCHANGES__COINBASE__WS_URL": coinbase.ws_url,
         "CRYPTOFLOW_EXCHANGES__COINBASE__REST_URL": coinbase.http_url,
         "CRYPTOFLOW_EXCHANGES__COINBASE__SYMBOLS": "[BTC-USD, ETH-USD]",
