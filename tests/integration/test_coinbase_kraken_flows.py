@@ -1,9 +1,10 @@
-"""`dataflows.ticks` and `dataflows.spot_ob` over Coinbase (recording) and Kraken v2 (synthetic market),
+"""`dataflows.ticks`, `dataflows.spot_ob` and `dataflows.spot_delta` over Coinbase (recording) and Kraken v2 (synthetic market),
 as real `python -m bytewax.run` processes against the simulator, into a temporary Iceberg warehouse.
 Rows are compared with the recording read by the standard library and with the synthetic truth."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -110,3 +111,51 @@ def test_spot_ob_rows_equal_coinbase_recording_and_kraken_truth(tmp_path):
 
 def _us(ts) -> int:
     return int(ts.timestamp()) * 1_000_000 + ts.microsecond
+
+
+def _rebuild(rows: list[dict], depth: int | None) -> tuple[list, list]:
+    """Replay delta rows (in stream order) into a book; `depth` truncates after each message (Kraken)."""
+    bids: dict[Decimal, Decimal] = {}
+    asks: dict[Decimal, Decimal] = {}
+    by_message: dict[int, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["source_offset"]):
+        by_message.setdefault(r["source_offset"], []).append(r)
+    for message in by_message.values():
+        if message[0]["is_snapshot"]:
+            bids, asks = {}, {}
+        for r in message:
+            side = bids if r["side"] == "bid" else asks
+            if r["qty"] == 0:
+                side.pop(r["price"], None)
+            else:
+                side[r["price"]] = r["qty"]
+        if depth is not None:
+            bids = dict(sorted(bids.items(), reverse=True)[:depth])
+            asks = dict(sorted(asks.items())[:depth])
+    return sorted(bids.items(), reverse=True), sorted(asks.items())
+
+
+def test_spot_delta_rows_rebuild_the_recording_and_the_truth(tmp_path):
+    market, env = _run("spot_delta", tmp_path)
+    rows = read(env, "spot_delta")
+    coinbase = [r for r in rows if r["exchange"] == "coinbase"]
+    # one row per level of every l2 message, counted from the recording with json only
+    levels = 0
+    with coinbase_truth.COINBASE.open() as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["t"] == "recv" and '"l2_data"' in record["data"]:
+                levels += sum(len(e["updates"]) for e in json.loads(record["data"])["events"])
+    assert len(coinbase) == levels
+    stamps = coinbase_truth.l2_stamps()
+    last = {product: stamp for product, stamp in stamps}
+    final = coinbase_truth.books_at(set(last.items()), depth=1_000_000)
+    for product, stamp in last.items():
+        bids, asks = _rebuild([r for r in coinbase if r["symbol"] == product], None)
+        assert (bids, asks) == final[(product, stamp)]
+    kraken = [r for r in rows if r["exchange"] == "kraken"]
+    for symbol in KRAKEN_SYMBOLS:
+        bids, asks = _rebuild([r for r in kraken if r["symbol"] == symbol], 10)
+        truth = market.books[symbol]
+        assert bids == [(Decimal(p), Decimal(q)) for p, q in truth.bids.top(10)]
+        assert asks == [(Decimal(p), Decimal(q)) for p, q in truth.asks.top(10)]
