@@ -1,5 +1,5 @@
-"""Coinbase Advanced Trade, as the simulator serves it: the cryptofeed v3 recording replayed per
-connection, behind the real protocol (exchange-protocols.md §5):
+"""Coinbase Advanced Trade, as the simulator serves it: the cryptofeed v3 recording (or a CryptoFlow
+capture of a live session) replayed per connection, behind the real protocol (exchange-protocols.md §5):
 
   WS   /                                   subscribe by message, one per channel, within 5 s
   REST /api/v3/brokerage/market/products   the recorded body
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import orjson
 from websockets.asyncio.server import ServerConnection
 
+from connectors.recordings.capture import is_capture, read_capture
 from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
 from cryptoflow import paths
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
@@ -84,9 +85,14 @@ class CoinbaseVenue:
     @classmethod
     def from_recording(cls, path: Path = paths.COINBASE_V3, speed: float = 0.0,
                        drop: set[int] | None = None) -> CoinbaseVenue:  # fmt: skip
+        """A cryptofeed v3 recording or a CryptoFlow capture (`connectors/recordings/capture.py`): a live
+        session taken with the capture format replays without a code change."""
         frames: list[CoinbaseFrame] = []
         products = b'{"products":[]}'
-        for record in read_cryptofeed_v3(path):
+        with Path(path).open("rb") as handle:
+            first = handle.readline()
+        reader = read_capture if is_capture(first) else read_cryptofeed_v3
+        for record in reader(path):
             if record.kind == "http" and PRODUCTS_PATH in (record.url or ""):
                 products = record.data.encode()
             elif record.kind == "recv":

@@ -125,3 +125,19 @@ def test_a_bad_frame_is_counted_and_dropped_and_the_client_goes_on():
                      '"qty":2.0,"ord_type":"limit","trade_id":7,"timestamp":"2026-08-09T21:05:42Z"}]}')  # fmt: skip
     event = out.get_nowait()
     assert (event.symbol, event.shard, event.payload) == ("BTC-USD", 3, ("7", "1.50", "2.0", "buy"))
+
+
+def test_coinbase_venue_replays_a_capture_like_the_cryptofeed_recording(tmp_path):
+    """A live session written in CryptoFlow's capture format replays with no code change."""
+    from connectors.recordings.capture import CaptureWriter
+    from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
+    from cryptoflow.simulator.coinbase import CoinbaseVenue
+
+    capture = tmp_path / "coinbase.capture.jsonl"
+    with capture.open("w") as out:
+        CaptureWriter(out, "coinbase", 0).records(read_cryptofeed_v3(COINBASE))
+    original, replayed = CoinbaseVenue.from_recording(COINBASE), CoinbaseVenue.from_recording(capture)
+    assert [(f.channel, f.products, f.text) for f in replayed.frames] == [
+        (f.channel, f.products, f.text) for f in original.frames
+    ]
+    assert replayed.products_body == original.products_body and len(replayed.frames) == 1025
