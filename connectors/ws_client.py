@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from connectors.parse_errors import ParseError
 from connectors.signals import END
 from cryptoflow import metrics
-from cryptoflow.model import Kind
+from cryptoflow.model import Kind, RawEvent
 from cryptoflow.observability import HEALTH
 from operators.book.tracker import BookSettings, BookTracker
 
@@ -330,6 +330,7 @@ class WsClient:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_resync: set[str] = set()
+        self._books: dict[str, tuple[str, str]] = {}  # books read on this connection: symbol, market
         self._last_frame = time.monotonic()
         self._label = f"{self.exchange}-shard-{shard}-{id(self) & 0xFFFF:04x}"
 
@@ -418,8 +419,18 @@ class WsClient:
                 reason = type(exc).__name__
                 log.warning("%s: connection lost (%s), reconnecting", self._label, exc)
             metrics.RECONNECTS.labels(self.exchange, reason).inc()
+            self._connection_lost()
             await self._sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.connector.reconnect_max_s)
+
+    def _connection_lost(self) -> None:
+        """Whatever the venue sent while we were away is lost: every book read on the connection is
+        invalid until the new connection's snapshot (a `gaps` row with reason `connection` each)."""
+        now = now_us()
+        for exchange_symbol, (symbol, market) in sorted(self._books.items()):
+            self._put(RawEvent(self.exchange, market, symbol, exchange_symbol, Kind.CONNECTION_GAP, None, now,
+                               self.shard, -1, None))  # fmt: skip
+        self._books.clear()
 
     def _reset_connection_state(self) -> None:
         self.parser = self.new_parser()  # connection state (Coinbase sequence_num) starts afresh
@@ -484,8 +495,10 @@ class WsClient:
     def emit(self, event: Any, raw: str | bytes | None = None) -> None:
         """Hand one event to the dataflow. `raw` is the frame it came from: the place to journal exactly
         the frames the dataflow gets."""
-        if self.book_scheme is not None and event.kind in (Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF):
-            self._track(event)
+        if event.kind in (Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF):
+            self._books[event.exchange_symbol] = (event.symbol, event.market)
+            if self.book_scheme is not None:
+                self._track(event)
         self._put(event)
 
     def _track(self, event: Any) -> None:

@@ -11,7 +11,8 @@ changes at `rate` per second (0 = as fast as possible) plus a trade every `trade
 broadcasts them; each connection's book subscription has its own depth view and checksums
 (`synthetic.encoders.KrakenV2Encoder`). When the generator is done every connection is closed with 4100
 (end of replay). `drop_updates` (indices of book frames on a connection) injects losses, which the
-client can only notice through the checksum. The market (`self.market.books`) is the truth.
+client can only notice through the checksum; `cut_first_connection_after` closes the first connection
+(code 1011) after that many book frames. The market (`self.market.books`) is the truth.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class KrakenV2SyntheticVenue:
 
     def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
                  drop_updates: set[int] | None = None, start_after_s: float = 0.3,
-                 v1: KrakenV1ReplayVenue | None = None) -> None:  # fmt: skip
+                 v1: KrakenV1ReplayVenue | None = None, cut_first_connection_after: int | None = None) -> None:  # fmt: skip
         self.market, self.v1 = market, v1
+        self.cut_after = cut_first_connection_after  # fault injection: drop connection 1 after N book frames
         self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
         self.drop_updates = drop_updates or set()
         self.sessions: list[KrakenSession] = []
@@ -156,6 +158,13 @@ class KrakenV2SyntheticVenue:
             if frame is None:
                 return
             session.book_frames += 1
+            if (
+                self.cut_after is not None
+                and session is self.sessions[0]
+                and session.book_frames == self.cut_after
+            ):
+                await session.ws.close(1011, "simulated failure")
+                return
             if session.book_frames in self.drop_updates:
                 session.dropped += 1
                 return

@@ -183,3 +183,28 @@ def test_kraken_lost_update_is_caught_by_the_checksum_and_resubscribed():
         assert tracker.book.bids.top(100) == truth.bids.top(10) and tracker.book.asks.top(
             100
         ) == truth.asks.top(10)
+
+
+def test_kraken_lost_connection_marks_every_book_and_recovers_on_the_new_one():
+    market = SyntheticMarket(KRAKEN_SYMBOLS, depth=40, seed=13)
+    venue = KrakenV2SyntheticVenue(
+        market, messages=3000, rate=1500, trade_every=0, cut_first_connection_after=300
+    )
+    symbols = [s.replace("-", "/") for s in KRAKEN_SYMBOLS]
+    with ExchangeSimulator(venue) as sim:
+        cfg = KrakenConfig(ws_url=f"{sim.ws_url}/v2", rest_url=sim.http_url, symbols=symbols)
+        q: queue.Queue = queue.Queue()
+        connector = ConnectorConfig(stop_at_replay_end=True, reconnect_initial_s=0.1)
+        client = KrakenClient(cfg, connector, symbols, {"book"}, 0, q)
+        events = run_client(client, q)
+    assert len(venue.sessions) == 2  # reconnected
+    gaps = [ev for ev in events if ev.kind is Kind.CONNECTION_GAP]
+    assert sorted(ev.symbol for ev in gaps) == sorted(KRAKEN_SYMBOLS)
+    trackers = track(events, KRAKEN)
+    for symbol, tracker in trackers.items():
+        assert tracker.counters.gaps == 1 and tracker.counters.resyncs == 1 and tracker.valid
+        assert tracker.counters.checksum.mismatch == 0
+        truth = market.books[symbol]
+        assert tracker.book.bids.top(100) == truth.bids.top(10) and tracker.book.asks.top(
+            100
+        ) == truth.asks.top(10)
