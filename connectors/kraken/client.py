@@ -66,6 +66,7 @@ class KrakenClient(WsClient):
         self.instruments: dict[str, str] = {}  # v2 symbol -> BASE-QUOTE
         self._instruments_at = 0.0
         self._req_ids = itertools.count(1)
+        self.system_status = "unknown"  # from the `status` channel
 
     def url(self) -> str:
         return self.cfg.ws_url
@@ -123,6 +124,21 @@ class KrakenClient(WsClient):
 
     def keepalive_message(self) -> str:
         return orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode()
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        """The `status` channel says whether the exchange is `online`; anything else (maintenance,
+        cancel_only, post_only) is logged, since books may stall or the connection may be dropped."""
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if text.startswith('{"channel":"status"'):
+            try:
+                system = orjson.loads(text)["data"][0]["system"]
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                system = "unknown"
+            if system != self.system_status:
+                level = logging.INFO if system == "online" else logging.WARNING
+                log.log(level, "%s: Kraken system status %s", self._label, system)
+            self.system_status = system
+        super()._on_frame(raw)
 
     def map_event(self, event: RawEvent) -> RawEvent | None:
         symbol = self.instruments.get(event.exchange_symbol)

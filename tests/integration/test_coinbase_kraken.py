@@ -164,6 +164,7 @@ def test_kraken_books_equal_the_synthetic_truth_with_every_checksum_matching():
     trades = [ev.payload for ev in events if ev.kind is Kind.TRADE]
     assert trades == [(str(t.trade_id), t.price, t.qty, t.taker_side) for t in market.truth.trades]
     assert client.resyncs == 0 and venue.sessions[0].resubscribes == 0
+    assert client.system_status == "online"  # the `status` channel frame sent on connect
 
 
 def test_kraken_lost_update_is_caught_by_the_checksum_and_resubscribed():
