@@ -23,13 +23,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.venues.split(",") if n.strip()]
     try:
-        sims = start_venues(names, args.host, args.port, args.speed, args.clock)
+        sims = start_venues(names, args.host, args.port, args.speed, args.clock, synthetic=vars(args))
     except ValueError as exc:
         print(f"cryptoflow: {exc}")
         return 2
     for name, sim in sims.items():
         print(f"{name} simulator: WebSocket {sim.ws_url}  REST {sim.http_url}")
-    what = "joins one shared timeline" if args.clock == "shared" else "replays the recording once"
+    what = "joins one shared timeline" if args.clock == "shared" else "replays its recording once"
     print(f"Each connection {what}, then closes with code 4100. Ctrl-C stops.")
     try:
         while True:
@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate", help="run the local exchange simulator: each venue on its own port from --port"
     )
+    sim.add_argument("--symbols", type=int, default=10, help="kraken (synthetic v2): symbols")
+    sim.add_argument("--depth", type=int, default=50, help="kraken: true book levels per side")
+    sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
+    sim.add_argument("--rate", type=float, default=1000.0, help="kraken: book changes per second (0 = max)")
+    sim.add_argument("--seed", type=int, default=0, help="kraken: random seed")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
@@ -106,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sim.add_argument(
         "--venues", default="binance,binance-usdm",
-        help="comma-separated: binance, binance-usdm, bybit, bybit-v1, okx (consecutive ports from --port)",
+        help="comma-separated: binance, binance-usdm, bybit, bybit-v1, okx, coinbase, kraken "
+        "(consecutive ports from --port)",
     )  # fmt: skip
     sim.set_defaults(func=_simulate)
     return parser

@@ -225,10 +225,55 @@ class OkxConfig(_Section):
     _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
 
 
+class CoinbaseConfig(_Section):
+    """Coinbase Advanced Trade market data (exchange-protocols.md §5); symbols are product ids `BTC-USD`."""
+
+    enabled: bool = True
+    ws_url: str = "wss://advanced-trade-ws.coinbase.com"
+    rest_url: str = "https://api.coinbase.com"
+    symbols: list[str] = []
+    max_products_per_connection: int = Field(100, ge=1, le=10_000)
+    connects_per_s: float = Field(8.0, gt=0)  # per IP
+    messages_per_s: float = Field(8.0, gt=0)  # unauthenticated messages per IP
+    idle_timeout_s: float = Field(10.0, gt=0)  # heartbeats arrive every second
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+
+class KrakenConfig(_Section):
+    """Kraken spot WebSocket v2 (exchange-protocols.md §6); symbols are v2 pairs `BTC/USD` (BTC, not XBT)."""
+
+    enabled: bool = True
+    ws_url: str = "wss://ws.kraken.com/v2"
+    rest_url: str = "https://api.kraken.com"
+    symbols: list[str] = []
+    book_depth: Literal[10, 25, 100, 500, 1000] = 10
+    max_symbols_per_connection: int = Field(100, ge=1, le=10_000)
+    connects_per_10min: int = Field(150, ge=1)  # per IP (Cloudflare), else a 10-minute ban
+    ping_interval_s: float = Field(20.0, gt=0)  # idle connections are closed after ~60 s
+    idle_timeout_s: float = Field(60.0, gt=0)
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+    @field_validator("symbols")
+    @classmethod
+    def _v2_pairs(cls, symbols: list[str]) -> list[str]:
+        bad = [s for s in symbols if "/" not in s or s.startswith("XBT/")]
+        if bad:
+            raise ValueError(f"Kraken v2 symbols look like BTC/USD (not XBT) (got {bad})")
+        return symbols
+
+
 class ExchangesConfig(_Section):
     binance: BinanceConfig = BinanceConfig()
     bybit: BybitConfig = BybitConfig()  # no symbols configured = no connections
     okx: OkxConfig = OkxConfig()
+    coinbase: CoinbaseConfig = CoinbaseConfig()
+    kraken: KrakenConfig = KrakenConfig()
 
 
 class ConnectorConfig(_Section):

@@ -26,3 +26,6 @@ QUEUE_DEPTH = Gauge("cryptoflow_queue_depth", "Frames waiting in a source partit
 ROWS_COMMITTED = Counter("cryptoflow_rows_committed_total", "Rows committed to Iceberg", ["table"])
 COMMIT_SECONDS = Histogram("cryptoflow_commit_seconds", "Iceberg commit latency", ["table"])
 COMMIT_RETRIES = Counter("cryptoflow_commit_retries_total", "Iceberg commit retries", ["table", "reason"])
+RATE_LIMITED = Counter(
+    "cryptoflow_rate_limited_total", "Waits imposed by our own per-IP budgets", ["exchange", "what"]
+)

@@ -16,6 +16,7 @@ across two overlapping connections is exactly what it would see live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -37,6 +38,10 @@ REPLAY_END_REASON = "end of replay"
 
 
 class Venue(Protocol):
+    """A replay venue serves fixed frames per URL (`frames_for`). An interactive venue (subscribe by
+    message: Coinbase, Kraken, the synthetic mode) also has `async serve(ws, stats)`, which then owns
+    the whole connection, and `frames_for` only says whether the path is a WebSocket endpoint."""
+
     name: str
 
     def frames_for(self, path: str) -> list[RecordedFrame] | None: ...
@@ -126,7 +131,7 @@ class ExchangeSimulator:
         self._stopped = asyncio.Event()
         async with serve(
             self._handle, self.host, self.requested_port, process_request=self._process_request,
-            max_size=1 << 20, ping_interval=20,
+            max_size=1 << 20, ping_interval=20, compression=None,
         ) as server:  # fmt: skip
             self.port = server.sockets[0].getsockname()[1]
             log.info("simulator %s listening on %s:%s", self.venue.name, self.host, self.port)
@@ -165,6 +170,11 @@ class ExchangeSimulator:
                 await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
             except ConnectionClosed:
                 pass
+            return
+        serve = getattr(self.venue, "serve", None)
+        if serve is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await serve(ws, self.stats)
             return
         frames = self.venue.frames_for(ws.request.path) or []
         candidates = self._subscribable(ws.request.path)

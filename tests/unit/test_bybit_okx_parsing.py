@@ -72,7 +72,9 @@ def test_okx_liquidation_position_side(detail, position):
         {"instId": "XRP-USDT-SWAP", "instType": "SWAP", "details": [dict(detail, bkPx="1", sz="1", ts="5")]},
     ]}  # fmt: skip
     events = OkxParser(instruments={"BTC-USDT-SWAP": ("perp", "BTC-USDT")}).parse(orjson.dumps(msg), 0)
-    assert [(e.exchange_symbol, e.payload) for e in events] == [("BTC-USDT-SWAP", Liquidation(position, "1.5", "3"))]
+    assert [(e.exchange_symbol, e.payload) for e in events] == [
+        ("BTC-USDT-SWAP", Liquidation(position, "1.5", "3"))
+    ]
 
 
 def test_okx_funding_and_notice():
