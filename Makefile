@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench bench-quick bench-book chaos clean-warehouse
+.PHONY: demo test lint bench bench-quick bench-book bench-synthetic chaos clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -41,6 +41,9 @@ chaos: $(STAMP)  ## 10-minute chaos run against the simulator (disconnects, stal
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+bench-synthetic: $(STAMP)  ## synthetic-mode frames/s per protocol (1,000 symbols)
+	$(PY) -m benchmarks.bench_synthetic
 
 bench-book: $(STAMP)  ## order-book level-updates/s and bytes per level (issue 7 targets)
 	$(PY) -m benchmarks.bench_book

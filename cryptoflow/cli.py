@@ -19,35 +19,24 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cryptoflow.simulator.binance_spot import BinanceSpotVenue
-    from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
-    from cryptoflow.simulator.server import ExchangeSimulator
+    from cryptoflow.simulator.venues import start_venues
 
-    spot = ExchangeSimulator(
-        BinanceSpotVenue.from_cryptofeed_v1(),
-        host=args.host,
-        port=args.port,
-        speed=args.speed,
-        clock=args.clock,
-    )
-    usdm_venue = with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1())
-    usdm_port = args.port + 1 if args.port else 0
-    usdm = ExchangeSimulator(usdm_venue, host=args.host, port=usdm_port, speed=args.speed, clock=args.clock)
-    spot.start()
-    usdm.start()
-    print(f"Binance spot simulator:  WebSocket {spot.ws_url}/stream  REST {spot.http_url}/api/v3/depth")
-    print(
-        f"Binance USD-M simulator: WebSocket {usdm.ws_url}/public/stream and /market/stream  "
-        f"REST {usdm.http_url}/fapi/v1/depth"
-    )
-    what = "joins one shared timeline" if args.clock == "shared" else "replays the recording once"
+    names = [n.strip() for n in args.venues.split(",") if n.strip()]
+    try:
+        sims = start_venues(names, args.host, args.port, args.speed, args.clock, synthetic=vars(args))
+    except ValueError as exc:
+        print(f"cryptoflow: {exc}")
+        return 2
+    for name, sim in sims.items():
+        print(f"{name} simulator: WebSocket {sim.ws_url}  REST {sim.http_url}")
+    what = "joins one shared timeline" if args.clock == "shared" else "replays its recording once"
     print(f"Each connection {what}, then closes with code 4100. Ctrl-C stops.")
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        spot.stop()
-        usdm.stop()
+        for sim in sims.values():
+            sim.stop()
     return 0
 
 
@@ -106,14 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_verify)
 
     sim = sub.add_parser(
-        "simulate", help="run the local exchange simulator (Binance spot on --port, USD-M on --port + 1)"
+        "simulate", help="run the local exchange simulator: each venue on its own port from --port"
     )
+    sim.add_argument("--symbols", type=int, default=10, help="kraken (synthetic v2): symbols")
+    sim.add_argument("--depth", type=int, default=50, help="kraken: true book levels per side")
+    sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
+    sim.add_argument("--rate", type=float, default=1000.0, help="kraken: book changes per second (0 = max)")
+    sim.add_argument("--seed", type=int, default=0, help="kraken: random seed")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
     sim.add_argument(
         "--clock", choices=("per_connection", "shared"), default="per_connection",
         help="shared: one live-like timeline that later connections join (needs --speed > 0)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--venues", default="binance,binance-usdm",
+        help="comma-separated: binance, binance-usdm, bybit, bybit-v1, okx, coinbase, kraken "
+        "(consecutive ports from --port)",
     )  # fmt: skip
     sim.set_defaults(func=_simulate)
     return parser

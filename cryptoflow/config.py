@@ -188,8 +188,111 @@ class BinanceConfig(_Section):
     usdm: BinanceUsdmConfig = BinanceUsdmConfig()
 
 
+def _ws_or_http_url(url: str) -> str:
+    if url.split("://", 1)[0] not in {"ws", "wss", "http", "https"}:
+        raise ValueError(f"{url!r} is not a ws(s):// or http(s):// URL")
+    return url.rstrip("/")
+
+
+def _unique_upper(symbols: list[str]) -> list[str]:
+    cleaned = [s.strip().upper() for s in symbols]
+    if len(set(cleaned)) != len(cleaned):
+        raise ValueError("symbols are listed twice")
+    return cleaned
+
+
+class BybitConfig(_Section):
+    """Bybit v5 public streams: `/v5/public/spot` and `/v5/public/linear` are separate connections."""
+
+    enabled: bool = True
+    ws_url: str = "wss://stream.bybit.com"
+    rest_url: str = "https://api.bybit.com"
+    spot_symbols: list[str] = []
+    linear_symbols: list[str] = []
+    book_depth: Literal[1, 50, 200, 1000] = 200
+    ping_interval_s: float = Field(20.0, gt=0)  # Bybit drops connections silent for 30 s
+    pong_timeout_s: float = Field(10.0, gt=0)
+    max_args_per_subscribe: int = Field(10, ge=1, le=10)  # spot rejects more than 10 args per request
+    max_args_chars_per_connection: int = Field(21_000, ge=100, le=21_000)
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    resync_timeout_s: float = Field(10.0, gt=0)  # resubscribe again if no snapshot came back
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _symbols = field_validator("spot_symbols", "linear_symbols")(classmethod(lambda cls, v: _unique_upper(v)))
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+
+class OkxConfig(_Section):
+    """OKX v5 public: one `/ws/v5/public` connection per shard carries every instrument type."""
+
+    enabled: bool = True
+    ws_url: str = "wss://ws.okx.com:8443"
+    rest_url: str = "https://openapi.okx.com"  # the 2026 docs' REST base (www.okx.com also serves it)
+    symbols: list[str] = []  # instrument ids: BTC-USDT, BTC-USDT-SWAP, BTC-USD-260925
+    book_channel: Literal["books", "books-l2-tbt", "books50-l2-tbt"] = "books"
+    ping_interval_s: float = Field(20.0, gt=0, lt=30)  # OKX closes a connection silent for 30 s
+    pong_timeout_s: float = Field(5.0, gt=0)
+    max_args_per_connection: int = Field(240, ge=1)
+    max_books_per_connection: int = Field(25, ge=1)  # OKX: prefer < 30 depth channels per connection
+    subscribe_ops_per_hour: int = Field(480, ge=1, le=480)
+    connects_per_s: float = Field(3.0, gt=0, le=3.0)  # per IP
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    resync_timeout_s: float = Field(10.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _symbols = field_validator("symbols")(classmethod(lambda cls, v: _unique_upper(v)))
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+
+class CoinbaseConfig(_Section):
+    """Coinbase Advanced Trade market data (exchange-protocols.md §5); symbols are product ids `BTC-USD`."""
+
+    enabled: bool = True
+    ws_url: str = "wss://advanced-trade-ws.coinbase.com"
+    rest_url: str = "https://api.coinbase.com"
+    symbols: list[str] = []
+    max_products_per_connection: int = Field(100, ge=1, le=10_000)
+    connects_per_s: float = Field(8.0, gt=0)  # per IP
+    messages_per_s: float = Field(8.0, gt=0)  # unauthenticated messages per IP
+    idle_timeout_s: float = Field(10.0, gt=0)  # heartbeats arrive every second
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+
+class KrakenConfig(_Section):
+    """Kraken spot WebSocket v2 (exchange-protocols.md §6); symbols are v2 pairs `BTC/USD` (BTC, not XBT)."""
+
+    enabled: bool = True
+    ws_url: str = "wss://ws.kraken.com/v2"
+    rest_url: str = "https://api.kraken.com"
+    symbols: list[str] = []
+    book_depth: Literal[10, 25, 100, 500, 1000] = 10
+    max_symbols_per_connection: int = Field(100, ge=1, le=10_000)
+    connects_per_10min: int = Field(150, ge=1)  # per IP (Cloudflare), else a 10-minute ban
+    ping_interval_s: float = Field(20.0, gt=0)  # idle connections are closed after ~60 s
+    idle_timeout_s: float = Field(60.0, gt=0)
+    instruments_refresh_s: float = Field(3600.0, gt=0)
+    http_timeout_s: float = Field(10.0, gt=0)
+
+    _urls = field_validator("ws_url", "rest_url")(classmethod(lambda cls, v: _ws_or_http_url(v)))
+
+    @field_validator("symbols")
+    @classmethod
+    def _v2_pairs(cls, symbols: list[str]) -> list[str]:
+        bad = [s for s in symbols if "/" not in s or s.startswith("XBT/")]
+        if bad:
+            raise ValueError(f"Kraken v2 symbols look like BTC/USD (not XBT) (got {bad})")
+        return symbols
+
+
 class ExchangesConfig(_Section):
     binance: BinanceConfig = BinanceConfig()
+    bybit: BybitConfig = BybitConfig()  # no symbols configured = no connections
+    okx: OkxConfig = OkxConfig()
+    coinbase: CoinbaseConfig = CoinbaseConfig()
+    kraken: KrakenConfig = KrakenConfig()
 
 
 class ConnectorConfig(_Section):

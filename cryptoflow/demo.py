@@ -27,7 +27,10 @@ from cryptoflow.config import CatalogConfig, load_settings
 from cryptoflow.paths import REPO_ROOT
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
+from cryptoflow.simulator.coinbase import CoinbaseVenue
+from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
 from cryptoflow.simulator.server import ExchangeSimulator, Venue
+from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
 FLOWS = ("spot_delta", "spot_ob", "ticks", "futures_delta", "futures_ob", "liquidations", "funding")
 SUMMARY_TABLES = (*FLOWS, "gaps")
@@ -50,6 +53,37 @@ def _binance_spot_env(sim: ExchangeSimulator) -> dict[str, str]:
     }
 
 
+COINBASE_PRODUCTS = ["BTC-USD", "ETH-USD"]  # the products of the Coinbase recording
+KRAKEN_SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD", "ALGO-USD"]  # synthetic market
+
+
+def _coinbase_env(sim: ExchangeSimulator) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "true",
+        "CRYPTOFLOW_EXCHANGES__COINBASE__WS_URL": sim.ws_url,
+        "CRYPTOFLOW_EXCHANGES__COINBASE__REST_URL": sim.http_url,
+        "CRYPTOFLOW_EXCHANGES__COINBASE__SYMBOLS": "[" + ", ".join(COINBASE_PRODUCTS) + "]",
+    }
+
+
+def kraken_demo_venue() -> KrakenV2SyntheticVenue:
+    """Kraken v2 from the synthetic market (no v2 recording exists): 3,000 book changes 20 ms of exchange
+    time apart and a trade every 5, starting 5 s after the first flow connects so all have subscribed."""
+    market = SyntheticMarket(KRAKEN_SYMBOLS, depth=30, seed=2026, step_us=20_000)
+    return KrakenV2SyntheticVenue(market, messages=3000, trade_every=5, start_after_s=5.0)
+
+
+def _kraken_env(sim: ExchangeSimulator) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "true",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__WS_URL": f"{sim.ws_url}/v2",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__REST_URL": sim.http_url,
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__SYMBOLS": "["
+        + ", ".join(s.replace("-", "/") for s in KRAKEN_SYMBOLS)
+        + "]",
+    }
+
+
 # (label, simulator venue factory, env overrides pointing the venue's config at its simulator)
 DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], dict[str, str]]]] = [
     ("binance spot", BinanceSpotVenue.from_cryptofeed_v1, _binance_spot_env),
@@ -58,6 +92,8 @@ DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], 
         lambda: with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1()),
         _binance_usdm_env,
     ),
+    ("coinbase", CoinbaseVenue.from_recording, _coinbase_env),
+    ("kraken v2 (synthetic)", kraken_demo_venue, _kraken_env),
 ]
 
 
@@ -83,6 +119,8 @@ def demo_environment(sim: ExchangeSimulator, warehouse: Path) -> dict[str, str]:
     return {
         **_binance_spot_env(sim),
         "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "false",
         "CRYPTOFLOW_CONNECTOR__STOP_AT_REPLAY_END": "true",
         "CRYPTOFLOW_CATALOG__TYPE": "sql",
         "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{warehouse / 'catalog.db'}",

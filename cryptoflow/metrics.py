@@ -56,3 +56,6 @@ CHANNEL_HIGH_WATER = Counter(
 REST_RETRIES = Counter(
     "cryptoflow_rest_retries_total", "Failed REST calls that were retried", ["exchange", "reason"]
 )
+RATE_LIMITED = Counter(
+    "cryptoflow_rate_limited_total", "Waits imposed by our own per-IP budgets", ["exchange", "what"]
+)

@@ -33,12 +33,12 @@ class Market:
     FUTURE = "future"
 
 
+LONG = "long"
+SHORT = "short"
 BID = "bid"
 ASK = "ask"
 BUY = "buy"
 SELL = "sell"
-LONG = "long"
-SHORT = "short"
 
 
 def instrument_key(exchange: str, market: str, symbol: str) -> str:

@@ -6,6 +6,9 @@ or older number drops the frame; a jump yields one `CONNECTION_GAP` event per pr
 connection (every book on it is invalid until its next snapshot) before the frame's own events.
 `l2_data` events: `snapshot` -> `DEPTH_SNAPSHOT`, `update` -> `DEPTH_DIFF`, `seq` = `sequence_num`,
 sides `bid`/`offer` -> `(bids, asks)` of `[price_level, new_quantity]`.
+`market_trades` trades -> `TRADE` with payload `(trade_id, price, size, taker side)`: Coinbase documents
+`side` as the **maker** side, so `BUY` (a resting buy was hit) becomes taker `sell` and vice versa. The
+first message after subscribing is a snapshot of recent trades; the ticks flow dedupes by `trade_id`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from operators.sequencing.coinbase import connection_verdict
 from operators.sequencing.verdict import Verdict
 
 EXCHANGE = "coinbase"
+_TAKER_OF_MAKER = {"BUY": "sell", "SELL": "buy"}  # market_trades.side is the maker's side
 
 
 def rfc3339_us(text: str) -> int:
@@ -63,12 +67,28 @@ class CoinbaseParser:
                         )
                     )  # fmt: skip
             self.last_seq = seq
-            if msg.get("channel") == "l2_data":
+            channel = msg.get("channel")
+            if channel == "l2_data":
                 for event in msg["events"]:
                     out.append(self._book(event, seq, ts, ingest_us))
+            elif channel == "market_trades":
+                for event in msg["events"]:
+                    out.extend(self._trade(t, ingest_us) for t in event["trades"])
             return out
+        except ParseError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError("missing_field", f"{exc!r} in {str(msg)[:200]}") from None
+
+    def _trade(self, t: dict, ingest_us: int) -> RawEvent:
+        taker = _TAKER_OF_MAKER.get(t["side"])
+        if taker is None:
+            raise ParseError("unexpected_shape", f"trade side {t['side']!r}")
+        product = t["product_id"]
+        return RawEvent(
+            EXCHANGE, Market.SPOT, product, product, Kind.TRADE, rfc3339_us(t["time"]), ingest_us,
+            self.shard, -1, (str(t["trade_id"]), t["price"], t["size"], taker),
+        )  # fmt: skip
 
     def _book(self, event: dict, seq: int, ts: int, ingest_us: int) -> RawEvent:
         product = event["product_id"]

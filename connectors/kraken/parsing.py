@@ -100,7 +100,10 @@ class KrakenV2Parser:
             raise ParseError("unexpected_shape", type(msg).__name__)
         if msg.get("success") == "false" or msg.get("success") is False:
             raise ParseError("server_error", str(msg)[:200])
-        if msg.get("channel") != "book":
+        channel = msg.get("channel")
+        if channel == "trade":
+            return self._trades(msg, ingest_us)
+        if channel != "book":
             return []  # heartbeat, status, acks, other channels
         try:
             kind = Kind.DEPTH_SNAPSHOT if msg["type"] == "snapshot" else Kind.DEPTH_DIFF
@@ -117,5 +120,26 @@ class KrakenV2Parser:
                     )
                 )  # fmt: skip
             return out
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ParseError("missing_field", f"{exc!r} in {str(msg)[:200]}") from None
+
+    def _trades(self, msg: dict, ingest_us: int) -> list[RawEvent]:
+        """`trade` frames: `side` is the taker side; payload `(trade_id, price, qty, side)` as text."""
+        try:
+            out = []
+            for t in msg["data"]:
+                side = t["side"]
+                if side not in ("buy", "sell"):
+                    raise ParseError("unexpected_shape", f"trade side {side!r}")
+                out.append(
+                    RawEvent(
+                        EXCHANGE, Market.SPOT, t["symbol"].replace("/", "-"), t["symbol"], Kind.TRADE,
+                        rfc3339_us(t["timestamp"]), ingest_us, self.shard, -1,
+                        (str(t["trade_id"]), t["price"], t["qty"], side),
+                    )
+                )  # fmt: skip
+            return out
+        except ParseError:
+            raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError("missing_field", f"{exc!r} in {str(msg)[:200]}") from None

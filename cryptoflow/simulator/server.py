@@ -25,6 +25,7 @@ same streams resumes that position; streams it subscribes later are acknowledged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter, deque
@@ -48,6 +49,10 @@ REPLAY_END_REASON = "end of replay"
 
 
 class Venue(Protocol):
+    """A replay venue serves fixed frames per URL (`frames_for`). An interactive venue (subscribe by
+    message: Coinbase, Kraken, the synthetic mode) also has `async serve(ws, stats)`, which then owns
+    the whole connection, and `frames_for` only says whether the path is a WebSocket endpoint."""
+
     name: str
 
     def frames_for(self, path: str) -> list[RecordedFrame] | None: ...
@@ -197,7 +202,7 @@ class ExchangeSimulator:
         self._stopped = asyncio.Event()
         async with serve(
             self._handle, self.host, self.requested_port, process_request=self._process_request,
-            max_size=1 << 20, ping_interval=20,
+            max_size=1 << 20, ping_interval=20, compression=None,
         ) as server:  # fmt: skip
             self.port = server.sockets[0].getsockname()[1]
             log.info("simulator %s listening on %s:%s", self.venue.name, self.host, self.port)
@@ -245,6 +250,20 @@ class ExchangeSimulator:
         peer_ip = ws.remote_address[0] if ws.remote_address else "?"
         self.stats.connections_by_ip[peer_ip] += 1
         self.stats.ws_paths[ws.request.path.split("?", 1)[0]] += 1
+        session = getattr(self.venue, "session", None)
+        if session is not None:  # subscribe-message venues (Bybit, OKX) drive the connection themselves
+            try:
+                await session(ws, self.stats, self.speed)
+                self.stats.replays_finished += 1
+                await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
+            except ConnectionClosed:
+                pass
+            return
+        serve = getattr(self.venue, "serve", None)
+        if serve is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await serve(ws, self.stats)
+            return
         candidates = self._subscribable(ws.request.path)
         self._live[ws] = peer_ip
         self.stats.open_connections += 1

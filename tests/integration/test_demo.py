@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import coinbase_truth
 from tests.support.recording_truth import (
     binance_spot_expected_levels,
     binance_spot_trades,
@@ -43,22 +44,25 @@ def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_pat
     assert first.returncode == 0, first.stdout + first.stderr
     spot_levels = sum(binance_spot_expected_levels().values())
     usdm_levels = sum(binance_usdm_expected_level_values().values())
-    assert table_count(first.stdout, "spot_delta") == venue_count(
-        first.stdout, "spot_delta", "binance", "spot"
-    )
-    assert table_count(first.stdout, "spot_delta") == spot_levels
+    assert venue_count(first.stdout, "spot_delta", "binance", "spot") == spot_levels
     assert venue_count(first.stdout, "futures_delta", "binance", "perp") == usdm_levels
     assert venue_count(first.stdout, "ticks", "binance", "spot") == len(binance_spot_trades())
     assert venue_count(first.stdout, "ticks", "binance", "perp") == len(binance_usdm_trades())
     for table in ("spot_ob", "futures_ob", "liquidations", "funding"):
         assert table_count(first.stdout, table) > 0
+    # Coinbase (recording) and Kraken v2 (synthetic market) feed ticks, spot_delta and spot_ob
+    assert venue_count(first.stdout, "ticks", "coinbase", "spot") == len(coinbase_truth.trades())
+    for table in ("ticks", "spot_delta", "spot_ob"):
+        assert venue_count(first.stdout, table, "coinbase", "spot") > 0
+        assert venue_count(first.stdout, table, "kraken", "spot") > 0
     assert table_count(first.stdout, "gaps") == 0
-    # every replay finished: frames sent == frames planned per venue
+    # every replay finished: frames sent == frames planned per venue (Binance spot and USD-M plan theirs;
+    # Coinbase plans per subscription, Kraken v2 is generated)
     progress = [line for line in first.stdout.splitlines() if line.startswith("replay:")][-1]
     pairs = re.findall(r"(\d+)/(\d+) frames", progress)
-    assert len(pairs) == 2 and all(sent == planned != "0" for sent, planned in pairs)
+    assert len(pairs) == 4 and all(sent == planned != "0" for sent, planned in pairs[:3])
     # a second run recreates the tables instead of doubling them
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0
-    for table, count in (("spot_delta", spot_levels), ("futures_delta", usdm_levels)):
-        assert table_count(second.stdout, table) == count
+    assert venue_count(second.stdout, "spot_delta", "binance", "spot") == spot_levels
+    assert table_count(second.stdout, "futures_delta") == usdm_levels

@@ -1,0 +1,13 @@
+"""Bybit in the stream registry (`connectors.registry`): one source per stream, all its markets."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from connectors.bybit.source import STREAMS, bybit_source
+from connectors.registry import register
+
+for _stream in STREAMS:
+    register(
+        _stream, "bybit", partial(lambda settings, stream: bybit_source(settings, stream), stream=_stream)
+    )

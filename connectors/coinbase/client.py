@@ -1,0 +1,121 @@
+"""Coinbase Advanced Trade market-data client for one shard (exchange-protocols.md §5).
+
+* `wss://advanced-trade-ws.coinbase.com`; one subscribe message per channel (`level2`, `market_trades`,
+  `heartbeats`) sent right after connecting (the server closes a socket without one within 5 s).
+* `sequence_num` is per connection and shared by every channel: the connection's `CoinbaseParser`
+  checks it; a jump yields a `CONNECTION_GAP` per product, the engine marks those books broken, and this
+  client resubscribes `level2` for them (unsubscribe + subscribe = a fresh full-book snapshot).
+* Per-IP budgets shared by all shards: 8 connects/s and 8 messages/s.
+* Max message size 64 MB (the level2 snapshot is the entire book, ≈8 MB for BTC-USD).
+* Heartbeats every second keep channels open; no frame for `idle_timeout_s` means a dead socket: reconnect.
+* Products (and their `BASE-QUOTE` symbols) from `GET /api/v3/brokerage/market/products`, cached and
+  refreshed every `instruments_refresh_s` (before a reconnect).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+
+import orjson
+
+from connectors.coinbase.instruments import parse_products
+from connectors.coinbase.parsing import EXCHANGE, CoinbaseParser
+from connectors.http import HttpError, http_get
+from connectors.parse_errors import ParseError
+from connectors.ratelimit import budget
+from connectors.ws_client import WsClient
+from cryptoflow.config import CoinbaseConfig, ConnectorConfig
+from cryptoflow.model import Kind, RawEvent
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LEVEL2 = "level2"
+CHANNEL_TRADES = "market_trades"
+CHANNEL_HEARTBEATS = "heartbeats"  # always subscribed: without it idle channels are closed
+PRODUCTS_PATH = "/api/v3/brokerage/market/products"
+
+
+class CoinbaseClient(WsClient):
+    """The only book break Coinbase can show is the connection's `CONNECTION_GAP` (no checksum exists),
+    so the client resubscribes on that event directly instead of mirroring 46,000-level books."""
+
+    exchange = EXCHANGE
+
+    def __init__(
+        self,
+        cfg: CoinbaseConfig,
+        connector: ConnectorConfig,
+        symbols: list[str],
+        channels: set[str],
+        shard: int,
+        out: queue.Queue,
+        local_addr: str | None = None,
+    ) -> None:
+        super().__init__(
+            connector, symbols, channels, shard, out,
+            connect_budget=budget(EXCHANGE, "connect", local_addr, max(1, int(cfg.connects_per_s)), 1.0),
+            message_budget=budget(EXCHANGE, "message", local_addr, max(1, int(cfg.messages_per_s)), 1.0),
+            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=cfg.messages_per_s, local_addr=local_addr,
+        )  # fmt: skip
+        self.cfg = cfg
+        self.instruments: dict[str, str] = {}  # product_id -> BASE-QUOTE
+        self._instruments_at = 0.0
+
+    def url(self) -> str:
+        return self.cfg.ws_url
+
+    def new_parser(self) -> CoinbaseParser:
+        return CoinbaseParser(self.shard)
+
+    async def prepare(self) -> None:
+        if self.instruments and time.monotonic() - self._instruments_at < self.cfg.instruments_refresh_s:
+            return
+        url = f"{self.cfg.rest_url}{PRODUCTS_PATH}"
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
+                self.instruments = parse_products(response.body)
+                self._instruments_at = time.monotonic()
+                missing = [s for s in self.symbols if s not in self.instruments]
+                if missing:
+                    log.error(
+                        "coinbase: products endpoint does not list %s; their messages are dropped", missing
+                    )
+                return
+            except HttpError as exc:
+                wait = exc.response.retry_after_s or min(2**attempt, 30)
+                log.warning("coinbase products: %s; retrying in %.1fs", exc, wait)
+            except (OSError, ParseError) as exc:
+                wait = min(2**attempt, 30)
+                log.warning("coinbase products failed (%s); retrying in %.1fs", exc, wait)
+            attempt += 1
+            await self._sleep(wait)
+
+    def _message(self, kind: str, channel: str, products: list[str]) -> str:
+        return orjson.dumps({"type": kind, "product_ids": products, "channel": channel}).decode()
+
+    def subscribe_messages(self) -> list[str]:
+        wanted = [c for c in (CHANNEL_LEVEL2, CHANNEL_TRADES) if c in self.channels] + [CHANNEL_HEARTBEATS]
+        return [self._message("subscribe", channel, self.symbols) for channel in wanted]
+
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        return [
+            self._message("unsubscribe", CHANNEL_LEVEL2, symbols),
+            self._message("subscribe", CHANNEL_LEVEL2, symbols),
+        ]
+
+    def map_event(self, event: RawEvent) -> RawEvent | None:
+        symbol = self.instruments.get(event.exchange_symbol)
+        if symbol is None:
+            return None
+        event.symbol = symbol
+        if event.kind is Kind.CONNECTION_GAP and CHANNEL_LEVEL2 in self.channels:
+            log.warning(
+                "coinbase %s: sequence_num skipped %s..%s", event.exchange_symbol, event.first_seq, event.seq
+            )
+            self.request_resync(event.exchange_symbol, "connection")
+        return event

@@ -1,0 +1,148 @@
+"""Kraken spot WebSocket v2 client for one shard (exchange-protocols.md §6).
+
+* `wss://ws.kraken.com/v2`; `book` at the configured depth with `snapshot: true`, `trade`.
+* No sequence numbers: the CRC32 checksum on every book message is the only gap signal. The client runs
+  the same engine as the dataflow (`BookTracker`, scheme `kraken`) on its events; a mismatch makes it
+  unsubscribe + subscribe that symbol's book (a fresh snapshot). The parser keeps prices/quantities as
+  their literal text, which the checksum needs.
+* `{"method":"ping"}` every `ping_interval_s` (idle connections are closed after ~1 minute); the
+  `status` and `heartbeat` channels count as traffic for the idle watchdog.
+* ≈150 connects per rolling 10 minutes per IP (Cloudflare bans for 10 minutes beyond): a process-wide
+  per-IP budget.
+* Pairs from REST `/0/public/AssetPairs` (v2 names: BTC, not XBT), cached and refreshed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import time
+
+import orjson
+
+from connectors.http import HttpError, http_get
+from connectors.kraken.instruments import parse_asset_pairs
+from connectors.kraken.parsing import EXCHANGE, KrakenV2Parser
+from connectors.parse_errors import ParseError
+from connectors.ratelimit import budget
+from connectors.ws_client import WsClient
+from cryptoflow.config import ConnectorConfig, KrakenConfig
+from cryptoflow.model import RawEvent
+from operators.book.tracker import KRAKEN
+
+log = logging.getLogger(__name__)
+
+CHANNEL_BOOK = "book"
+CHANNEL_TRADE = "trade"
+ASSET_PAIRS_PATH = "/0/public/AssetPairs"
+MESSAGES_PER_S = 5.0  # Kraken publishes no inbound limit; stay polite
+
+
+class KrakenClient(WsClient):
+    exchange = EXCHANGE
+    book_scheme = KRAKEN
+
+    def __init__(
+        self,
+        cfg: KrakenConfig,
+        connector: ConnectorConfig,
+        symbols: list[str],
+        channels: set[str],
+        shard: int,
+        out: queue.Queue,
+        local_addr: str | None = None,
+    ) -> None:
+        super().__init__(
+            connector, symbols, channels, shard, out,
+            connect_budget=budget(EXCHANGE, "connect", local_addr, cfg.connects_per_10min, 600.0),
+            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=MESSAGES_PER_S, local_addr=local_addr,
+        )  # fmt: skip
+        if CHANNEL_BOOK not in channels:
+            self.book_scheme = None
+        self.cfg = cfg
+        self.keepalive_s = cfg.ping_interval_s
+        self.instruments: dict[str, str] = {}  # v2 symbol -> BASE-QUOTE
+        self._instruments_at = 0.0
+        self._req_ids = itertools.count(1)
+        self.system_status = "unknown"  # from the `status` channel
+
+    def url(self) -> str:
+        return self.cfg.ws_url
+
+    def new_parser(self) -> KrakenV2Parser:
+        return KrakenV2Parser(self.cfg.book_depth, self.shard)
+
+    async def prepare(self) -> None:
+        if self.instruments and time.monotonic() - self._instruments_at < self.cfg.instruments_refresh_s:
+            return
+        url = f"{self.cfg.rest_url}{ASSET_PAIRS_PATH}"
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
+                self.instruments = parse_asset_pairs(response.body)
+                self._instruments_at = time.monotonic()
+                missing = [s for s in self.symbols if s not in self.instruments]
+                if missing:
+                    log.error("kraken: AssetPairs does not list %s; their messages are dropped", missing)
+                return
+            except HttpError as exc:
+                wait = exc.response.retry_after_s or min(2**attempt, 30)
+                log.warning("kraken AssetPairs: %s; retrying in %.1fs", exc, wait)
+            except (OSError, ParseError) as exc:
+                wait = min(2**attempt, 30)
+                log.warning("kraken AssetPairs failed (%s); retrying in %.1fs", exc, wait)
+            attempt += 1
+            await self._sleep(wait)
+
+    def _request(self, method: str, params: dict) -> str:
+        return orjson.dumps({"method": method, "params": params, "req_id": next(self._req_ids)}).decode()
+
+    def _book_params(self, symbols: list[str]) -> dict:
+        return {"channel": CHANNEL_BOOK, "symbol": symbols, "depth": self.cfg.book_depth, "snapshot": True}
+
+    def subscribe_messages(self) -> list[str]:
+        out = []
+        if CHANNEL_BOOK in self.channels:
+            out.append(self._request("subscribe", self._book_params(self.symbols)))
+        if CHANNEL_TRADE in self.channels:
+            out.append(
+                self._request(
+                    "subscribe", {"channel": CHANNEL_TRADE, "symbol": self.symbols, "snapshot": False}
+                )
+            )
+        return out
+
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        unsubscribe = {"channel": CHANNEL_BOOK, "symbol": symbols, "depth": self.cfg.book_depth}
+        return [
+            self._request("unsubscribe", unsubscribe),
+            self._request("subscribe", self._book_params(symbols)),
+        ]
+
+    def keepalive_message(self) -> str:
+        return orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode()
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        """The `status` channel says whether the exchange is `online`; anything else (maintenance,
+        cancel_only, post_only) is logged, since books may stall or the connection may be dropped."""
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        if text.startswith('{"channel":"status"'):
+            try:
+                system = orjson.loads(text)["data"][0]["system"]
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                system = "unknown"
+            if system != self.system_status:
+                level = logging.INFO if system == "online" else logging.WARNING
+                log.log(level, "%s: Kraken system status %s", self._label, system)
+            self.system_status = system
+        super()._on_frame(raw)
+
+    def map_event(self, event: RawEvent) -> RawEvent | None:
+        symbol = self.instruments.get(event.exchange_symbol)
+        if symbol is None:
+            return None
+        event.symbol = symbol
+        return event

@@ -1,0 +1,189 @@
+"""Kraken spot WebSocket v2, as the simulator serves it, from the synthetic market (no contiguous v2
+recording exists). Real protocol shapes (exchange-protocols.md §6):
+
+  WS   /v2                   `status` on connect; `subscribe`/`unsubscribe` for `book` (depth 10/25/100/
+                             500/1000, snapshot) and `trade`; `ping` -> `pong`; `heartbeat` when idle
+  REST /0/public/AssetPairs  the market's pairs, with Kraken's legacy `wsname` (XBT for BTC)
+  WS   /                     optional (`v1=`): WebSocket v1, the recordings replayed (`kraken_v1.py`)
+
+One market is shared by every connection (as on the exchange): a `SyntheticFeed` makes `messages` book
+changes at `rate` per second (0 = as fast as possible) plus a trade every `trade_every` changes, and
+broadcasts them; each connection's book subscription has its own depth view and checksums
+(`synthetic.encoders.KrakenV2Encoder`). When the generator is done every connection is closed with 4100
+(end of replay). `drop_updates` (indices of book frames on a connection) injects losses, which the
+client can only notice through the checksum; `cut_first_connection_after` closes the first connection
+(code 1011) after that many book frames. The market (`self.market.books`) is the truth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from cryptoflow.simulator.batching import send_many
+from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.kraken_v1 import KrakenV1ReplayVenue
+from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
+from cryptoflow.simulator.synthetic.feed import Event, FeedPlan, SyntheticFeed
+from cryptoflow.simulator.synthetic.market import BookChange, SyntheticMarket, Trade
+
+if TYPE_CHECKING:
+    from cryptoflow.simulator.server import SimulatorStats
+
+log = logging.getLogger(__name__)
+
+DEPTHS = (10, 25, 100, 500, 1000)
+_LEGACY = {"BTC": "XBT", "DOGE": "XDG"}
+
+
+@dataclass
+class KrakenSession:
+    ws: ServerConnection
+    encoder: KrakenV2Encoder | None = None
+    books: set[str] = field(default_factory=set)  # v2 symbols with a book subscription
+    trades: set[str] = field(default_factory=set)
+    book_frames: int = 0
+    dropped: int = 0
+    resubscribes: int = 0
+    requests: list[dict] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # frames waiting for the feed's next flush
+
+
+class KrakenV2SyntheticVenue:
+    name = "kraken"
+
+    def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
+                 drop_updates: set[int] | None = None, start_after_s: float = 0.3,
+                 v1: KrakenV1ReplayVenue | None = None, cut_first_connection_after: int | None = None) -> None:  # fmt: skip
+        self.market, self.v1 = market, v1
+        self.cut_after = cut_first_connection_after  # fault injection: drop connection 1 after N book frames
+        self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
+        self.drop_updates = drop_updates or set()
+        self.sessions: list[KrakenSession] = []
+        self._ids = itertools.count(1)
+        self.by_v2 = {kraken_symbol(s): s for s in market.symbols}
+
+    # ------------------------------------------------------------------ HTTP / routing
+    def frames_for(self, path: str) -> list[RecordedFrame] | None:
+        if self.v1 is not None and self.v1.frames_for(path) is not None:
+            return []
+        return [] if path.split("?", 1)[0].rstrip("/") == "/v2" else None
+
+    def rest(self, path: str) -> RestReply | None:
+        if path.split("?", 1)[0] != "/0/public/AssetPairs":
+            return None
+        result = {}
+        for symbol in self.market.symbols:
+            base, quote = symbol.split("-")
+            legacy = f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}"
+            result[legacy.replace("/", "")] = {
+                "altname": legacy.replace("/", ""), "wsname": legacy, "base": base, "quote": quote,
+                "pair_decimals": self.market.pd, "lot_decimals": self.market.qd, "status": "online",
+            }  # fmt: skip
+        return RestReply(200, orjson.dumps({"error": [], "result": result}))
+
+    # ------------------------------------------------------------------ WebSocket
+    async def serve(self, ws: ServerConnection, stats: SimulatorStats) -> None:
+        if self.v1 is not None and ws.request is not None and self.v1.frames_for(ws.request.path) is not None:
+            await self.v1.serve(ws, stats)  # v1 (`/`): the 2021 recordings
+            return
+        session = KrakenSession(ws)
+        self.sessions.append(session)
+        await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
+            {"api_version": "v2", "connection_id": next(self._ids), "system": "online", "version": "2.0.10"}
+        ]}).decode())  # fmt: skip
+        self.feed.subscribers.append(lambda event: self._deliver(session, event, stats))
+        self.feed.flushers.append(lambda: self._flush(session, stats))
+        self.feed.start(self._close_all)
+        async for raw in ws:
+            await self._flush(session, stats)  # what was generated before this request goes first
+            await self._request(session, raw)
+
+    async def _request(self, session: KrakenSession, raw: str | bytes) -> None:
+        ws = session.ws
+        try:
+            msg = orjson.loads(raw)
+            method, req_id = msg["method"], msg.get("req_id")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            await ws.send('{"error":"malformed request","success":false}')
+            return
+        session.requests.append(msg)
+        if method == "ping":
+            await ws.send(orjson.dumps({"method": "pong", "req_id": req_id, "time_in": self._now(),
+                                        "time_out": self._now()}).decode())  # fmt: skip
+            return
+        params = msg.get("params") or {}
+        channel, symbols = params.get("channel"), params.get("symbol") or []
+        unknown = [s for s in symbols if s not in self.by_v2]
+        if method not in ("subscribe", "unsubscribe") or channel not in ("book", "trade") or unknown:
+            await ws.send(orjson.dumps({"method": method, "success": False, "req_id": req_id,
+                                        "error": f"bad request ({channel}, {unknown})"}).decode())  # fmt: skip
+            return
+        if channel == "book":
+            depth = int(params.get("depth", 10))
+            if depth not in DEPTHS:
+                await ws.send(orjson.dumps({"method": method, "success": False, "req_id": req_id,
+                                            "error": "Unsupported depth"}).decode())  # fmt: skip
+                return
+            if session.encoder is None or session.encoder.depth != depth:
+                session.encoder = KrakenV2Encoder(self.market, depth)
+        for symbol in symbols:
+            await ws.send(orjson.dumps({"method": method, "success": True, "req_id": req_id,
+                                        "result": {"channel": channel, "symbol": symbol},
+                                        "time_in": self._now(), "time_out": self._now()}).decode())  # fmt: skip
+            target = session.books if channel == "book" else session.trades
+            if method == "unsubscribe":
+                target.discard(symbol)
+                continue
+            if channel == "book" and symbol in session.books:
+                continue  # already subscribed: Kraken answers with an error-free ack, no new snapshot
+            if channel == "book" and self.feed.changes_sent:
+                session.resubscribes += 1
+            target.add(symbol)
+            if channel == "book" and session.encoder is not None:
+                await ws.send(session.encoder.snapshot(self.by_v2[symbol]))
+
+    async def _deliver(self, session: KrakenSession, event: Event, stats: SimulatorStats) -> None:
+        if isinstance(event, BookChange):
+            if kraken_symbol(event.symbol) not in session.books or session.encoder is None:
+                return
+            frame = session.encoder.update(event)
+            if frame is None:
+                return
+            session.book_frames += 1
+            if (
+                self.cut_after is not None
+                and session is self.sessions[0]
+                and session.book_frames == self.cut_after
+            ):
+                await session.ws.close(1011, "simulated failure")
+                return
+            if session.book_frames in self.drop_updates:
+                session.dropped += 1
+                return
+            session.pending.append(frame)
+        elif isinstance(event, Trade) and kraken_symbol(event.symbol) in session.trades:
+            session.pending.append(KrakenV2Encoder.trade_frame(event))
+
+    async def _flush(self, session: KrakenSession, stats: SimulatorStats) -> None:
+        frames, session.pending = session.pending, []
+        try:
+            await send_many(session.ws, frames)
+            stats.frames_sent += len(frames)
+        except ConnectionClosed:
+            pass
+
+    async def _close_all(self) -> None:
+        for session in self.sessions:
+            await session.ws.close(4100, "end of replay")
+
+    @staticmethod
+    def _now() -> str:
+        return rfc3339(time.time_ns() // 1000)

@@ -1,0 +1,83 @@
+"""A paced synthetic feed for simulator venues: one generator shared by every connection of a venue
+(as on an exchange), broadcasting each market event to the subscribers that want it.
+
+A venue registers `Subscriber`s (one per connection); each turns an event into zero or more frames for
+its connection with the venue's encoder, and usually buffers them: the feed awaits every `flushers`
+entry at each of its yield points (every 64 changes at full speed, before every pause when paced), so
+frames go out in batches (`simulator.batching.send_many`: one socket write per batch). The feed makes `messages` book changes at
+`rate` per second (0 = as fast as possible, yielding to the loop every 64), and every `trade_every` /
+`liquidation_every` / `funding_every` changes a trade / liquidation / funding update for the changed
+symbol. Venues for other protocols (Binance USD-M, Bybit, OKX) plug their encoders in the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cryptoflow.simulator.synthetic.market import BookChange, Funding, Liquidation, SyntheticMarket, Trade
+
+Event = BookChange | Trade | Liquidation | Funding
+Subscriber = Callable[[Event], Awaitable[None]]
+
+
+@dataclass
+class FeedPlan:
+    messages: int = 2000
+    rate: float = 0.0
+    trade_every: int = 10
+    liquidation_every: int = 0
+    funding_every: int = 0
+    start_after_s: float = 0.3  # let the first clients subscribe
+
+
+class SyntheticFeed:
+    def __init__(self, market: SyntheticMarket, plan: FeedPlan) -> None:
+        self.market, self.plan = market, plan
+        self.subscribers: list[Subscriber] = []
+        self.flushers: list[Callable[[], Awaitable[None]]] = []
+        self.changes_sent = 0
+        self.task: asyncio.Task | None = None
+
+    def start(self, on_end: Callable[[], Awaitable[None]]) -> None:
+        """Start once (on the first connection); `on_end` runs when the plan is exhausted."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(on_end))
+
+    async def _broadcast(self, event: Event) -> None:
+        for subscriber in list(self.subscribers):
+            await subscriber(event)
+
+    async def _flush(self) -> None:
+        for flush in list(self.flushers):
+            await flush()
+
+    async def _run(self, on_end: Callable[[], Awaitable[None]]) -> None:
+        plan, market = self.plan, self.market
+        await asyncio.sleep(plan.start_after_s)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            for i in range(plan.messages):
+                if plan.rate > 0:
+                    delay = start + i / plan.rate - loop.time()
+                    if delay > 0:
+                        await self._flush()
+                        await asyncio.sleep(delay)
+                elif i % 64 == 0:
+                    await self._flush()
+                    await asyncio.sleep(0)
+                change = market.next_change()
+                await self._broadcast(change)
+                if plan.trade_every and i % plan.trade_every == 0:
+                    await self._broadcast(market.next_trade(change.symbol))
+                if plan.liquidation_every and i % plan.liquidation_every == 0:
+                    await self._broadcast(market.next_liquidation(change.symbol))
+                if plan.funding_every and i % plan.funding_every == 0:
+                    await self._broadcast(market.next_funding(change.symbol))
+                self.changes_sent = i + 1
+            await self._flush()
+            await asyncio.sleep(0.2)  # let in-flight resubscribes get their snapshot
+        finally:
+            await on_end()

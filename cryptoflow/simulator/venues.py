@@ -1,0 +1,102 @@
+"""The simulator's venues by name, so one process can serve several (one port each).
+
+`cryptoflow simulate --venues binance,binance-usdm,bybit,okx` starts them on consecutive ports from `--port`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptoflow.simulator.server import ExchangeSimulator, Venue
+
+
+def _binance() -> Venue:
+    from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+
+    return BinanceSpotVenue.from_cryptofeed_v1()
+
+
+def _binance_usdm() -> Venue:
+    from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
+
+    return with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1())
+
+
+def _bybit() -> Venue:
+    from cryptoflow.simulator.bybit import BybitVenue
+
+    return BybitVenue.from_v3()
+
+
+def _bybit_v1() -> Venue:
+    from cryptoflow.simulator.bybit import BybitVenue
+
+    return BybitVenue.from_v1()
+
+
+def _okx() -> Venue:
+    from cryptoflow.simulator.okx import OkxVenue
+
+    return OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True)
+
+
+def _coinbase(speed: float = 1.0, **_: object) -> Venue:
+    from cryptoflow.simulator.coinbase import CoinbaseVenue
+
+    return CoinbaseVenue.from_recording(speed=speed)
+
+
+def _kraken(
+    speed: float = 1.0, symbols: int = 10, depth: int = 50, seed: int = 0, messages: int = 100_000,
+    rate: float = 1000.0, **_: object,
+) -> Venue:  # fmt: skip
+    """Kraken v2 from the synthetic market (no contiguous v2 recording exists) + the v1 replays."""
+    from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
+    from cryptoflow.simulator.kraken_v1 import KrakenV1ReplayVenue
+    from cryptoflow.simulator.synthetic.market import SyntheticMarket
+
+    market = SyntheticMarket(
+        [f"S{i:04d}-USD" for i in range(symbols)], depth=depth, seed=seed, keep_truth=False
+    )
+    v1 = KrakenV1ReplayVenue.from_recordings(speed=speed)
+    return KrakenV2SyntheticVenue(market, messages=messages, rate=rate, v1=v1)
+
+
+# venues taking options (speed, synthetic sizes) get them as keywords
+OPTIONED = {"coinbase": _coinbase, "kraken": _kraken}
+
+VENUES: dict[str, Callable[[], Venue]] = {
+    "binance": _binance,  # Binance spot, cryptofeed v1 capture
+    "binance-usdm": _binance_usdm,  # Binance USD-M capture + generated markPrice/forceOrder frames
+    "bybit": _bybit,  # Bybit v5 spot + linear, cryptofeed v3 capture
+    "bybit-v1": _bybit_v1,  # Bybit v5 orderbook.1 captures
+    "okx": _okx,  # OKX v5 2022 capture, with seqId/prevSeqId stamped as OKX sends them today
+}
+
+
+def start_venues(
+    names: list[str],
+    host: str,
+    first_port: int,
+    speed: float,
+    clock: str = "per_connection",
+    synthetic: dict | None = None,
+) -> dict[str, ExchangeSimulator]:
+    """Start one simulator per venue on `first_port`, `first_port + 1`, ... (0 = any free port)."""
+    unknown = [n for n in names if n not in VENUES and n not in OPTIONED]
+    if unknown:
+        raise ValueError(f"unknown simulator venue(s) {unknown}; known: {sorted([*VENUES, *OPTIONED])}")
+    sims = {}
+    for i, name in enumerate(names):
+        port = first_port + i if first_port else 0
+        if name in OPTIONED:
+            options = {
+                k: v
+                for k, v in (synthetic or {}).items()
+                if k in ("symbols", "depth", "seed", "messages", "rate")
+            }
+            venue = OPTIONED[name](speed=speed, **options)
+        else:
+            venue = VENUES[name]()
+        sims[name] = ExchangeSimulator(venue, host=host, port=port, speed=speed, clock=clock).start()
+    return sims
