@@ -194,6 +194,12 @@ class VenueWsClient(ABC):
                 await self.load_instruments()
                 if self._stop.is_set():
                     return
+                if not self.topics():
+                    # e.g. OKX funding on a shard holding only spot instruments: no connection at all
+                    # (an idle subscription-less socket would be closed by the venue after 30 s anyway)
+                    log.info("%s %s shard %s: none of its instruments offers these channels; not connecting",
+                             self.exchange, self.market_label, self.shard)  # fmt: skip
+                    return
                 await self.before_connect()
                 ended = await self._session()
                 if ended:

@@ -84,6 +84,28 @@ def _kraken_env(sim: ExchangeSimulator) -> dict[str, str]:
     }
 
 
+def _bybit_venue() -> Venue:
+    from cryptoflow.simulator.bybit import BybitVenue
+
+    return BybitVenue.from_v3()
+
+
+def _okx_venue() -> Venue:
+    from cryptoflow.simulator.okx import OkxVenue
+
+    return OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True)  # ids as OKX sends them today
+
+
+def _venue_env(section: str) -> Callable[[ExchangeSimulator], dict[str, str]]:
+    """Enable a venue whose dev-config symbols already match its recording, pointed at the simulator."""
+
+    def env(sim: ExchangeSimulator) -> dict[str, str]:
+        prefix = f"CRYPTOFLOW_EXCHANGES__{section}__"
+        return {prefix + "ENABLED": "true", prefix + "WS_URL": sim.ws_url, prefix + "REST_URL": sim.http_url}
+
+    return env
+
+
 # (label, simulator venue factory, env overrides pointing the venue's config at its simulator)
 DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], dict[str, str]]]] = [
     ("binance spot", BinanceSpotVenue.from_cryptofeed_v1, _binance_spot_env),
@@ -92,6 +114,8 @@ DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], 
         lambda: with_generated_derivatives(BinanceUsdmVenue.from_cryptofeed_v1()),
         _binance_usdm_env,
     ),
+    ("bybit", _bybit_venue, _venue_env("BYBIT")),
+    ("okx", _okx_venue, _venue_env("OKX")),
     ("coinbase", CoinbaseVenue.from_recording, _coinbase_env),
     ("kraken v2 (synthetic)", kraken_demo_venue, _kraken_env),
 ]
@@ -119,6 +143,8 @@ def demo_environment(sim: ExchangeSimulator, warehouse: Path) -> dict[str, str]:
     return {
         **_binance_spot_env(sim),
         "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__BYBIT__ENABLED": "false",
+        "CRYPTOFLOW_EXCHANGES__OKX__ENABLED": "false",
         "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "false",
         "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "false",
         "CRYPTOFLOW_CONNECTOR__STOP_AT_REPLAY_END": "true",

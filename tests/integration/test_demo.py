@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import coinbase_truth
+from tests.support import bybit_okx_truth, coinbase_truth
 from tests.support.recording_truth import (
     binance_spot_expected_levels,
     binance_spot_trades,
@@ -55,14 +55,34 @@ def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_pat
     for table in ("ticks", "spot_delta", "spot_ob"):
         assert venue_count(first.stdout, table, "coinbase", "spot") > 0
         assert venue_count(first.stdout, table, "kraken", "spot") > 0
+    # Bybit v5 (spot + linear) and OKX v5 recordings feed every stream they carry
+    bybit_trades = sum(bybit_okx_truth.bybit_trades().values())
+    assert (
+        venue_count(first.stdout, "ticks", "bybit", "spot")
+        + venue_count(first.stdout, "ticks", "bybit", "perp")
+        == bybit_trades
+    )
+    okx_trades = sum(bybit_okx_truth.okx_trades().values())
+    assert sum(venue_count(first.stdout, "ticks", "okx", m) for m in ("spot", "perp", "future")) == okx_trades
+    for table, market in (
+        ("spot_delta", "spot"),
+        ("spot_ob", "spot"),
+        ("futures_delta", "perp"),
+        ("futures_ob", "perp"),
+    ):
+        assert venue_count(first.stdout, table, "bybit", market) > 0
+        assert venue_count(first.stdout, table, "okx", market) > 0
+    assert venue_count(first.stdout, "funding", "bybit", "perp") > 0
     assert table_count(first.stdout, "gaps") == 0
     # every replay finished: frames sent == frames planned per venue (Binance spot and USD-M plan theirs;
-    # Coinbase plans per subscription, Kraken v2 is generated)
+    # Coinbase plans per subscription; Bybit and OKX count their whole recording; Kraken v2 is generated)
     progress = [line for line in first.stdout.splitlines() if line.startswith("replay:")][-1]
     pairs = re.findall(r"(\d+)/(\d+) frames", progress)
-    assert len(pairs) == 4 and all(sent == planned != "0" for sent, planned in pairs[:3])
+    assert len(pairs) == 6
+    assert all(sent == planned != "0" for sent, planned in (pairs[0], pairs[1], pairs[4]))
     # a second run recreates the tables instead of doubling them
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0
     assert venue_count(second.stdout, "spot_delta", "binance", "spot") == spot_levels
-    assert table_count(second.stdout, "futures_delta") == usdm_levels
+    assert venue_count(second.stdout, "futures_delta", "binance", "perp") == usdm_levels
+    assert table_count(second.stdout, "futures_delta") == table_count(first.stdout, "futures_delta")
