@@ -38,6 +38,22 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capture(args: argparse.Namespace) -> int:
+    from cryptoflow.capture import CHANNELS, run_capture
+    from cryptoflow.config import load_settings
+
+    channels = {CHANNELS[c] for c in args.channels.split(",") if c}
+    return run_capture(load_settings(), Path(args.out), channels, args.duration)
+
+
+def _init_recovery(args: argparse.Namespace) -> int:
+    from cryptoflow.runtime import ensure_recovery_store
+
+    created = ensure_recovery_store(args.dir, args.partitions)
+    print(f"{args.dir}: {'created' if created else 'already initialised, left as is'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cryptoflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +78,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
     sim.set_defaults(func=_simulate)
+
+    cap = sub.add_parser(
+        "capture", help="record raw exchange data into journal segments (replayable with journal.replay_dir)"
+    )
+    cap.add_argument("--out", required=True, help="directory; one sub-directory per symbol shard")
+    cap.add_argument(
+        "--channels",
+        default="depth,trades",
+        help="comma-separated: depth,trades (default both)",
+        type=lambda v: v if set(v.split(",")) <= {"depth", "trades"} else sys.exit(f"unknown channels {v}"),
+    )
+    cap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    cap.set_defaults(func=_capture)
+
+    rec = sub.add_parser("init-recovery", help="create a Bytewax recovery store unless it exists")
+    rec.add_argument("dir")
+    rec.add_argument("--partitions", type=int, default=1)
+    rec.set_defaults(func=_init_recovery)
     return parser
 
 

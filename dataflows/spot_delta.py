@@ -1,6 +1,7 @@
 """Spot order-book deltas: exchange diffs, sequenced against REST snapshots, as level rows.
 
 Run: python -m bytewax.run dataflows.spot_delta [-w 1] [-r recovery/ -s 30 -b 60]
+(the recovery store is created on first use; SIGTERM aborts cleanly, resuming from the last snapshot)
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from bytewax.dataflow import Dataflow
 
 from connectors.binance.source import binance_spot_source
 from connectors.binance.spot_client import CHANNEL_DEPTH
-from connectors.iceberg.sink import IcebergSink
+from connectors.iceberg.factory import iceberg_sink
 from cryptoflow.config import Settings, load_settings_or_exit
 from cryptoflow.logs import setup_logging
+from cryptoflow.runtime import prepare_process
 from cryptoflow.schemas import TABLES
 from operators.delta_sync import DeltaSyncLogic
+from operators.positioned import PositionedLogic
 from operators.sequencing.binance import spot_verdict
 
 STREAM = "spot_delta"
@@ -25,10 +28,14 @@ def build_flow(settings: Settings) -> Dataflow:
     events = op.input("binance_spot", flow, binance_spot_source(settings, {CHANNEL_DEPTH}, STREAM))
     keyed = op.key_on("key", events, lambda e: e.key)
     max_buffered = settings.book.max_buffered_diffs
-    rows = op.stateful("sequence", keyed, lambda resume: DeltaSyncLogic(spot_verdict, max_buffered, resume))
-    op.output("iceberg", rows, IcebergSink(TABLES[STREAM], settings.catalog, settings.parquet, STREAM))
+    rows = op.stateful(
+        "sequence", keyed, lambda resume: PositionedLogic(DeltaSyncLogic(spot_verdict, max_buffered, resume))
+    )
+    op.output("iceberg", rows, iceberg_sink(settings, TABLES[STREAM], STREAM))
     return flow
 
 
 setup_logging()
-flow = build_flow(load_settings_or_exit())
+_settings = load_settings_or_exit()
+prepare_process(_settings.recovery.partitions)
+flow = build_flow(_settings)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import queue
+from typing import Any
 
+from connectors.binance.decode import BinanceSpotDecoder
 from connectors.binance.spot_client import BinanceSpotClient
 from connectors.source import ShardedSource
 from cryptoflow.config import Settings
@@ -18,7 +19,7 @@ def binance_spot_source(settings: Settings, channels: set[str], stream: str) -> 
     by_shard = group_by_shard(EXCHANGE, symbols, settings.sharding.total_shards)
     caps = settings.channels.caps_for(EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[BinanceSpotClient]:
+    def make_clients(shard: int, out: Any) -> list[BinanceSpotClient]:
         local_addr = settings.sharding.per_shard_ip_override.get(shard)
         return [BinanceSpotClient(cfg, settings.connector, by_shard[shard], channels, shard, out, local_addr)]
 
@@ -28,4 +29,7 @@ def binance_spot_source(settings: Settings, channels: set[str], stream: str) -> 
         caps.raw_cap,
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
+        journal=settings.journal,
+        make_decoder=lambda shard, state: BinanceSpotDecoder(shard, state),
+        stream=stream,
     )

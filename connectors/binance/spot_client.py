@@ -31,7 +31,8 @@ from connectors.binance.parsing import (
     parse_ws_frame,
 )
 from connectors.http import HttpError, http_get
-from connectors.signals import END
+from connectors.journal import JournalWriter, RecordKind
+from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
@@ -61,7 +62,7 @@ class BinanceSpotClient:
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
     ) -> None:
         if not symbols:
@@ -69,6 +70,9 @@ class BinanceSpotClient:
         self.cfg, self.connector = cfg, connector
         self.symbols, self.channels, self.shard = symbols, channels, shard
         self.out, self.local_addr = out, local_addr
+        # Journal mode: write what arrived, parse only to decide resyncs; decoding happens downstream.
+        self.journal = out if isinstance(out, JournalWriter) else None
+        self._conn_id = 0
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
@@ -98,7 +102,11 @@ class BinanceSpotClient:
         except Exception:  # never let a client thread die silently
             log.exception("binance spot client for shard %s crashed", self.shard)
         finally:
-            self._put(END)
+            if self.journal is not None:
+                self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
+                self.journal.sync()
+            else:
+                self._put(END)
             self.finished.set()
 
     # ------------------------------------------------------------------ stream names
@@ -148,6 +156,7 @@ class BinanceSpotClient:
         async with connect(self.ws_url(), **kwargs) as ws:
             log.info("binance spot shard %s connected: %d streams", self.shard, len(self.stream_names()))
             self._ws = ws
+            self._conn_id += 1
             try:
                 async for raw in ws:
                     self._on_frame(raw)
@@ -166,9 +175,14 @@ class BinanceSpotClient:
     def _on_frame(self, raw: str | bytes) -> None:
         ingest = now_us()
         metrics.FRAMES.labels(EXCHANGE, Market.SPOT).inc()
+        if self.journal is not None:
+            self.journal.append(RecordKind.WS_FRAME, f"{RUN_ID[:8]}-{self._conn_id}", raw, ingest)
         try:
             event = parse_ws_frame(raw, self.instruments, self.shard, ingest)
         except ParseError as exc:
+            if self.journal is not None:
+                return  # counted and logged by the decoder after the journal
+
             metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
             if exc.reason == "unknown_symbol":
                 metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
@@ -182,7 +196,8 @@ class BinanceSpotClient:
                 step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
                 if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
                     self._request_snapshot(event.exchange_symbol, step.outcome.value)
-        self._put(event)
+        if self.journal is None:
+            self._put(event)
 
     # ------------------------------------------------------------------ snapshots
     def _request_snapshot(self, exchange_symbol: str, reason: str, delay_s: float = 0.0) -> None:
@@ -219,17 +234,22 @@ class BinanceSpotClient:
         else:
             return
         inst = self.instruments[exchange_symbol]
+        ingest = now_us()
+        if self.journal is not None:
+            self.journal.append(RecordKind.REST_SNAPSHOT, exchange_symbol, response.body, ingest)
         try:
-            event = parse_depth_snapshot(response.body, inst, self.shard, now_us())
+            event = parse_depth_snapshot(response.body, inst, self.shard, ingest)
         except ParseError as exc:
-            metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
+            if self.journal is None:
+                metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
             log.warning("binance spot snapshot %s unusable: %s", exchange_symbol, exc)
             self._snapshot_tasks.pop(exchange_symbol, None)
             self._request_snapshot(exchange_symbol, "bad_snapshot", delay_s=1.0)
             return
         # Record the snapshot in the client's own sync and in the stream at the same point.
         step = self.syncs[exchange_symbol].on_snapshot(None, event.seq)
-        self._put(event)
+        if self.journal is None:
+            self._put(event)
         if step.outcome is Outcome.SNAPSHOT_TOO_OLD:
             self._snapshot_tasks.pop(exchange_symbol, None)
             self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=min(2**attempt, 5))
@@ -252,6 +272,8 @@ class BinanceSpotClient:
                 missing = [s for s in self.symbols if s not in instruments]
                 if missing:
                     log.error("binance spot: exchange does not list %s; they will be dropped", missing)
+                if self.journal is not None:  # the decoder after the journal needs the same instruments
+                    self.journal.append(RecordKind.INSTRUMENTS, "", response.body, now_us())
                 self.instruments = instruments
                 return
             except (HttpError, OSError, ParseError) as exc:
