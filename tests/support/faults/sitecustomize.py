@@ -1,11 +1,11 @@
 """Fault injection for crash tests, loaded only by flow processes the tests start (PYTHONPATH).
 
-CRYPTOFLOW_FAULT picks where the process SIGKILLs itself:
+CFTEST_FAULT picks where the process SIGKILLs itself:
   read:N          after the journal source returned its N-th non-empty batch
   parquet:N       in the N-th commit, once the first Parquet data file is written (before the commit)
   after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
   random:S        after S seconds, wherever the process is
-CRYPTOFLOW_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
+CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
 several epochs. Each point prints a marker line so the test can tell which fault really fired.
 """
 
@@ -22,8 +22,8 @@ def _die(where: str) -> None:
 
 
 def _install() -> None:
-    fault = os.environ.get("CRYPTOFLOW_FAULT", "")
-    pace = float(os.environ.get("CRYPTOFLOW_FAULT_PACE_S", "0") or 0)
+    fault = os.environ.get("CFTEST_FAULT", "")
+    pace = float(os.environ.get("CFTEST_FAULT_PACE_S", "0") or 0)
     if not fault and not pace:
         return
     point, _, arg = fault.partition(":")
