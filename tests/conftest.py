@@ -2,6 +2,7 @@ import pytest
 
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.server import ExchangeSimulator
+from tests.support.sinks import make_ticks_catalog
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +14,9 @@ def binance_spot_venue() -> BinanceSpotVenue:
 def binance_spot_simulator(binance_spot_venue):
     with ExchangeSimulator(binance_spot_venue, speed=0.0) as sim:
         yield sim
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A fresh SqlCatalog with an empty `cryptoflow.ticks` table."""
+    return make_ticks_catalog(tmp_path)

@@ -8,7 +8,6 @@ from collections import Counter
 import pytest
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 
-from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import (
     IcebergSinkPartition,
     SinkState,
@@ -17,45 +16,7 @@ from connectors.iceberg.sink import (
     merge_states,
 )
 from cryptoflow import metrics
-from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
-from cryptoflow.model import TradeRow
-from cryptoflow.schemas import TABLES
-from operators.positioned import Positioned
-
-TICKS = TABLES["ticks"]
-FAST = SinkConfig(commit_attempts=5, retry_initial_s=0.001, retry_max_s=0.01)
-WRITER = "ticks/ticks.iceberg/ticks-committer"
-
-
-@pytest.fixture
-def catalog(tmp_path):
-    cfg = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
-    cat = load_catalog(cfg)
-    ensure_table(cat, "cryptoflow", TICKS, ParquetConfig())
-    return cat
-
-
-def load(catalog):
-    return catalog.load_table(("cryptoflow", "ticks"))
-
-
-def trade(shard: int, offset: int, trade_id: int | None = None) -> Positioned:
-    tid = str(trade_id if trade_id is not None else shard * 100_000 + offset)
-    row = TradeRow(
-        "binance", "spot", "BTC-USDT", "BTCUSDT", 1_700_000_000_000_000 + offset, 1_700_000_000_000_000,
-        tid, "100.5", "0.25", "buy", shard, offset,
-    )  # fmt: skip
-    return Positioned(shard, offset, row)
-
-
-def part(catalog, resume=None, **kw) -> IcebergSinkPartition:
-    return IcebergSinkPartition(
-        TICKS, load(catalog), WRITER, resume, FAST, reload=lambda: load(catalog), **kw
-    )
-
-
-def ids(catalog) -> Counter:
-    return Counter(load(catalog).scan().to_arrow().column("trade_id").to_pylist())
+from tests.support.sinks import WRITER, ids, load, part, trade
 
 
 def test_merge_takes_the_furthest_state():
@@ -135,7 +96,11 @@ class FlakyAppend:
 @pytest.mark.parametrize(
     ("when", "exc", "reason"),
     [
-        ("after", CommitStateUnknownException("500 from the catalog after the commit landed"), "unknown_state"),
+        (
+            "after",
+            CommitStateUnknownException("500 from the catalog after the commit landed"),
+            "unknown_state",
+        ),
         ("before", CommitStateUnknownException("500 before the catalog committed"), "unknown_state"),
         ("before", CommitFailedException("409 conflict, pyiceberg retries exhausted"), "conflict"),
         ("before", OSError("S3 PutObject: 503 SlowDown"), "io_error"),
