@@ -17,15 +17,13 @@ import pytest
 import yaml
 
 from cryptoflow.config import DEFAULT_CONFIG_PATH
-from cryptoflow.demo import demo_environment
-from cryptoflow.simulator.server import ExchangeSimulator
 from tests.support.crash import (
     as_multiset,
-    capture,
     random_schedule,
     replay_env,
     run_once,
     run_with_crashes,
+    sql_env,
     table_rows,
 )
 from tests.support.recording_truth import binance_spot_expected_level_values
@@ -39,25 +37,9 @@ PACE_S = 0.03  # per journal batch of one record: the 189-record capture spans s
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory, binance_spot_venue):
-    root = tmp_path_factory.mktemp("capture")
-    with ExchangeSimulator(binance_spot_venue, speed=0.0) as sim:
-        capture(demo_environment(sim, root / "unused-warehouse"), root / "journal")
-    return root / "journal"
-
-
-def sql_env(warehouse) -> dict[str, str]:
-    return {
-        "CRYPTOFLOW_CATALOG__TYPE": "sql",
-        "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{warehouse / 'catalog.db'}",
-        "CRYPTOFLOW_CATALOG__WAREHOUSE": str(warehouse),
-    }
-
-
-@pytest.fixture(scope="module")
-def reference(captured, tmp_path_factory):
+def reference(binance_capture, tmp_path_factory):
     """The uninterrupted run: no recovery, no faults."""
-    env = replay_env(sql_env(tmp_path_factory.mktemp("reference")), captured)
+    env = replay_env(sql_env(tmp_path_factory.mktemp("reference")), binance_capture)
     result = run_once("spot_delta", env, None)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(env, "spot_delta")
@@ -83,8 +65,8 @@ def check_crash_run(env, recovery, reference) -> None:
     assert all(isinstance(r["price"], Decimal) for r in rows)
 
 
-def test_sigkill_resume_sql_catalog_exactly_once(captured, reference, tmp_path):
-    env = replay_env(sql_env(tmp_path / "warehouse"), captured)
+def test_sigkill_resume_sql_catalog_exactly_once(binance_capture, reference, tmp_path):
+    env = replay_env(sql_env(tmp_path / "warehouse"), binance_capture)
     check_crash_run(env, tmp_path / "recovery", reference)
 
 
@@ -106,8 +88,8 @@ def rest_env(stack, tmp_path) -> dict[str, str]:
     return {"CRYPTOFLOW_CONFIG": str(config), **stack.aws_env()}
 
 
-def test_sigkill_resume_rest_catalog_exactly_once(captured, reference, seaweed, tmp_path, monkeypatch):
+def test_sigkill_resume_rest_catalog_exactly_once(binance_capture, reference, seaweed, tmp_path, monkeypatch):
     for name, value in seaweed.aws_env().items():  # the SigV4 signer of this process reads them too
         monkeypatch.setenv(name, value)
-    env = replay_env(rest_env(seaweed, tmp_path), captured)
+    env = replay_env(rest_env(seaweed, tmp_path), binance_capture)
     check_crash_run(env, tmp_path / "recovery", reference)

@@ -41,6 +41,14 @@ def replay_env(base: dict[str, str], capture_dir: Path, batch_size: int = 1) -> 
     }
 
 
+def sql_env(warehouse: Path) -> dict[str, str]:
+    return {
+        "CRYPTOFLOW_CATALOG__TYPE": "sql",
+        "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{warehouse / 'catalog.db'}",
+        "CRYPTOFLOW_CATALOG__WAREHOUSE": str(warehouse),
+    }
+
+
 def flow_cmd(flow: str, recovery: Path | None) -> list[str]:
     cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}"]
     if recovery is not None:
