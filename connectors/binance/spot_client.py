@@ -73,6 +73,8 @@ class BinanceSpotClient:
         # Journal mode: write what arrived, parse only to decide resyncs; decoding happens downstream.
         self.journal = out if isinstance(out, JournalWriter) else None
         self._conn_id = 0
+        self._conn_meta = ""
+        self._frames_total = metrics.FRAMES.labels(EXCHANGE, Market.SPOT)
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
@@ -157,6 +159,7 @@ class BinanceSpotClient:
             log.info("binance spot shard %s connected: %d streams", self.shard, len(self.stream_names()))
             self._ws = ws
             self._conn_id += 1
+            self._conn_meta = f"{RUN_ID[:8]}-{self._conn_id}"
             try:
                 async for raw in ws:
                     self._on_frame(raw)
@@ -174,9 +177,9 @@ class BinanceSpotClient:
 
     def _on_frame(self, raw: str | bytes) -> None:
         ingest = now_us()
-        metrics.FRAMES.labels(EXCHANGE, Market.SPOT).inc()
+        self._frames_total.inc()
         if self.journal is not None:
-            self.journal.append(RecordKind.WS_FRAME, f"{RUN_ID[:8]}-{self._conn_id}", raw, ingest)
+            self.journal.append(RecordKind.WS_FRAME, self._conn_meta, raw, ingest)
         try:
             event = parse_ws_frame(raw, self.instruments, self.shard, ingest)
         except ParseError as exc:

@@ -43,6 +43,7 @@ class JournalWriter:
         self._size = 0
         self._last_sync = time.monotonic()
         self._dirty = False
+        self._records = metrics.JOURNAL_RECORDS.labels(self.name)  # bound once: labels() is not free
         self.next_offset = self._recover()
 
     def _recover(self) -> int:
@@ -85,7 +86,7 @@ class JournalWriter:
             self.next_offset = offset + 1
             self._dirty = True
             self._maybe_sync()
-        metrics.JOURNAL_RECORDS.labels(self.name).inc()
+        self._records.inc()
         return offset
 
     def _roll(self) -> None:
