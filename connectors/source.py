@@ -1,9 +1,9 @@
 """Bytewax source: one partition per symbol shard, each fed by its exchange clients' threads.
 
 Two paths. Without a journal, `next_batch` only drains a bounded queue (never touches a socket),
-assigns each event its position in the shard's stream (`offset`, resumed from the Bytewax snapshot so
-it stays monotonic across restarts) and ends the partition when every client has finished (only in
-replay mode); a crash loses what was in flight. With a journal, clients append what arrived to the
+assigns each event its position in the shard's stream (`offset`: monotonic, and never reused by a
+later run, see `build_part`) and ends the partition when every client has finished (only in replay
+mode); a crash loses what was in flight. With a journal, clients append what arrived to the
 shard's journal, which assigns the offsets; the partition reads the journal from its resumed offset
 and decodes after it, so a replay produces identical events and offsets (exactly-once with the sink).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -215,8 +216,12 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
         out: queue.Queue = queue.Queue(maxsize=self.queue_cap)
         shard = shard_of_partition(for_part)
         clients = self.make_clients(shard, out)
-        log.info("%s: partition %s starts at offset %s", step_id, for_part, resume_state or 0)
-        return ShardPartition(for_part, clients, out, resume_state or 0, self.batch_size, self.idle_ms)
+        # Live input is not replayable here: a restarted run reads *new* data, which must never reuse an
+        # offset a previous run may have committed (the sink drops rows at or below its watermark).
+        # Offsets therefore start at the wall clock in microseconds, past any earlier run's offsets.
+        start = max(resume_state or 0, time.time_ns() // 1000)
+        log.info("%s: partition %s starts at offset %s", step_id, for_part, start)
+        return ShardPartition(for_part, clients, out, start, self.batch_size, self.idle_ms)
 
     def _build_journal_part(
         self, step_id: str, for_part: str, resume: JournalPosition | None

@@ -17,7 +17,11 @@ import pytest
 from connectors.journal import JournalReader, RecordKind
 from cryptoflow.demo import demo_environment
 from tests.support.crash import FAULTS, REPO, as_multiset, flow_cmd, replay_env, run_once, sql_env, table_rows
-from tests.support.recording_truth import _server_frames, binance_spot_expected_level_values
+from tests.support.recording_truth import (
+    _server_frames,
+    binance_spot_expected_level_values,
+    binance_spot_trades,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +118,14 @@ def test_sigterm_stops_cleanly_and_the_next_run_completes_exactly(binance_captur
     rows = table_rows(env, "spot_delta")
     assert level_values(rows) == binance_spot_expected_level_values()
     assert max(as_multiset(rows).values()) == 1
+
+
+def test_without_the_journal_a_second_run_appends_its_new_data(binance_spot_simulator, tmp_path):
+    """Queue path (live input, no replay): a later run's offsets must not fall under the watermark of
+    an earlier run's commits, or the sink would drop genuinely new data (like `demo --keep`)."""
+    env = demo_environment(binance_spot_simulator, tmp_path / "wh")
+    for _ in range(2):
+        result = run_once("ticks", env, None)
+        assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(env, "ticks")
+    assert len(rows) == 2 * len(binance_spot_trades()) > 0
