@@ -85,13 +85,13 @@ def random_schedule(seed: int, kills: int) -> list[str]:
     for i in range(kills):
         kind = i % 4
         if kind == 0:
-            kinds.append(f"read:{rng.randint(2, 40)}")
+            kinds.append(f"read:{rng.randint(2, 25)}")
         elif kind == 1:
             kinds.append("parquet:1")
         elif kind == 2:
             kinds.append("after_commit:1")
         else:
-            kinds.append(f"random:{rng.uniform(0.3, 2.5):.2f}")
+            kinds.append(f"random:{rng.uniform(0.3, 2.0):.2f}")
     return kinds
 
 
