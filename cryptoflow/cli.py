@@ -46,6 +46,13 @@ def _capture(args: argparse.Namespace) -> int:
     return run_capture(load_settings(), Path(args.out), channels, args.duration)
 
 
+def _channels(value: str) -> str:
+    unknown = set(value.split(",")) - {"depth", "trades"}
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown channel(s) {sorted(unknown)}; use depth,trades")
+    return value
+
+
 def _init_recovery(args: argparse.Namespace) -> int:
     from cryptoflow.runtime import ensure_recovery_store
 
@@ -87,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels",
         default="depth,trades",
         help="comma-separated: depth,trades (default both)",
-        type=lambda v: v if set(v.split(",")) <= {"depth", "trades"} else sys.exit(f"unknown channels {v}"),
+        type=_channels,
     )
     cap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     cap.set_defaults(func=_capture)
