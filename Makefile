@@ -23,8 +23,8 @@ test: $(STAMP)  ## lint + the whole test suite
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-crash-test: $(STAMP)  ## SIGKILL/resume exactly-once test, longer: 30 kills per catalog, fresh seed (CRYPTOFLOW_CRASH_SEED=n to replay)
-	CRYPTOFLOW_CRASH_KILLS=$${CRYPTOFLOW_CRASH_KILLS:-30} $(PY) -m pytest -q -s tests/integration/test_crash_exactly_once.py
+crash-test: $(STAMP)  ## SIGKILL/resume exactly-once test, longer: 30 kills per catalog, fresh seed (CFTEST_CRASH_SEED=n to replay)
+	CFTEST_CRASH_KILLS=$${CFTEST_CRASH_KILLS:-30} $(PY) -m pytest -q -s tests/integration/test_crash_exactly_once.py
 
 bench: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance recording
 	$(PY) benchmarks/journal_overhead.py

@@ -3,7 +3,7 @@
 writing Parquet, between the Iceberg commit and the Bytewax snapshot, and at random moments), resumed
 each time, must leave exactly the rows of an uninterrupted run, in the embedded SqlCatalog and in the
 S3 Tables-shaped REST catalog (SeaweedFS). `make crash-test` runs the same with more kills
-(CRYPTOFLOW_CRASH_KILLS) and a fresh seed; CRYPTOFLOW_CRASH_SEED reproduces a run.
+(CFTEST_CRASH_KILLS) and a fresh seed; CFTEST_CRASH_SEED reproduces a run.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from tests.support.seaweed import start_seaweed, weed_binary
 
 pytestmark = pytest.mark.integration
 
-KILLS = int(os.environ.get("CRYPTOFLOW_CRASH_KILLS", "10"))
-SEED = int(os.environ.get("CRYPTOFLOW_CRASH_SEED") or random.randrange(1 << 30))
+KILLS = int(os.environ.get("CFTEST_CRASH_KILLS", "10"))
+SEED = int(os.environ.get("CFTEST_CRASH_SEED") or random.randrange(1 << 30))
 PACE_S = 0.03  # per journal batch of one record: the 189-record capture spans several 1 s epochs
 
 
