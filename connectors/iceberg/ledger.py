@@ -1,8 +1,8 @@
 """Optional DynamoDB commit ledger: a fence against a second live writer with the same writer id, and
 an audit log of every commit (design.md), never the source of truth.
 
-Each commit is an item `(pk = "<table>|<writer-id>", seq)` that goes `pending` before the Iceberg
-commit and `committed` after it. The `pending` put is conditional: it fails if another process already
+Each commit is an item `(writer_id = "<table>|<writer-id>", seq)` (the key schema of
+terraform/modules/ledger) that goes `pending` before the Iceberg commit and `committed` after it. The `pending` put is conditional: it fails if another process already
 claimed that `(writer, seq)`, so a zombie writer stops instead of committing the same batch twice. On
 start, every `pending` item is reconciled against the table's snapshot ancestry (the truth): found
 means `committed`, absent means `aborted` (its rows are replayed and committed under a later seq).
@@ -49,11 +49,11 @@ class DynamoLedger:
             self.client.create_table(
                 TableName=self.table_name,
                 KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "writer_id", "KeyType": "HASH"},
                     {"AttributeName": "seq", "KeyType": "RANGE"},
                 ],
                 AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "writer_id", "AttributeType": "S"},
                     {"AttributeName": "seq", "AttributeType": "N"},
                 ],
                 BillingMode="PAY_PER_REQUEST",
@@ -73,7 +73,7 @@ class DynamoLedger:
             self.client.put_item(
                 TableName=self.table_name,
                 Item={
-                    "pk": {"S": self._pk(table, writer_id)},
+                    "writer_id": {"S": self._pk(table, writer_id)},
                     "seq": {"N": str(seq)},
                     "state": {"S": PENDING},
                     "owner": {"S": self.owner},
@@ -81,7 +81,7 @@ class DynamoLedger:
                     "rows": {"N": str(rows)},
                     "started_at": {"N": str(time.time())},
                 },
-                ConditionExpression="attribute_not_exists(pk) OR (#o = :me AND #s = :pending)",
+                ConditionExpression="attribute_not_exists(writer_id) OR (#o = :me AND #s = :pending)",
                 ExpressionAttributeNames={"#o": "owner", "#s": "state"},
                 ExpressionAttributeValues={":me": {"S": self.owner}, ":pending": {"S": PENDING}},
             )
@@ -97,7 +97,7 @@ class DynamoLedger:
     def _set_state(self, table: str, writer_id: str, seq: int, state: str) -> None:
         self.client.update_item(
             TableName=self.table_name,
-            Key={"pk": {"S": self._pk(table, writer_id)}, "seq": {"N": str(seq)}},
+            Key={"writer_id": {"S": self._pk(table, writer_id)}, "seq": {"N": str(seq)}},
             UpdateExpression="SET #s = :s, finished_at = :t",
             ExpressionAttributeNames={"#s": "state"},
             ExpressionAttributeValues={":s": {"S": state}, ":t": {"N": str(time.time())}},
@@ -112,7 +112,7 @@ class DynamoLedger:
         while True:
             page = self.client.query(
                 TableName=self.table_name,
-                KeyConditionExpression="pk = :pk",
+                KeyConditionExpression="writer_id = :pk",
                 ExpressionAttributeValues={":pk": {"S": self._pk(table, writer_id)}},
                 **kwargs,
             )
