@@ -7,7 +7,7 @@ PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test crash-test lint bench clean-warehouse
+.PHONY: demo test crash-test lint bench bench-book clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -32,6 +32,9 @@ bench: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+bench-book: $(STAMP)  ## order-book level-updates/s and bytes per level (issue 7 targets)
+	$(PY) -m benchmarks.bench_book
 
 clean-warehouse:
 	rm -rf warehouse

@@ -98,6 +98,9 @@ class BookConfig(_Section):
     depth_cap: int = Field(2000, ge=1, le=100_000)
     snapshot_interval_ms: int = Field(100, ge=1)
     checkpoint_interval_ms: int = Field(1000, ge=1)
+    snapshot_depth: int = Field(
+        50, ge=1, le=100_000
+    )  # levels per side in 100 ms snapshots (checkpoints: all)
     max_buffered_diffs: int = Field(10_000, ge=1)
 
 
@@ -191,7 +194,10 @@ class SinkConfig(_Section):
 
 
 class MetricsConfig(_Section):
-    port: int | None = Field(None, ge=1, le=65_535)
+    """`port` serves /metrics, /live and /ready; unset = no endpoint (embedded runs, tests)."""
+
+    port: int | None = Field(None, ge=0, le=65_535)
+    ready_max_commit_age_s: float = Field(300.0, gt=0)
 
 
 class Settings(_Section):

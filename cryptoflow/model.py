@@ -18,6 +18,9 @@ class Kind(IntEnum):
     DEPTH_SNAPSHOT = 2
     TRADE = 3
     BOOK_TICKER = 4
+    # The connection this book is read from lost messages (Coinbase's per-connection `sequence_num`
+    # jumped): the book is invalid until its next snapshot. `first_seq`/`seq` carry the missing range.
+    CONNECTION_GAP = 5
 
 
 class Market:
@@ -56,6 +59,8 @@ class RawEvent:
     first_seq: int | None = None
     seq: int | None = None
     prev_seq: int | None = None
+    checksum: int | None = None  # exchange book checksum after this message (OKX, Kraken), if sent
+    book_depth: int | None = None  # subscribed depth the exchange truncates to (Kraken), if any
 
     @property
     def key(self) -> str:
@@ -98,5 +103,48 @@ class TradeRow:
     price: str
     qty: str
     side: str  # taker side: buy | sell
+    shard: int
+    offset: int
+
+
+@dataclass(slots=True)
+class GapRow:
+    """A break in a book's sequence: the book was consistent up to `seq_from`/`time_from` and the break
+    was noticed at `seq_to`/`time_to` (ids are exchange ids, `None` where the venue has none)."""
+
+    exchange: str
+    market: str
+    symbol: str
+    exchange_symbol: str
+    stream: str
+    seq_from: int | None
+    seq_to: int | None
+    time_from_us: int | None
+    time_to_us: int | None
+    reason: str  # sequence | checksum | connection | snapshot_too_old | no_snapshot
+    ingest_ts_us: int
+    shard: int
+    offset: int
+
+
+@dataclass(slots=True)
+class BookRow:
+    """One order-book snapshot (top `snapshot_depth` levels) or full checkpoint (`is_checkpoint`)."""
+
+    exchange: str
+    market: str
+    symbol: str
+    exchange_symbol: str
+    exchange_ts_us: int
+    ingest_ts_us: int
+    seq: int | None
+    bids: list[tuple[str, str]]  # best first, exchange decimal text
+    asks: list[tuple[str, str]]
+    best_bid: str | None
+    best_ask: str | None
+    mid: str | None
+    spread: str | None
+    verified: bool  # an exchange cross-check matched since the last (re)sync and none failed
+    is_checkpoint: bool
     shard: int
     offset: int

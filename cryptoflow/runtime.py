@@ -1,7 +1,8 @@
-"""Process set-up shared by the dataflow modules: clean SIGTERM and a safely created recovery store.
+"""What every dataflow process does before Bytewax builds the flow: logging, config, endpoints, a clean
+SIGTERM and a safely created recovery store.
 
 `python -m bytewax.run dataflows.X -r DIR -s N -b M` needs DIR to hold initialised recovery partitions;
-`python -m bytewax.recovery DIR N` panics when they already exist. The dataflow module creates them on
+`python -m bytewax.recovery DIR N` panics when they already exist. The dataflow process creates them on
 first use (under a file lock, so processes of one cluster do not race) and leaves existing ones alone.
 SIGTERM (what Kubernetes sends) would kill Bytewax without any cleanup; it is turned into the same
 clean abort as Ctrl-C. Neither takes a final snapshot: the next run resumes from the last one.
@@ -16,7 +17,27 @@ import signal
 import sys
 from pathlib import Path
 
+from cryptoflow.config import Settings, load_settings_or_exit
+from cryptoflow.logs import setup_logging
+from cryptoflow.observability import HEALTH, serve
+
 log = logging.getLogger(__name__)
+
+_served = False
+
+
+def process_settings() -> Settings:
+    """Load config (exit with one clear line if bad), start /metrics, /live, /ready once, install the
+    SIGTERM handler and create the recovery store named by `-r` if it does not exist yet."""
+    global _served
+    setup_logging()
+    settings = load_settings_or_exit()
+    if settings.metrics.port is not None and not _served:
+        HEALTH.max_commit_age_s = settings.metrics.ready_max_commit_age_s
+        serve(settings.metrics.port)
+        _served = True
+    prepare_process(settings.recovery.partitions)
+    return settings
 
 
 def recovery_dir_from_argv(argv: list[str], environ: dict[str, str] | os._Environ[str]) -> str | None:

@@ -21,13 +21,15 @@ from pyiceberg.types import (
     BooleanType,
     DecimalType,
     IntegerType,
+    ListType,
     LongType,
     NestedField,
     StringType,
+    StructType,
     TimestamptzType,
 )
 
-from cryptoflow.model import LevelBatch, TradeRow
+from cryptoflow.model import BookRow, GapRow, LevelBatch, TradeRow
 
 DECIMAL = DecimalType(38, 18)
 ARROW_DECIMAL = pa.decimal128(38, 18)
@@ -172,6 +174,114 @@ def trades_to_arrow(rows: Sequence[TradeRow]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=_TICK_ARROW)
 
 
+# ---------------------------------------------------------------------------------------------- gaps
+_GAP_COLUMNS = [
+    *_COMMON,  # exchange_ts = when the break was noticed (time_to), else the ingest time
+    ("stream", StringType(), True),
+    ("seq_from", LongType(), False),
+    ("seq_to", LongType(), False),
+    ("time_from", TimestamptzType(), False),
+    ("time_to", TimestamptzType(), False),
+    ("reason", StringType(), True),
+    *_LINEAGE,
+]
+GAP_SCHEMA = _schema(_GAP_COLUMNS)
+_GAP_ARROW = schema_to_pyarrow(GAP_SCHEMA, include_field_ids=False)
+
+
+def gaps_to_arrow(rows: Sequence[GapRow]) -> pa.Table:
+    cols: dict[str, list[Any]] = {
+        "exchange": [r.exchange for r in rows],
+        "market": [r.market for r in rows],
+        "symbol": [r.symbol for r in rows],
+        "exchange_symbol": [r.exchange_symbol for r in rows],
+        "exchange_ts": [r.time_to_us if r.time_to_us is not None else r.ingest_ts_us for r in rows],
+        "ingest_ts": [r.ingest_ts_us for r in rows],
+        "stream": [r.stream for r in rows],
+        "seq_from": [r.seq_from for r in rows],
+        "seq_to": [r.seq_to for r in rows],
+        "time_from": [r.time_from_us for r in rows],
+        "time_to": [r.time_to_us for r in rows],
+        "reason": [r.reason for r in rows],
+        "shard": [r.shard for r in rows],
+        "source_offset": [r.offset for r in rows],
+    }
+    arrays = []
+    for f in _GAP_ARROW:
+        if f.name in ("exchange_ts", "ingest_ts", "time_from", "time_to"):
+            arrays.append(_ts(cols[f.name]))
+        else:
+            arrays.append(pa.array(cols[f.name], type=f.type))
+    return pa.Table.from_arrays(arrays, schema=_GAP_ARROW)
+
+
+# ------------------------------------------------------------------------------------ book snapshots
+# Nested field ids must be unique across the schema: top-level columns take 1..N, nested ones 100+.
+def _level_list(first_id: int) -> ListType:
+    return ListType(
+        element_id=first_id,
+        element_type=StructType(
+            NestedField(first_id + 1, "price", DECIMAL, required=True),
+            NestedField(first_id + 2, "qty", DECIMAL, required=True),
+        ),
+        element_required=True,
+    )
+
+
+_OB_COLUMNS = [
+    *_COMMON,
+    ("seq", LongType(), False),
+    ("bids", _level_list(100), True),  # best first
+    ("asks", _level_list(103), True),
+    ("best_bid", DECIMAL, False),
+    ("best_ask", DECIMAL, False),
+    ("mid", DECIMAL, False),
+    ("spread", DECIMAL, False),
+    ("verified", BooleanType(), True),
+    ("is_checkpoint", BooleanType(), True),
+    *_LINEAGE,
+]
+OB_SCHEMA = _schema(_OB_COLUMNS)
+_OB_ARROW = schema_to_pyarrow(OB_SCHEMA, include_field_ids=False)
+
+
+def _levels_array(books: list[list[tuple[str, str]]], list_type: pa.DataType) -> pa.Array:
+    offsets = [0]
+    prices: list[str] = []
+    qtys: list[str] = []
+    for levels in books:
+        for price, qty in levels:
+            prices.append(price)
+            qtys.append(qty)
+        offsets.append(len(prices))
+    struct_type = list_type.value_type
+    values = pa.StructArray.from_arrays(
+        [_decimal(prices), _decimal(qtys)], fields=[struct_type.field(0), struct_type.field(1)]
+    )
+    if pa.types.is_large_list(list_type):  # pyiceberg maps Iceberg lists to Arrow large_list
+        return pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), values, type=list_type)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), values, type=list_type)
+
+
+def book_rows_to_arrow(rows: Sequence[BookRow]) -> pa.Table:
+    arrays = []
+    for f in _OB_ARROW:
+        name = f.name
+        if name in ("bids", "asks"):
+            arrays.append(_levels_array([getattr(r, name) for r in rows], f.type))
+        elif name in ("best_bid", "best_ask", "mid", "spread"):
+            arrays.append(_decimal([getattr(r, name) for r in rows]))
+        elif name == "exchange_ts":
+            arrays.append(_ts([r.exchange_ts_us for r in rows]))
+        elif name == "ingest_ts":
+            arrays.append(_ts([r.ingest_ts_us for r in rows]))
+        elif name == "source_offset":
+            arrays.append(pa.array([r.offset for r in rows], type=f.type))
+        else:
+            arrays.append(pa.array([getattr(r, name) for r in rows], type=f.type))
+    return pa.Table.from_arrays(arrays, schema=_OB_ARROW)
+
+
 def _table(name: str, schema: Schema, bucket: int | None, sort: list[str], to_arrow: Callable) -> TableDef:
     spec, order = _spec_and_order(schema, bucket, sort)
     return TableDef(name, schema, spec, order, [(c, "ascending") for c in sort], to_arrow)
@@ -181,5 +291,11 @@ TABLES: dict[str, TableDef] = {
     "spot_delta": _table(
         "spot_delta", DELTA_SCHEMA, 16, ["symbol", "exchange_ts", "seq"], level_batches_to_arrow
     ),
+    "futures_delta": _table(
+        "futures_delta", DELTA_SCHEMA, 16, ["symbol", "exchange_ts", "seq"], level_batches_to_arrow
+    ),
     "ticks": _table("ticks", TICK_SCHEMA, None, ["symbol", "exchange_ts", "trade_id"], trades_to_arrow),
+    "gaps": _table("gaps", GAP_SCHEMA, None, ["symbol", "exchange_ts"], gaps_to_arrow),
+    "spot_ob": _table("spot_ob", OB_SCHEMA, 16, ["symbol", "exchange_ts"], book_rows_to_arrow),
+    "futures_ob": _table("futures_ob", OB_SCHEMA, 16, ["symbol", "exchange_ts"], book_rows_to_arrow),
 }

@@ -1,4 +1,5 @@
-"""Spot order-book deltas: exchange diffs, sequenced against REST snapshots, as level rows.
+"""Spot order-book deltas: exchange diffs, sequenced against REST snapshots, as level rows; every
+sequence break also lands a row in `gaps`.
 
 Run: python -m bytewax.run dataflows.spot_delta [-w 1] [-r recovery/ -s 30 -b 60]
 (the recovery store is created on first use; SIGTERM aborts cleanly, resuming from the last snapshot)
@@ -12,9 +13,9 @@ from bytewax.dataflow import Dataflow
 from connectors.binance.source import binance_spot_source
 from connectors.binance.spot_client import CHANNEL_DEPTH
 from connectors.iceberg.factory import iceberg_sink
-from cryptoflow.config import Settings, load_settings_or_exit
-from cryptoflow.logs import setup_logging
-from cryptoflow.runtime import prepare_process
+from cryptoflow.config import Settings
+from cryptoflow.model import LevelBatch
+from cryptoflow.runtime import process_settings
 from cryptoflow.schemas import TABLES
 from operators.delta_sync import DeltaSyncLogic
 from operators.positioned import PositionedLogic
@@ -29,13 +30,14 @@ def build_flow(settings: Settings) -> Dataflow:
     keyed = op.key_on("key", events, lambda e: e.key)
     max_buffered = settings.book.max_buffered_diffs
     rows = op.stateful(
-        "sequence", keyed, lambda resume: PositionedLogic(DeltaSyncLogic(spot_verdict, max_buffered, resume))
+        "sequence",
+        keyed,
+        lambda resume: PositionedLogic(DeltaSyncLogic(spot_verdict, max_buffered, resume, STREAM)),
     )
-    op.output("iceberg", rows, iceberg_sink(settings, TABLES[STREAM], STREAM))
+    split = op.branch("split", rows, lambda key_row: isinstance(key_row[1].row, LevelBatch))
+    op.output("iceberg", split.trues, iceberg_sink(settings, TABLES[STREAM], STREAM))
+    op.output("iceberg_gaps", split.falses, iceberg_sink(settings, TABLES["gaps"], f"{STREAM}-gaps"))
     return flow
 
 
-setup_logging()
-_settings = load_settings_or_exit()
-prepare_process(_settings.recovery.partitions)
-flow = build_flow(_settings)
+flow = build_flow(process_settings())

@@ -12,9 +12,8 @@ from bytewax.dataflow import Dataflow
 from connectors.binance.source import binance_spot_source
 from connectors.binance.spot_client import CHANNEL_TRADES
 from connectors.iceberg.factory import iceberg_sink
-from cryptoflow.config import Settings, load_settings_or_exit
-from cryptoflow.logs import setup_logging
-from cryptoflow.runtime import prepare_process
+from cryptoflow.config import Settings
+from cryptoflow.runtime import process_settings
 from cryptoflow.schemas import TABLES
 from operators.positioned import PositionedLogic
 from operators.trades import TradeLogic
@@ -32,7 +31,4 @@ def build_flow(settings: Settings) -> Dataflow:
     return flow
 
 
-setup_logging()
-_settings = load_settings_or_exit()
-prepare_process(_settings.recovery.partitions)
-flow = build_flow(_settings)
+flow = build_flow(process_settings())

@@ -14,7 +14,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from cryptoflow import metrics
-from cryptoflow.model import Kind, LevelBatch, RawEvent
+from cryptoflow.model import GapRow, Kind, LevelBatch, RawEvent
 from operators.flatten import levels_of
 from operators.sequencing.sync import DiffSync, Outcome, Step
 from operators.sequencing.verdict import VerdictFn
@@ -30,6 +30,8 @@ class SyncCounters:
     snapshots: int = 0
     too_old: int = 0
     overflowed: int = 0
+    last_seq: int | None = None  # id and event time of the last applied diff: where a gap starts
+    last_ts: int | None = None
 
 
 def rows_for_step(step: Step[RawEvent, RawEvent]) -> list[LevelBatch]:
@@ -42,25 +44,45 @@ def rows_for_step(step: Step[RawEvent, RawEvent]) -> list[LevelBatch]:
     return rows
 
 
-class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch, Any]):
-    """Bytewax stateful logic for one `exchange|symbol` key."""
+def gap_row(event: RawEvent, stream: str, reason: str, last_seq: int | None, last_ts: int | None) -> GapRow:
+    """The `gaps` row for a break noticed at `event` (book consistent up to `last_seq`/`last_ts`)."""
+    seq_to = event.seq if event.kind is Kind.DEPTH_DIFF else None
+    return GapRow(
+        event.exchange, event.market, event.symbol, event.exchange_symbol, stream, last_seq, seq_to,
+        last_ts, event.exchange_ts_us, reason, event.ingest_ts_us, event.shard, event.offset,
+    )  # fmt: skip
 
-    def __init__(self, verdict: VerdictFn, max_buffered: int, resume: Any = None) -> None:
+
+class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
+    """Bytewax stateful logic for one `exchange|symbol` key: level rows, plus a `GapRow` per break."""
+
+    def __init__(self, verdict: VerdictFn, max_buffered: int, resume: Any = None, stream: str = "") -> None:
+        self.stream = stream
         if resume is not None:
             self.sync, self.counters = resume
         else:
             self.sync, self.counters = DiffSync(verdict, max_buffered), SyncCounters()
 
-    def on_item(self, value: RawEvent) -> tuple[list[LevelBatch], bool]:
+    def on_item(self, value: RawEvent) -> tuple[list[LevelBatch | GapRow], bool]:
+        c = self.counters
         if value.kind is Kind.DEPTH_DIFF:
             step = self.sync.on_diff(value, value.first_seq, value.seq, value.prev_seq)
         elif value.kind is Kind.DEPTH_SNAPSHOT:
-            self.counters.snapshots += 1
+            c.snapshots += 1
             step = self.sync.on_snapshot(value, value.seq)
         else:
             return [], StatefulLogic.RETAIN
         self._count(value, step)
-        return rows_for_step(step), StatefulLogic.RETAIN
+        out: list[LevelBatch | GapRow] = []
+        if step.outcome is Outcome.GAP:
+            out.append(gap_row(value, self.stream, "sequence", c.last_seq, c.last_ts))
+        elif step.outcome is Outcome.SNAPSHOT_TOO_OLD:
+            out.append(gap_row(value, self.stream, "snapshot_too_old", c.last_seq, c.last_ts))
+        if step.diffs:
+            last = step.diffs[-1]
+            c.last_seq, c.last_ts = last.seq, last.exchange_ts_us or c.last_ts
+        out.extend(rows_for_step(step))
+        return out, StatefulLogic.RETAIN
 
     def _count(self, event: RawEvent, step: Step) -> None:
         c = self.counters

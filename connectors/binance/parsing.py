@@ -10,17 +10,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from cryptoflow.model import BUY, SELL, Kind, RawEvent
+from connectors.parse_errors import ParseError
+from cryptoflow.model import BUY, SELL, Kind, Market, RawEvent
 
 EXCHANGE = "binance"
-
-
-class ParseError(ValueError):
-    """A frame we cannot use; `reason` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +69,8 @@ def _parse_data(
         return RawEvent(
             EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, Kind.DEPTH_DIFF,
             int(data["E"]) * 1000, ingest_us, shard, -1, (data["b"], data["a"]),
-            first_seq=int(data["U"]), seq=int(data["u"]), prev_seq=data.get("pu"),
+            first_seq=int(data["U"]), seq=int(data["u"]),
+            prev_seq=int(data["pu"]) if "pu" in data else None,
         )  # fmt: skip
     if event_type in ("aggTrade", "trade"):
         inst = _instrument(instruments, data["s"])
@@ -87,13 +81,14 @@ def _parse_data(
             int(data["T"]) * 1000, ingest_us, shard, -1, (str(trade_id), data["p"], data["q"], side),
             seq=int(trade_id),
         )  # fmt: skip
-    if event_type is None and "u" in data and "b" in data and "B" in data:
+    if event_type in (None, "bookTicker") and "u" in data and "b" in data and "B" in data:
         inst = _instrument(instruments, data["s"])
+        ts = int(data["E"]) * 1000 if "E" in data else None  # USD-M carries E/T, spot does not
         return RawEvent(
             EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, Kind.BOOK_TICKER,
-            None, ingest_us, shard, -1, (data["b"], data["B"], data["a"], data["A"]), seq=int(data["u"]),
+            ts, ingest_us, shard, -1, (data["b"], data["B"], data["a"], data["A"]), seq=int(data["u"]),
         )  # fmt: skip
-    if event_type in ("kline", "24hrTicker", "24hrMiniTicker"):
+    if event_type in ("kline", "24hrTicker", "24hrMiniTicker", "markPriceUpdate", "forceOrder"):
         return None
     raise ParseError("unknown_event", str(event_type))
 
@@ -120,3 +115,41 @@ def parse_exchange_info(body: bytes | str, market: str) -> dict[str, Instrument]
         base, quote = entry["baseAsset"], entry["quoteAsset"]
         out[entry["symbol"]] = Instrument(entry["symbol"], f"{base}-{quote}", base, quote, market)
     return out
+
+
+class BinanceParser:
+    """Parser object for one Binance connection (spot or USD-M): the shape every venue parser has.
+
+    `parse(frame, ingest_us)` returns the frame's `RawEvent`s (empty for acks and channels we do not
+    use) and raises `ParseError` for frames it cannot use. `instruments` maps the exchange symbol to
+    its instrument; `unknown_symbol` errors name symbols missing from it.
+    """
+
+    def __init__(self, instruments: dict[str, Instrument], shard: int = 0) -> None:
+        self.instruments, self.shard = instruments, shard
+
+    def parse(self, raw: bytes | str, ingest_us: int) -> list[RawEvent]:
+        ev = parse_ws_frame(raw, self.instruments, self.shard, ingest_us)
+        return [] if ev is None else [ev]
+
+    def parse_snapshot(self, body: bytes | str, exchange_symbol: str, ingest_us: int) -> RawEvent:
+        return parse_depth_snapshot(
+            body, _instrument(self.instruments, exchange_symbol), self.shard, ingest_us
+        )
+
+
+class GuessingInstruments(dict):
+    """Instrument map for recordings without an instrument list: every symbol is accepted as-is
+    (normalized symbol = exchange symbol). Live clients use `parse_exchange_info` instead."""
+
+    def __init__(self, market: str = Market.SPOT) -> None:
+        super().__init__()
+        self.market = market
+
+    def __missing__(self, key: str) -> Instrument:
+        inst = Instrument(key, key, key, "", self.market)
+        self[key] = inst
+        return inst
+
+    def get(self, key, default=None):  # type: ignore[override]
+        return self[key]

@@ -36,6 +36,7 @@ from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
+from cryptoflow.observability import HEALTH
 from operators.sequencing.binance import spot_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 
@@ -46,6 +47,7 @@ REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recordin
 
 CHANNEL_DEPTH = "depth"
 CHANNEL_TRADES = "trades"
+CHANNEL_BOOK_TICKER = "bookTicker"  # best bid/ask with its update id: the book cross-check
 
 
 def now_us() -> int:
@@ -83,6 +85,7 @@ class BinanceSpotClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ws: ClientConnection | None = None
         self.finished = threading.Event()
+        self._health_name = f"binance-spot-shard-{shard}-{id(self)}"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -120,6 +123,8 @@ class BinanceSpotClient:
                 names.append(f"{lower}@{self.cfg.depth_stream}")
             if CHANNEL_TRADES in self.channels:
                 names.append(f"{lower}@{self.cfg.trade_stream}")
+            if CHANNEL_BOOK_TICKER in self.channels:
+                names.append(f"{lower}@bookTicker")
         if len(names) > self.cfg.max_streams_per_connection:
             raise ValueError(
                 f"shard {self.shard} needs {len(names)} streams, above "
@@ -160,6 +165,7 @@ class BinanceSpotClient:
             self._ws = ws
             self._conn_id += 1
             self._conn_meta = f"{RUN_ID[:8]}-{self._conn_id}"
+            HEALTH.connection(self._health_name, True)
             try:
                 async for raw in ws:
                     self._on_frame(raw)
@@ -167,6 +173,7 @@ class BinanceSpotClient:
                 pass
             finally:
                 self._ws = None
+                HEALTH.connection(self._health_name, False)
         if self._stop.is_set():
             return True
         if ws.close_code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:

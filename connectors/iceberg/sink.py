@@ -25,6 +25,7 @@ from pyiceberg.table.snapshots import ancestors_of
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
+from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
 from operators.positioned import Positioned
 
@@ -123,11 +124,16 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
     def write_batch(self, values: list[Any]) -> None:
         marks, dropped = self.state.watermark, 0
         for value in values:
-            shard, offset = (value.shard, value.offset)
+            if not isinstance(value, Positioned):
+                # a flow not wired with PositionedLogic: no triggering offset, so no dedupe (a row's own
+                # lineage offset can be below committed rows of other books and still be new)
+                self.buffer.append(value)
+                continue
+            shard, offset = value.shard, value.offset
             if offset <= marks.get(shard, -1):
                 dropped += 1
                 continue
-            self.buffer.append(value.row if isinstance(value, Positioned) else value)
+            self.buffer.append(value.row)
             if offset > self.pending.get(shard, -1):
                 self.pending[shard] = offset
         if dropped:
@@ -147,6 +153,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self._commit(arrow, target)
         metrics.COMMIT_SECONDS.labels(self.table_def.name).observe(time.perf_counter() - started)
         metrics.ROWS_COMMITTED.labels(self.table_def.name).inc(arrow.num_rows)
+        HEALTH.committed()
         self.state = target
         log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, target.seq)
 

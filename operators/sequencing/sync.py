@@ -97,6 +97,10 @@ class DiffSync(Generic[T, S]):
         self.book_id, self.fresh = last, False
         return Step(Outcome.APPLIED, snapshot=snapshot, diffs=[item])
 
+    def invalidate(self) -> None:
+        """The book was found wrong by other means (checksum, crossed): wait for a new snapshot."""
+        self._invalidate()
+
     def _invalidate(self) -> None:
         self.book_id, self.fresh, self.pending_snapshot = None, False, None
 

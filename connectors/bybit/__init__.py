@@ -1,0 +1,1 @@
+"""bybit: message parsing (and, later, the live WebSocket client)."""

@@ -1,0 +1,1 @@
+"""coinbase: message parsing (and, later, the live WebSocket client)."""

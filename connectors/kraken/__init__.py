@@ -1,0 +1,1 @@
+"""kraken: message parsing (and, later, the live WebSocket client)."""

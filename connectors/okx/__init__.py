@@ -1,0 +1,1 @@
+"""okx: message parsing (and, later, the live WebSocket client)."""
