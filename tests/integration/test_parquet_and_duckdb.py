@@ -4,43 +4,19 @@ extension from PyPI, loaded offline) reads the table back exactly."""
 
 from __future__ import annotations
 
-import glob
-import os
-import random
-from decimal import Decimal
-
-import duckdb
-import duckdb_extension_avro
-import duckdb_extension_iceberg
 import pyarrow.parquet as pq
 import pytest
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import IcebergSinkPartition
 from cryptoflow.config import CatalogConfig, ParquetConfig
-from cryptoflow.model import TradeRow
 from cryptoflow.schemas import TABLES
 from operators.positioned import Positioned
+from tests.support.duckdb_offline import connect
+from tests.support.sinks import expected_aggregates, rows
 
 pytestmark = pytest.mark.integration
 TICKS = TABLES["ticks"]
-SYMBOLS = ["BTC-USDT", "ETH-USDT", "NKN-USDT", "LRC-BTC"]
-
-
-def rows(n: int, seed: int = 7) -> list[Positioned]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        symbol = rng.choice(SYMBOLS)
-        price = f"{rng.randint(1, 90000)}.{rng.randint(0, 10**8 - 1):08d}"
-        qty = f"0.{rng.randint(1, 10**8 - 1):08d}"
-        ts = 1_700_000_000_000_000 + rng.randint(0, 3_600_000_000)  # shuffled times within an hour
-        row = TradeRow(
-            "binance", "spot", symbol, symbol.replace("-", ""), ts, ts + 5, str(i), price, qty,
-            rng.choice(["buy", "sell"]), 0, i,
-        )  # fmt: skip
-        out.append(Positioned(0, i, row))
-    return out
 
 
 def write(tmp_path, parquet: ParquetConfig, data: list[Positioned]):
@@ -84,29 +60,13 @@ def test_compression_is_configurable(tmp_path):
         assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "SNAPPY"
 
 
-def _extension(module, name: str) -> str:
-    pattern = os.path.join(os.path.dirname(module.__file__), "extensions", "*", f"{name}.duckdb_extension")
-    return glob.glob(pattern)[0]
-
-
 def test_duckdb_reads_the_table_exactly(tmp_path):
     data = rows(3_000)
     table = write(tmp_path, ParquetConfig(), data)
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false; SET autoload_known_extensions=false")
-    for module, name in ((duckdb_extension_avro, "avro"), (duckdb_extension_iceberg, "iceberg")):
-        con.execute(f"LOAD '{_extension(module, name)}'")  # signed binaries: no unsigned override
+    con = connect("avro", "iceberg")
     metadata = table.metadata_location.removeprefix("file://")
     got = con.execute(
         f"SELECT symbol, count(*), sum(qty), min(price), max(price) FROM iceberg_scan('{metadata}') "
         "GROUP BY symbol ORDER BY symbol"
     ).fetchall()
-    expected = {}
-    for p in data:
-        r = p.row
-        n, qty, lo, hi = expected.get(r.symbol, (0, Decimal(0), None, None))
-        price = Decimal(r.price)
-        expected[r.symbol] = (
-            n + 1, qty + Decimal(r.qty), price if lo is None else min(lo, price), price if hi is None else max(hi, price)
-        )  # fmt: skip
-    assert [(s, *expected[s]) for s in sorted(expected)] == [tuple(row) for row in got]
+    assert [tuple(row) for row in got] == expected_aggregates(data)

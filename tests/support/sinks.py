@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
+from decimal import Decimal
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import IcebergSinkPartition
@@ -44,3 +46,35 @@ def part(catalog, resume=None, **kw) -> IcebergSinkPartition:
 
 def ids(catalog) -> Counter:
     return Counter(load(catalog).scan().to_arrow().column("trade_id").to_pylist())
+
+
+SYMBOLS = ["BTC-USDT", "ETH-USDT", "NKN-USDT", "LRC-BTC"]
+
+
+def rows(n: int, seed: int = 7) -> list[Positioned]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        symbol = rng.choice(SYMBOLS)
+        price = f"{rng.randint(1, 90000)}.{rng.randint(0, 10**8 - 1):08d}"
+        qty = f"0.{rng.randint(1, 10**8 - 1):08d}"
+        ts = 1_700_000_000_000_000 + rng.randint(0, 3_600_000_000)  # shuffled times within an hour
+        row = TradeRow(
+            "binance", "spot", symbol, symbol.replace("-", ""), ts, ts + 5, str(i), price, qty,
+            rng.choice(["buy", "sell"]), 0, i,
+        )  # fmt: skip
+        out.append(Positioned(0, i, row))
+    return out
+
+
+def expected_aggregates(data: list[Positioned]) -> list[tuple]:
+    """(symbol, count, sum(qty), min(price), max(price)) computed in Python from the rows written."""
+    expected: dict = {}
+    for p in data:
+        r = p.row
+        n, qty, lo, hi = expected.get(r.symbol, (0, Decimal(0), None, None))
+        price = Decimal(r.price)
+        expected[r.symbol] = (
+            n + 1, qty + Decimal(r.qty), price if lo is None else min(lo, price), price if hi is None else max(hi, price)
+        )  # fmt: skip
+    return [(s, *expected[s]) for s in sorted(expected)]
