@@ -7,7 +7,7 @@ PYTHON_BIN ?= $(shell for c in python3.11 python3.12 python3; do \
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test crash-test lint bench bench-book clean-warehouse
+.PHONY: demo test crash-test lint bench bench-book bench-journal clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -26,8 +26,8 @@ test: $(STAMP)  ## lint + the whole test suite
 crash-test: $(STAMP)  ## SIGKILL/resume exactly-once test, longer: 30 kills per catalog, fresh seed (CFTEST_CRASH_SEED=n to replay)
 	CFTEST_CRASH_KILLS=$${CFTEST_CRASH_KILLS:-30} $(PY) -m pytest -q -s tests/integration/test_crash_exactly_once.py
 
-bench: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance recording
-	$(PY) benchmarks/journal_overhead.py
+bench-journal: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance recording
+	$(PY) -m benchmarks.journal_overhead
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

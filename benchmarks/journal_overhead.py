@@ -2,7 +2,7 @@
 the journal (the journal path parses twice: ids in the client to decide resyncs, everything after the
 journal). Single thread, no network: the recorded frames are fed to the client's frame handler.
 
-    .venv/bin/python benchmarks/journal_overhead.py [--repeat 200] [--fsync never|interval|always]
+    .venv/bin/python -m benchmarks.journal_overhead [--repeat 200] [--fsync never|interval|always]
 """
 
 from __future__ import annotations
