@@ -243,7 +243,10 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
                 directory, self.journal.fsync, self.journal.fsync_interval_ms,
                 self.journal.segment_mb * 1024 * 1024, name=f"{self.stream}/{for_part}",
             )  # fmt: skip
-            start = resume.offset if resume else writer.next_offset
+            # No resume state: a first run, or a run that died before Bytewax stored its first
+            # snapshot. Either way read from the oldest retained record (the sink drops what is
+            # already committed); starting at the end would skip what the dead run journaled.
+            start = resume.offset if resume else None
         reader = JournalReader(directory, start, name=f"{self.stream}/{for_part}")
         decoder = self.make_decoder(shard, resume.decoder if resume else None)
         if writer is not None:

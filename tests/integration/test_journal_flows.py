@@ -129,3 +129,48 @@ def test_without_the_journal_a_second_run_appends_its_new_data(binance_spot_simu
         assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(env, "ticks")
     assert len(rows) == 2 * len(binance_spot_trades()) > 0
+
+
+def test_live_journal_flow_resumes_from_its_offset_while_the_connector_cannot_reconnect(
+    binance_spot_venue, tmp_path
+):
+    """Live mode: the connector journals the exchange's replay, then the exchange goes away. The flow is
+    SIGKILLed again and again; each run resumes from its journal offset through Bytewax recovery while
+    the connector keeps failing to reconnect in the background, and the table ends exact."""
+    from cryptoflow.simulator.server import ExchangeSimulator
+
+    recovery = tmp_path / "recovery"
+    with ExchangeSimulator(binance_spot_venue, speed=0.0) as sim:
+        env = {
+            **demo_environment(sim, tmp_path / "wh"),
+            "CRYPTOFLOW_JOURNAL__ENABLED": "true",
+            "CRYPTOFLOW_JOURNAL__DIR": str(tmp_path / "journal"),
+            "CRYPTOFLOW_CONNECTOR__BATCH_SIZE": "1",
+        }
+        first = run_once("spot_delta", env, recovery, "after_commit:1", pace_s=0.03)
+        assert first.returncode == -9, first.stderr[-3000:]  # journal complete, one commit, killed
+    for fault in ("random:1.6", "random:2.4", "random:0.9", "random:2.9"):  # a live flow never ends
+        result = run_once("spot_delta", env, recovery, fault, pace_s=0.03)
+        assert result.returncode == -9, result.stderr[-3000:]
+    full = {**os.environ, **env, "PYTHONPATH": f"{FAULTS}{os.pathsep}{REPO}"}
+    proc = subprocess.Popen(
+        flow_cmd("spot_delta", recovery), cwd=REPO, env=full, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    expected = binance_spot_expected_level_values()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a live flow never ends by itself: wait for the data
+            time.sleep(1.0)
+            try:
+                if level_values(table_rows(env, "spot_delta")) == expected:
+                    break
+            except Exception:  # table not created yet
+                continue
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "reconnecting" in err or "exchangeInfo failed" in err  # the connector really was cut off
+    rows = table_rows(env, "spot_delta")
+    assert level_values(rows) == expected
+    assert max(as_multiset(rows).values()) == 1
