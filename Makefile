@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench bench-quick bench-book clean-warehouse
+.PHONY: demo test crash-test lint bench bench-quick bench-book bench-journal clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -34,6 +34,12 @@ bench: $(BENCH_STAMP)  ## throughput vs orjson ceiling and cryptofeed, 3 runs (~
 
 bench-quick: $(BENCH_STAMP)  ## the same, smaller corpora and one run (~1 min)
 	$(PY) -m benchmarks.run --quick
+
+crash-test: $(STAMP)  ## SIGKILL/resume exactly-once test, longer: 30 kills per catalog, fresh seed (CFTEST_CRASH_SEED=n to replay)
+	CFTEST_CRASH_KILLS=$${CFTEST_CRASH_KILLS:-30} $(PY) -m pytest -q -s tests/integration/test_crash_exactly_once.py
+
+bench-journal: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance recording
+	$(PY) -m benchmarks.journal_overhead
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

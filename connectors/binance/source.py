@@ -3,14 +3,22 @@ per shard (which opens as many connections as its streams need)."""
 
 from __future__ import annotations
 
-import queue
+import logging
+from typing import Any
 
 from connectors.binance.client import SPOT, USDM, BinanceClient
-from connectors.source import ShardedSource
+from connectors.binance.decode import BinanceDecoder
+from connectors.source import ShardedSource, replay_has_source
 from cryptoflow.config import Settings
 from cryptoflow.sharding import group_by_shard
 
 EXCHANGE = "binance"
+log = logging.getLogger(__name__)
+
+
+def source_name(market: str) -> str:
+    """The registry's name of a Binance market's source; also its journal sub-directory."""
+    return f"{EXCHANGE}_{market}"
 
 
 def binance_source(
@@ -22,12 +30,18 @@ def binance_source(
     symbols = cfg.symbols if cfg.enabled else []
     if not symbols:
         return None
+    name = source_name(market)
+    if not replay_has_source(settings.journal, name):
+        log.warning(
+            "journal.replay_dir %s holds no %s capture; source skipped", settings.journal.replay_dir, name
+        )
+        return None
     by_shard = group_by_shard(
         EXCHANGE if market == SPOT else "binance-usdm", symbols, settings.sharding.total_shards
     )
     caps = settings.channels.caps_for(EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[BinanceClient]:
+    def make_clients(shard: int, out: Any) -> list[BinanceClient]:  # a queue.Queue or a JournalWriter
         local_addr = settings.sharding.per_shard_ip_override.get(shard)
         return [
             BinanceClient(market, cfg, settings.connector, by_shard[shard], channels, shard, out, local_addr)
@@ -39,6 +53,10 @@ def binance_source(
         caps.raw_cap,
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
+        journal=settings.journal,
+        make_decoder=lambda shard, state: BinanceDecoder(shard, state, market, by_shard[shard]),
+        stream=stream,
+        source=name,
     )
 
 

@@ -14,6 +14,7 @@ from connectors.binance.client import (
     BinanceClient,
     now_us,
 )
+from connectors.journal import JournalWriter
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 
 __all__ = [
@@ -34,7 +35,7 @@ class BinanceSpotClient(BinanceClient):
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
     ) -> None:
         super().__init__(SPOT, cfg, connector, symbols, channels, shard, out, local_addr)
