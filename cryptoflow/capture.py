@@ -1,8 +1,8 @@
 """`cryptoflow capture`: record raw exchange data into journal directories, no dataflow involved.
 
-Writes exactly the format the dataflows' journals use (`<out>/<source>/<partition>/*.seg`: raw WebSocket frames,
-REST snapshot bodies and the instrument list, each with ingest time, connection id and kind), so a
-capture can be kept as raw data or replayed through a flow with `journal.replay_dir: <out>`.
+Writes exactly the format the dataflows' journals use (`<out>/<source>/<partition>/*.seg`: raw
+WebSocket frames, REST snapshot bodies and the instrument list, each with ingest time, run id and kind),
+so a capture can be kept as raw data or replayed through a flow with `journal.replay_dir: <out>`.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 resync, rotate connections before Binance's 24 h expiry.
 
 Runs in its own thread with its own asyncio loop and hands parsed `RawEvent`s to a bounded queue, so
-Bytewax's `next_batch` never blocks on the network. With a journal (`out` is a `JournalWriter`) it writes
-the raw frames and REST bodies of exactly those events instead (plus the exchangeInfo bodies and an END
-record); `BinanceDecoder` turns them into the same events after the journal, deterministically. REST snapshots are injected into the same ordered
-stream; whether it is consistent is decided downstream by the pure sequencing rules
-(`operators.sequencing.binance`), which the client also runs (ids only) to know when to fetch a snapshot.
+Bytewax's `next_batch` never blocks on the network. With a journal (`out` is a `JournalWriter`) it
+writes the raw frames and REST bodies of exactly those events instead (plus the exchangeInfo bodies and
+an END record); `connectors.binance.decode.BinanceDecoder` turns them into the same events after the
+journal, deterministically. REST snapshots are injected into the same ordered stream; whether it is
+consistent is decided downstream by the pure sequencing rules (`operators.sequencing.binance`), which
+the client also runs (ids only) to know when to fetch a snapshot.
 
 Connections ("lanes"): the shard's streams are grouped by endpoint (spot: `/stream`; USD-M since the 2026
 split: `/public/stream` for `@depth*` and `@bookTicker`, `/market/stream` for `@aggTrade`,
