@@ -16,6 +16,7 @@ across two overlapping connections is exactly what it would see live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
@@ -30,6 +31,7 @@ from websockets.http11 import Request, Response
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
 
+CONTROL_GRACE_S = 0.2  # how long a finished SUBSCRIBE session still answers control messages
 log = logging.getLogger(__name__)
 
 REPLAY_END_CODE = 4100
@@ -193,6 +195,10 @@ class ExchangeSimulator:
             if not first.is_set():
                 return
             await self._replay(ws, candidates, subscribed)
+            # Control messages sent right after the first SUBSCRIBE (LIST_SUBSCRIPTIONS) may still be
+            # in flight when a fast replay ends: answer them before the end-of-replay close.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), CONTROL_GRACE_S)
         finally:
             reader.cancel()
 
