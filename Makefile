@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench bench-quick bench-book bench-synthetic chaos clean-warehouse
+.PHONY: demo test crash-test lint bench bench-quick bench-book bench-journal bench-synthetic chaos clean-warehouse
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -37,6 +37,12 @@ bench-quick: $(BENCH_STAMP)  ## the same, smaller corpora and one run (~1 min)
 
 chaos: $(STAMP)  ## 10-minute chaos run against the simulator (disconnects, stalls, 10x bursts, 429s)
 	CRYPTOFLOW_CHAOS_SECONDS=$${CRYPTOFLOW_CHAOS_SECONDS:-600} $(PY) -m pytest -q -s -p no:logging tests/integration/test_chaos.py  # no log capture: it keeps every record
+
+crash-test: $(STAMP)  ## SIGKILL/resume exactly-once test, longer: 30 kills per catalog, fresh seed (CFTEST_CRASH_SEED=n to replay)
+	CFTEST_CRASH_KILLS=$${CFTEST_CRASH_KILLS:-30} $(PY) -m pytest -q -s tests/integration/test_crash_exactly_once.py
+
+bench-journal: $(STAMP)  ## journal hand-off vs in-memory queue, frames/s on the Binance recording
+	$(PY) -m benchmarks.journal_overhead
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,22 +1,30 @@
 """Bytewax source: one partition per symbol shard, each fed by its exchange clients' threads.
 
-`next_batch` only drains a bounded queue (never touches a socket), assigns each event its position in
-the shard's stream (`offset`, resumed from the Bytewax snapshot so it stays monotonic across restarts)
-and ends the partition when every client has finished (only in replay mode).
+Two paths. Without a journal, `next_batch` only drains a bounded queue (never touches a socket),
+assigns each event its position in the shard's stream (`offset`: monotonic, and never reused by a
+later run, see `build_part`) and ends the partition when every client has finished (only in replay
+mode); a crash loses what was in flight. With a journal, clients append what arrived to the
+shard's journal, which assigns the offsets; the partition reads the journal from its resumed offset
+and decodes after it, so a replay produces identical events and offsets (exactly-once with the sink).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.signals import END
+from connectors.journal import JournalReader, JournalRecord, JournalWriter, RecordKind
+from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
+from cryptoflow.config import JournalConfig
 from cryptoflow.model import RawEvent
 from cryptoflow.sharding import partition_name, shard_of_partition
 
@@ -28,7 +36,25 @@ class Client(Protocol):
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
-ClientsFactory = Callable[[int, queue.Queue], list[Client]]
+ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, queue.Queue | JournalWriter)
+
+
+class Decoder(Protocol):
+    """Turns journal records into events; its state (e.g. instruments) is part of the source snapshot."""
+
+    def decode(self, record: JournalRecord) -> RawEvent | None: ...
+    def state(self) -> Any: ...
+
+
+DecoderFactory = Callable[[int, Any], Decoder]  # (shard, saved decoder state or None)
+
+
+@dataclass
+class JournalPosition:
+    """Source resume state in journal mode: the next journal offset and the decoder's state there."""
+
+    offset: int
+    decoder: Any
 
 
 class ShardPartition(StatefulSourcePartition[RawEvent, int]):
@@ -84,21 +110,164 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
             client.stop()
 
 
-class ShardedSource(FixedPartitionedSource[RawEvent, int]):
+class JournalShardPartition(StatefulSourcePartition[RawEvent, JournalPosition]):
+    """Reads a shard's journal from the resumed offset while its clients (if any) append to it.
+
+    Journal segments below the offset of the second-to-last snapshot are deleted: by then Bytewax has
+    durably recorded a later resume point, and every sink committed that epoch before its snapshot.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        reader: JournalReader,
+        decoder: Decoder,
+        clients: list[Client],
+        writer: JournalWriter | None,
+        batch_size: int,
+        idle_ms: int,
+        retention_s: float,
+    ) -> None:
+        self.name, self.reader, self.decoder = name, reader, decoder
+        self.clients, self.writer = clients, writer
+        self.batch_size, self.idle = batch_size, timedelta(milliseconds=idle_ms)
+        self.retention_s = retention_s
+        self.ended = 0
+        self._awake: datetime | None = None
+        self._snapshots: list[int] = []
+        for client in clients:
+            client.start()
+
+    def next_batch(self) -> list[RawEvent]:
+        records = self.reader.read(self.batch_size)
+        if not records:
+            # replay of a capture: the journal's end is the end; live: every client of this run ended
+            if not self.clients or self.ended >= len(self.clients):
+                raise StopIteration()
+            self._awake = datetime.now(UTC) + self.idle
+            return []
+        batch: list[RawEvent] = []
+        decode = self.decoder.decode
+        for record in records:
+            if record.kind is RecordKind.END:
+                if record.meta == RUN_ID:
+                    self.ended += 1
+                continue
+            event = decode(record)
+            if event is not None:
+                event.offset = record.offset
+                batch.append(event)
+        self._awake = None
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> JournalPosition:
+        position = JournalPosition(self.reader.next_offset, self.decoder.state())
+        self._snapshots.append(position.offset)
+        if len(self._snapshots) > 2:
+            durable = self._snapshots.pop(0)
+            if self.writer is not None:
+                self.writer.delete_below(durable, self.retention_s)
+        return position
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.stop()
+        if self.writer is not None:
+            self.writer.close()
+        self.reader.close()
+
+
+def journal_dir(cfg: JournalConfig, stream: str, part: str, source: str = "") -> tuple[Path, bool]:
+    """The partition's journal directory and whether it is a capture to replay (no clients).
+
+    `source` (e.g. `binance_usdm`) keeps the journals of a flow's sources apart: two sources of one flow
+    (ticks from spot and USD-M) both have a `shard-00000`. A capture has the same `<source>/<part>` layout.
+    """
+    if cfg.replay_dir:
+        return Path(cfg.replay_dir) / source / part, True
+    return Path(cfg.dir) / stream / source / part, False
+
+
+def replay_has_source(cfg: JournalConfig, source: str) -> bool:
+    """Whether the configured capture holds `source` (always True when not replaying a capture)."""
+    return not cfg.enabled or not cfg.replay_dir or (Path(cfg.replay_dir) / source).is_dir()
+
+
+class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
     """Partitions are the shards that own at least one configured symbol (stable, zero-padded names)."""
 
     def __init__(
-        self, shards: list[int], make_clients: ClientsFactory, queue_cap: int, batch_size: int, idle_ms: int
+        self,
+        shards: list[int],
+        make_clients: ClientsFactory,
+        queue_cap: int,
+        batch_size: int,
+        idle_ms: int,
+        journal: JournalConfig | None = None,
+        make_decoder: DecoderFactory | None = None,
+        stream: str = "",
+        source: str = "",
     ):
         self.shards, self.make_clients = shards, make_clients
         self.queue_cap, self.batch_size, self.idle_ms = queue_cap, batch_size, idle_ms
+        self.journal, self.make_decoder, self.stream = journal, make_decoder, stream
+        self.source = source
+        if journal is not None and journal.enabled and make_decoder is None:
+            raise ValueError("a journaled source needs a decoder")
 
     def list_parts(self) -> list[str]:
         return [partition_name(s) for s in self.shards]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> ShardPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
+        if self.journal is not None and self.journal.enabled:
+            return self._build_journal_part(step_id, for_part, resume_state)
         out: queue.Queue = queue.Queue(maxsize=self.queue_cap)
         shard = shard_of_partition(for_part)
         clients = self.make_clients(shard, out)
-        log.info("%s: partition %s starts at offset %s", step_id, for_part, resume_state or 0)
-        return ShardPartition(for_part, clients, out, resume_state or 0, self.batch_size, self.idle_ms)
+        # Live input is not replayable here: a restarted run reads *new* data, which must never reuse an
+        # offset a previous run may have committed (the sink drops rows at or below its watermark).
+        # Offsets therefore start at the wall clock in microseconds, past any earlier run's offsets.
+        start = max(resume_state or 0, time.time_ns() // 1000)
+        log.info("%s: partition %s starts at offset %s", step_id, for_part, start)
+        return ShardPartition(for_part, clients, out, start, self.batch_size, self.idle_ms)
+
+    def _build_journal_part(
+        self, step_id: str, for_part: str, resume: JournalPosition | None
+    ) -> JournalShardPartition:
+        assert self.journal is not None and self.make_decoder is not None
+        shard = shard_of_partition(for_part)
+        label = "/".join(p for p in (self.stream, self.source) if p)
+        directory, replay = journal_dir(self.journal, self.stream, for_part, self.source)
+        if isinstance(resume, int):  # state saved by the queue path: not a journal position
+            raise RuntimeError(
+                f"{for_part}: the recovery store was written without the journal; use a new recovery dir"
+            )
+        writer, clients = None, []
+        if replay:
+            if not directory.is_dir():
+                raise FileNotFoundError(f"journal.replay_dir has no {for_part}: {directory}")
+            start = resume.offset if resume else None
+        else:
+            writer = JournalWriter(
+                directory, self.journal.fsync, self.journal.fsync_interval_ms,
+                self.journal.segment_mb * 1024 * 1024, name=f"{label}/{for_part}",
+            )  # fmt: skip
+            # No resume state: a first run, or a run that died before Bytewax stored its first
+            # snapshot. Either way read from the oldest retained record (the sink drops what is
+            # already committed); starting at the end would skip what the dead run journaled.
+            start = resume.offset if resume else None
+        reader = JournalReader(directory, start, name=f"{label}/{for_part}")
+        decoder = self.make_decoder(shard, resume.decoder if resume else None)
+        if writer is not None:
+            clients = self.make_clients(shard, writer)
+        log.info(
+            "%s: partition %s reads journal %s from offset %s%s",
+            step_id, for_part, directory, reader.next_offset, " (replay)" if replay else "",
+        )  # fmt: skip
+        return JournalShardPartition(
+            for_part, reader, decoder, clients, writer, self.batch_size, self.idle_ms,
+            self.journal.retention_s,
+        )  # fmt: skip

@@ -40,6 +40,30 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capture(args: argparse.Namespace) -> int:
+    from cryptoflow.capture import CHANNELS, run_capture
+    from cryptoflow.config import load_settings
+
+    channels = {CHANNELS[c] for c in args.channels.split(",") if c}
+    return run_capture(load_settings(), Path(args.out), channels, args.duration)
+
+
+def _channels(value: str) -> str:
+    names = ("depth", "trades", "bookTicker", "liquidations", "funding")  # cryptoflow.capture.CHANNELS
+    unknown = set(value.split(",")) - set(names)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown channel(s) {sorted(unknown)}; use {','.join(names)}")
+    return value
+
+
+def _init_recovery(args: argparse.Namespace) -> int:
+    from cryptoflow.runtime import ensure_recovery_store
+
+    created = ensure_recovery_store(args.dir, args.partitions)
+    print(f"{args.dir}: {'created' if created else 'already initialised, left as is'}")
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     import orjson
 
@@ -115,6 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(consecutive ports from --port)",
     )  # fmt: skip
     sim.set_defaults(func=_simulate)
+
+    cap = sub.add_parser(
+        "capture", help="record raw exchange data into journal segments (replayable with journal.replay_dir)"
+    )
+    cap.add_argument(
+        "--out", required=True, help="directory; <source>/<shard> sub-directories (binance_spot/shard-00003)"
+    )
+    cap.add_argument(
+        "--channels",
+        default="depth,trades",
+        help="comma-separated of depth,trades,bookTicker,liquidations,funding (default depth,trades)",
+        type=_channels,
+    )
+    cap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    cap.set_defaults(func=_capture)
+
+    rec = sub.add_parser("init-recovery", help="create a Bytewax recovery store unless it exists")
+    rec.add_argument("dir")
+    rec.add_argument("--partitions", type=int, default=1)
+    rec.set_defaults(func=_init_recovery)
     return parser
 
 

@@ -308,6 +308,46 @@ class ConnectorConfig(_Section):
     batch_size: int = Field(1000, ge=1)
 
 
+class JournalConfig(_Section):
+    """Per-shard journal between connector and dataflow (architecture.md section 1).
+
+    `dir/<stream>/<partition>/` holds a live flow's segments; they are deleted once the dataflow's
+    recovery state has durably moved past them and they are older than `retention_s`. With
+    `replay_dir` set the flow connects to no exchange and replays that capture (`cryptoflow capture`).
+    """
+
+    enabled: bool = False
+    dir: str = "journal"
+    fsync: Literal["always", "interval", "never"] = "interval"
+    fsync_interval_ms: int = Field(1000, ge=1)
+    segment_mb: int = Field(64, ge=1, le=4096)
+    retention_s: float = Field(0.0, ge=0)
+    replay_dir: str | None = None
+
+
+class RecoveryConfig(_Section):
+    """Bytewax recovery store: created on first use with this many partitions (fixed forever)."""
+
+    partitions: int = Field(1, ge=1, le=1024)
+
+
+class LedgerConfig(_Section):
+    """Optional DynamoDB commit ledger: a fence and audit log, never the source of truth."""
+
+    enabled: bool = False
+    table: str = "cryptoflow-commits"
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+class SinkConfig(_Section):
+    """Commit retries on top of pyiceberg's own (conflicts, unknown outcomes, storage errors)."""
+
+    commit_attempts: int = Field(8, ge=1, le=100)
+    retry_initial_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(10.0, gt=0)
+
+
 class MetricsConfig(_Section):
     """`port` serves /metrics, /live and /ready; unset = no endpoint (embedded runs, tests)."""
 
@@ -324,6 +364,10 @@ class Settings(_Section):
     book: BookConfig = BookConfig()
     connector: ConnectorConfig = ConnectorConfig()
     metrics: MetricsConfig = MetricsConfig()
+    journal: JournalConfig = JournalConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    sink: SinkConfig = SinkConfig()
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

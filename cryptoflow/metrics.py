@@ -59,3 +59,28 @@ REST_RETRIES = Counter(
 RATE_LIMITED = Counter(
     "cryptoflow_rate_limited_total", "Waits imposed by our own per-IP budgets", ["exchange", "what"]
 )
+COMMIT_RECONCILED = Counter(
+    "cryptoflow_commit_reconciled_total",
+    "Commits whose outcome was unknown, then found (landed) or not found (retried) in the table",
+    ["table", "outcome"],
+)
+ROWS_DEDUPED = Counter(
+    "cryptoflow_rows_deduplicated_total",
+    "Rows dropped by the sink because the table already holds their stream position (replay)",
+    ["table"],
+)
+JOURNAL_RECORDS = Counter("cryptoflow_journal_records_total", "Records appended to a journal", ["journal"])
+JOURNAL_SEGMENTS_DELETED = Counter(
+    "cryptoflow_journal_segments_deleted_total", "Journal segments deleted by retention", ["journal"]
+)
+JOURNAL_TORN_TAILS = Counter(
+    "cryptoflow_journal_torn_tails_total", "Torn records cut off when a journal was reopened", ["journal"]
+)
+JOURNAL_MISSING = Counter(
+    "cryptoflow_journal_missing_records_total",
+    "Records a reader needed that were no longer in the journal (a real gap)",
+    ["journal"],
+)
+LEDGER_EVENTS = Counter(
+    "cryptoflow_ledger_events_total", "DynamoDB commit ledger outcomes", ["table", "outcome"]
+)

@@ -1,6 +1,12 @@
 """Wiring shared by the seven flows: one pipeline per configured source that offers the stream
 (`connectors.registry`), each keyed by instrument, through the stream's stateful logic, into its table
-(and `gaps` for book streams)."""
+(and `gaps` for book streams).
+
+Exactly-once: the stateful logic is wrapped in `PositionedLogic`, so every row carries the (shard,
+offset) of the input that triggered it, and the sinks (`iceberg_sink`) drop rows their table already
+holds. Each source's sinks get their own writer id (the step id carries the source name), so one
+table's watermarks never mix two sources' shard numbers. With `journal.enabled` the sources read
+their shard's journal (connectors/journal), which makes a replay after a crash deterministic."""
 
 from __future__ import annotations
 
@@ -11,11 +17,12 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
-from connectors.iceberg.sink import IcebergSink
+from connectors.iceberg.factory import iceberg_sink
 from connectors.registry import offered, sources_for
 from cryptoflow.config import Settings
 from cryptoflow.model import GapRow
 from cryptoflow.schemas import TABLES
+from operators.positioned import PositionedLogic
 
 LogicBuilder = Callable[[Any], StatefulLogic]
 
@@ -31,15 +38,14 @@ def build_stream_flow(
             f"(sources that can: {', '.join(offered(stream)) or 'none'}); enable one in the config"
         )
     flow = Dataflow(stream)
-    cat, parquet = settings.catalog, settings.parquet
     for name, source in sources:
         events = op.input(f"{name}_in", flow, source)
         keyed = op.key_on(f"{name}_key", events, lambda e: e.key)
-        rows = op.stateful(f"{name}_logic", keyed, logic)
+        rows = op.stateful(f"{name}_logic", keyed, lambda resume: PositionedLogic(logic(resume)))
         if with_gaps:
-            split = op.branch(f"{name}_split", rows, lambda key_row: not isinstance(key_row[1], GapRow))
+            split = op.branch(f"{name}_split", rows, lambda key_row: not isinstance(key_row[1].row, GapRow))
             rows = split.trues
-            gaps = IcebergSink(TABLES["gaps"], cat, parquet, f"{stream}-gaps")
+            gaps = iceberg_sink(settings, TABLES["gaps"], f"{stream}-gaps")
             op.output(f"{name}_iceberg_gaps", split.falses, gaps)
-        op.output(f"{name}_iceberg", rows, IcebergSink(TABLES[stream], cat, parquet, stream))
+        op.output(f"{name}_iceberg", rows, iceberg_sink(settings, TABLES[stream], stream))
     return flow

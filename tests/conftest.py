@@ -2,6 +2,7 @@ import pytest
 
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.server import ExchangeSimulator
+from tests.support.sinks import make_ticks_catalog
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,21 @@ def binance_usdm_venue():
 def binance_usdm_simulator(binance_usdm_venue):
     with ExchangeSimulator(binance_usdm_venue, speed=0.0) as sim:
         yield sim
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A fresh SqlCatalog with an empty `cryptoflow.ticks` table."""
+    return make_ticks_catalog(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def binance_capture(tmp_path_factory, binance_spot_venue):
+    """The simulator's Binance spot replay captured once into journal segments (`cryptoflow capture`)."""
+    from cryptoflow.demo import demo_environment
+    from tests.support.crash import capture
+
+    root = tmp_path_factory.mktemp("capture")
+    with ExchangeSimulator(binance_spot_venue, speed=0.0) as sim:
+        capture(demo_environment(sim, root / "unused-warehouse"), root / "journal")
+    return root / "journal"

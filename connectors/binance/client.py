@@ -2,9 +2,12 @@
 resync, rotate connections before Binance's 24 h expiry.
 
 Runs in its own thread with its own asyncio loop and hands parsed `RawEvent`s to a bounded queue, so
-Bytewax's `next_batch` never blocks on the network. REST snapshots are injected into the same ordered
-stream; whether it is consistent is decided downstream by the pure sequencing rules
-(`operators.sequencing.binance`), which the client also runs (ids only) to know when to fetch a snapshot.
+Bytewax's `next_batch` never blocks on the network. With a journal (`out` is a `JournalWriter`) it
+writes the raw frames and REST bodies of exactly those events instead (plus the exchangeInfo bodies and
+an END record); `connectors.binance.decode.BinanceDecoder` turns them into the same events after the
+journal, deterministically. REST snapshots are injected into the same ordered stream; whether it is
+consistent is decided downstream by the pure sequencing rules (`operators.sequencing.binance`), which
+the client also runs (ids only) to know when to fetch a snapshot.
 
 Connections ("lanes"): the shard's streams are grouped by endpoint (spot: `/stream`; USD-M since the 2026
 split: `/public/stream` for `@depth*` and `@bookTicker`, `/market/stream` for `@aggTrade`,
@@ -49,8 +52,9 @@ from connectors.binance.parsing import (
 )
 from connectors.egress import EgressManager
 from connectors.http import HttpError, http_get
+from connectors.journal import JournalWriter, RecordKind
 from connectors.retry import Backoff, CircuitBreaker
-from connectors.signals import END
+from connectors.signals import END, RUN_ID
 from connectors.ws_client import ConnectionEnded, ConnectLease, RotatingConnection
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, BinanceUsdmConfig, ConnectorConfig
@@ -85,6 +89,26 @@ class _LaneEgress:
 
     ip: str | None = None
     throttle_wait: float | None = None
+
+
+def instruments_market(market: str) -> str:
+    """The `Market` exchangeInfo of a Binance market is parsed as (USD-M contracts say perp/future)."""
+    return Market.SPOT if market == SPOT else Market.PERP
+
+
+def parse_frame(
+    raw: str | bytes, instruments: dict[str, Instrument], shard: int, ingest_us: int, label: str
+) -> RawEvent | None:
+    """One WS frame -> event (None for control frames); a bad frame is counted, logged and dropped.
+    Shared by the client and the decoder after the journal."""
+    try:
+        return parse_ws_frame(raw, instruments, shard, ingest_us)
+    except ParseError as exc:
+        metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
+        if exc.reason == "unknown_symbol":
+            metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
+        log.warning("%s: dropped frame: %s", label, exc)
+        return None
 
 
 @dataclass(frozen=True)
@@ -227,7 +251,7 @@ class BinanceClient:
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
         egress: EgressManager | None = None,
     ) -> None:
@@ -246,6 +270,9 @@ class BinanceClient:
         self.rest_breaker = CircuitBreaker(
             f"{name}-rest", connector.breaker_failures, connector.breaker_reset_s
         )
+        # Journal mode: write what would go on the queue; decoding happens after the journal.
+        self.journal = out if isinstance(out, JournalWriter) else None
+        self._journal_meta = RUN_ID[:8]
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self.filter = DuplicateFilter()
@@ -307,7 +334,11 @@ class BinanceClient:
         except Exception:  # never let a client thread die silently
             log.exception("%s crashed", self._label)
         finally:
-            self._put(END)
+            if self.journal is not None:
+                self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
+                self.journal.sync()
+            else:
+                self._put(END)
             self.finished.set()
 
     async def _main(self) -> None:
@@ -406,14 +437,7 @@ class BinanceClient:
     # ------------------------------------------------------------------ frames
     def parse(self, raw: str | bytes) -> RawEvent | None:
         self._frames.inc()
-        try:
-            return parse_ws_frame(raw, self.instruments, self.shard, now_us())
-        except ParseError as exc:
-            metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
-            if exc.reason == "unknown_symbol":
-                metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
-            log.warning("%s: dropped frame: %s", self._label, exc)
-            return None
+        return parse_frame(raw, self.instruments, self.shard, now_us(), self._label)
 
     def _on_frame(self, raw: str | bytes) -> None:
         """One frame of the primary connection (what benchmarks drive directly)."""
@@ -433,7 +457,12 @@ class BinanceClient:
                 step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
                 if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
                     self._request_snapshot(event.exchange_symbol, step.outcome.value)
-        self._put(event)
+        if self.journal is not None:
+            if raw is None:
+                raise ValueError("journal mode needs the raw frame of every emitted event")
+            self.journal.append(RecordKind.WS_FRAME, self._journal_meta, raw, event.ingest_ts_us)
+        else:
+            self._put(event)
 
     # ------------------------------------------------------------------ snapshots
     def _request_snapshot(self, exchange_symbol: str, reason: str, delay_s: float = 0.0) -> None:
@@ -457,8 +486,9 @@ class BinanceClient:
         if response is None:
             return
         inst = self.instruments[exchange_symbol]
+        ingest = now_us()
         try:
-            event = parse_depth_snapshot(response, inst, self.shard, now_us())
+            event = parse_depth_snapshot(response, inst, self.shard, ingest)
         except ParseError as exc:
             metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
             log.warning("%s snapshot %s unusable: %s", self._label, exchange_symbol, exc)
@@ -467,7 +497,10 @@ class BinanceClient:
             return
         # Record the snapshot in the client's own sync and in the stream at the same point.
         step = self.syncs[exchange_symbol].on_snapshot(None, event.seq)
-        self._put(event)
+        if self.journal is not None:  # meta = symbol: the decoder's key to the instrument
+            self.journal.append(RecordKind.REST_SNAPSHOT, exchange_symbol, response, ingest)
+        else:
+            self._put(event)
         if step.outcome is Outcome.SNAPSHOT_TOO_OLD:
             self._snapshot_tasks.pop(exchange_symbol, None)
             self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=1.0)
@@ -535,7 +568,12 @@ class BinanceClient:
             INSTRUMENTS.lock.release()
 
     def _parse_instruments(self, body: bytes) -> dict[str, Instrument]:
-        return parse_exchange_info(body, Market.SPOT if self.market == SPOT else Market.PERP)
+        return parse_exchange_info(body, instruments_market(self.market))
+
+    def _journal_instruments(self, body: bytes) -> None:
+        """The decoder after the journal needs the instruments the client parsed its frames with."""
+        if self.journal is not None:
+            self.journal.append(RecordKind.INSTRUMENTS, "", body, now_us())
 
     async def _load_instruments(self) -> None:
         while not self._stop.is_set():
@@ -544,6 +582,7 @@ class BinanceClient:
                 return
             try:
                 self._adopt_instruments(self._parse_instruments(body))
+                self._journal_instruments(body)
                 return
             except ParseError as exc:
                 log.warning("%s exchangeInfo unusable (%s); retrying", self._label, exc)
@@ -570,6 +609,7 @@ class BinanceClient:
                 return
             with contextlib.suppress(ParseError):
                 self._adopt_instruments(self._parse_instruments(body))
+                self._journal_instruments(body)
 
     # ------------------------------------------------------------------ helpers
     def _put(self, item: RawEvent | object) -> None:

@@ -5,15 +5,23 @@ per-IP reconnect budget)."""
 
 from __future__ import annotations
 
-import queue
+import logging
+from typing import Any
 
 from connectors.binance.client import SPOT, USDM, BinanceClient
+from connectors.binance.decode import BinanceDecoder
 from connectors.egress import egress_from_config
 from connectors.registry import owned_shard_groups
-from connectors.source import ShardedSource
+from connectors.source import ShardedSource, replay_has_source
 from cryptoflow.config import Settings
 
 EXCHANGE = "binance"
+log = logging.getLogger(__name__)
+
+
+def source_name(market: str) -> str:
+    """The registry's name of a Binance market's source; also its journal sub-directory."""
+    return f"{EXCHANGE}_{market}"
 
 
 def binance_shards(settings: Settings, market: str) -> dict[int, list[str]]:
@@ -37,11 +45,17 @@ def binance_source(
     cfg = settings.exchanges.binance.spot if market == SPOT else settings.exchanges.binance.usdm
     if not (cfg.symbols if cfg.enabled else []):
         return None
+    name = source_name(market)
+    if not replay_has_source(settings.journal, name):
+        log.warning(
+            "journal.replay_dir %s holds no %s capture; source skipped", settings.journal.replay_dir, name
+        )
+        return None
     by_shard = binance_shards(settings, market)
     caps = settings.channels.caps_for(EXCHANGE, stream)
     egress = egress_from_config(settings.sharding, by_shard)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[BinanceClient]:
+    def make_clients(shard: int, out: Any) -> list[BinanceClient]:  # a queue.Queue or a JournalWriter
         return [
             BinanceClient(
                 market, cfg, settings.connector, by_shard[shard], channels, shard, out, egress=egress
@@ -54,6 +68,10 @@ def binance_source(
         caps.raw_cap,
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
+        journal=settings.journal,
+        make_decoder=lambda shard, state: BinanceDecoder(shard, state, market, by_shard[shard]),
+        stream=stream,
+        source=name,
     )
 
 

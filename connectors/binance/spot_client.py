@@ -16,6 +16,7 @@ from connectors.binance.client import (
     now_us,
 )
 from connectors.egress import EgressManager
+from connectors.journal import JournalWriter
 from cryptoflow.config import BinanceSpotConfig, ConnectorConfig
 
 __all__ = [
@@ -37,7 +38,7 @@ class BinanceSpotClient(BinanceClient):
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
         egress: EgressManager | None = None,
     ) -> None:

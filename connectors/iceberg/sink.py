@@ -1,32 +1,42 @@
-"""Iceberg sink: one committer partition per table, one atomic commit per Bytewax epoch.
+"""Exactly-once Iceberg sink: one committer partition per table, one atomic commit per Bytewax epoch.
 
-Rows are buffered for the epoch, converted column-wise to Arrow, sorted by the table's sort order
-(pyiceberg does not sort for us) and appended in one transaction whose snapshot summary records
-`cryptoflow.writer-id`, `cryptoflow.seq` and the per-shard offset watermark, so every commit can be
-traced back to the stream positions it covers.
+The Iceberg snapshot summary is the source of truth (iceberg-notes.md sections 4 and 6.2). Every
+commit records `cryptoflow.writer-id`, `cryptoflow.seq` and the per-shard watermark (the highest
+triggering source offset it covers). On start the partition walks the table's snapshot ancestry for its
+writer id and takes the max of that and Bytewax's saved state, because the table is ahead after a
+crash between the Iceberg commit and the Bytewax snapshot. Rows at or below the watermark are
+replays of committed input and are dropped. A commit whose outcome is unknown (HTTP 500, timeout,
+storage error) is reconciled by looking up `(writer-id, seq)` in the reloaded table before retrying.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, RESTError
+from pyiceberg.table.snapshots import ancestors_of
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from cryptoflow import metrics
-from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
+from operators.positioned import Positioned
 
 log = logging.getLogger(__name__)
 
 WRITER_ID = "cryptoflow.writer-id"
 SEQ = "cryptoflow.seq"
 WATERMARK = "cryptoflow.watermark"
+
+# Failures after which the commit may or may not have landed: reload, look, then retry.
+RETRYABLE = (CommitFailedException, CommitStateUnknownException, RESTError, OSError, TimeoutError)
 
 
 @dataclass
@@ -35,42 +45,158 @@ class SinkState:
     watermark: dict[int, int] = field(default_factory=dict)
 
 
+def merge_states(a: SinkState, b: SinkState) -> SinkState:
+    """The furthest of two states: max seq, per-shard max watermark."""
+    shards = a.watermark.keys() | b.watermark.keys()
+    return SinkState(
+        max(a.seq, b.seq), {s: max(a.watermark.get(s, -1), b.watermark.get(s, -1)) for s in shards}
+    )
+
+
+def commit_properties(writer_id: str, state: SinkState) -> dict[str, str]:
+    return {
+        WRITER_ID: writer_id,
+        SEQ: str(state.seq),
+        WATERMARK: json.dumps({str(k): v for k, v in sorted(state.watermark.items())}),
+    }
+
+
+def committed_state(table: Any, writer_id: str) -> SinkState:
+    """The latest commit of `writer_id` in the current snapshot's ancestry (Flink's approach)."""
+    for snap in ancestors_of(table.current_snapshot(), table.metadata):
+        props = snap.summary.additional_properties if snap.summary else {}
+        if props.get(WRITER_ID) == writer_id and SEQ in props:
+            marks = json.loads(props.get(WATERMARK) or "{}")
+            return SinkState(int(props[SEQ]), {int(k): int(v) for k, v in marks.items()})
+    return SinkState()
+
+
+def find_commit(table: Any, writer_id: str, seq: int) -> bool:
+    """Whether `(writer_id, seq)` is in the ancestry (used to reconcile an unknown outcome)."""
+    for snap in ancestors_of(table.current_snapshot(), table.metadata):
+        props = snap.summary.additional_properties if snap.summary else {}
+        if props.get(WRITER_ID) == writer_id:
+            found = int(props.get(SEQ, "-1"))
+            if found == seq:
+                return True
+            if found < seq:  # older commits of ours below: ours is not there
+                return False
+    return False
+
+
+class CommitLedger(Protocol):
+    """Optional fence and audit log around commits (connectors/iceberg/ledger.py)."""
+
+    def begin(self, table: str, writer_id: str, seq: int, watermark: dict[int, int], rows: int) -> None: ...
+    def committed(self, table: str, writer_id: str, seq: int) -> None: ...
+    def reconcile(self, table: str, writer_id: str, table_state: SinkState, landed: Any) -> None: ...
+
+
 class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
-    def __init__(self, table_def: TableDef, table: Any, writer_id: str, resume: SinkState | None) -> None:
+    def __init__(
+        self,
+        table_def: TableDef,
+        table: Any,
+        writer_id: str,
+        resume: SinkState | None,
+        retry: SinkConfig | None = None,
+        reload: Any = None,
+        ledger: CommitLedger | None = None,
+    ) -> None:
         self.table_def, self.table, self.writer_id = table_def, table, writer_id
-        self.state = resume or SinkState()
+        self.retry = retry or SinkConfig()
+        self.reload = reload or (lambda: self.table.refresh())
+        self.ledger = ledger
+        in_table = committed_state(table, writer_id)
+        self.state = merge_states(in_table, resume or SinkState())
+        if resume is not None and in_table.seq > resume.seq:
+            log.info(
+                "%s: table is ahead of the recovery state (seq %d > %d); replayed rows up to %s are dropped",
+                table_def.name, in_table.seq, resume.seq, in_table.watermark,
+            )  # fmt: skip
+        if ledger is not None:
+            ledger.reconcile(
+                table_def.name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq)
+            )
         self.buffer: list[Any] = []
+        self.pending: dict[int, int] = {}
 
     def write_batch(self, values: list[Any]) -> None:
-        self.buffer.extend(values)
+        marks, dropped = self.state.watermark, 0
+        for value in values:
+            if not isinstance(value, Positioned):
+                # a flow not wired with PositionedLogic: no triggering offset, so no dedupe (a row's own
+                # lineage offset can be below committed rows of other books and still be new)
+                self.buffer.append(value)
+                continue
+            shard, offset = value.shard, value.offset
+            if offset <= marks.get(shard, -1):
+                dropped += 1
+                continue
+            self.buffer.append(value.row)
+            if offset > self.pending.get(shard, -1):
+                self.pending[shard] = offset
+        if dropped:
+            metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
 
     def flush(self) -> None:
         if not self.buffer:
             return
         rows, self.buffer = self.buffer, []
+        pending, self.pending = self.pending, {}
         arrow = self.table_def.to_arrow(rows)
         if arrow.num_rows == 0:
             return
-        watermark = dict(self.state.watermark)
-        for row in rows:
-            if row.offset > watermark.get(row.shard, -1):
-                watermark[row.shard] = row.offset
         arrow = arrow.sort_by(self.table_def.sort_keys)
-        seq = self.state.seq + 1
+        target = merge_states(self.state, SinkState(self.state.seq + 1, pending))
         started = time.perf_counter()
-        self.table.append(
-            arrow,
-            snapshot_properties={
-                WRITER_ID: self.writer_id,
-                SEQ: str(seq),
-                WATERMARK: json.dumps({str(k): v for k, v in sorted(watermark.items())}),
-            },
-        )
+        self._commit(arrow, target)
         metrics.COMMIT_SECONDS.labels(self.table_def.name).observe(time.perf_counter() - started)
         metrics.ROWS_COMMITTED.labels(self.table_def.name).inc(arrow.num_rows)
         HEALTH.committed()
-        self.state = SinkState(seq, watermark)
-        log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, seq)
+        self.state = target
+        log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, target.seq)
+
+    def _commit(self, arrow: Any, target: SinkState) -> None:
+        """Append once; on failure reload, and retry only if `(writer-id, seq)` did not land."""
+        name, props = self.table_def.name, commit_properties(self.writer_id, target)
+        if self.ledger is not None:
+            self.ledger.begin(name, self.writer_id, target.seq, target.watermark, arrow.num_rows)
+        delay = self.retry.retry_initial_s
+        for attempt in range(1, self.retry.commit_attempts + 1):
+            try:
+                self.table.append(arrow, snapshot_properties=props)
+                break
+            except RETRYABLE as exc:
+                reason = _reason(exc)
+                metrics.COMMIT_RETRIES.labels(name, reason).inc()
+                log.warning("%s: commit seq %d failed (%s: %s)", name, target.seq, reason, exc)
+                if attempt == self.retry.commit_attempts:
+                    raise
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.retry.retry_max_s)
+                if self._landed(target.seq):
+                    metrics.COMMIT_RECONCILED.labels(name, "landed").inc()
+                    log.info("%s: commit seq %d had landed; not committing again", name, target.seq)
+                    break
+                metrics.COMMIT_RECONCILED.labels(name, "absent").inc()
+        if self.ledger is not None:
+            self.ledger.committed(name, self.writer_id, target.seq)
+
+    def _landed(self, seq: int) -> bool:
+        """Reload the table (retrying storage/catalog errors) and look for our commit."""
+        delay = self.retry.retry_initial_s
+        for attempt in range(1, self.retry.commit_attempts + 1):
+            try:
+                self.table = self.reload()
+                return find_commit(self.table, self.writer_id, seq)
+            except RETRYABLE as exc:
+                log.warning("%s: reload failed (%s)", self.table_def.name, exc)
+                if attempt == self.retry.commit_attempts:
+                    raise
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.retry.retry_max_s)
+        return False
 
     def snapshot(self) -> SinkState:
         self.flush()
@@ -80,9 +206,30 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.flush()
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CommitFailedException):
+        return "conflict"
+    if isinstance(exc, CommitStateUnknownException):
+        return "unknown_state"
+    if isinstance(exc, RESTError):
+        return "catalog_error"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "io_error"
+
+
 class IcebergSink(FixedPartitionedSink[Any, SinkState]):
-    def __init__(self, table_def: TableDef, catalog: CatalogConfig, parquet: ParquetConfig, flow_id: str):
+    def __init__(
+        self,
+        table_def: TableDef,
+        catalog: CatalogConfig,
+        parquet: ParquetConfig,
+        flow_id: str,
+        retry: SinkConfig | None = None,
+        ledger_factory: Any = None,
+    ):
         self.table_def, self.catalog_cfg, self.parquet, self.flow_id = table_def, catalog, parquet, flow_id
+        self.retry, self.ledger_factory = retry, ledger_factory
 
     def list_parts(self) -> list[str]:
         return [f"{self.table_def.name}-committer"]
@@ -94,4 +241,9 @@ class IcebergSink(FixedPartitionedSink[Any, SinkState]):
         catalog = load_catalog(self.catalog_cfg)
         table = ensure_table(catalog, self.catalog_cfg.namespace, self.table_def, self.parquet)
         writer_id = f"{self.flow_id}/{step_id}/{for_part}"
-        return IcebergSinkPartition(self.table_def, table, writer_id, resume_state)
+        identifier = (self.catalog_cfg.namespace, self.table_def.name)
+        ledger = self.ledger_factory() if self.ledger_factory else None
+        return IcebergSinkPartition(
+            self.table_def, table, writer_id, resume_state, self.retry,
+            reload=lambda: catalog.load_table(identifier), ledger=ledger,
+        )  # fmt: skip

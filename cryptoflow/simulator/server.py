@@ -42,6 +42,7 @@ from websockets.protocol import State
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
 from cryptoflow.simulator.faults import FaultInjector, FaultPlan, FrameFault
 
+CONTROL_GRACE_S = 0.2  # how long a finished SUBSCRIBE session still answers control messages
 log = logging.getLogger(__name__)
 
 REPLAY_END_CODE = 4100
@@ -381,8 +382,15 @@ class ExchangeSimulator:
             key = f"{ws.request.path.split('?', 1)[0]}?streams={'/'.join(sorted(subscribed))}"
             self.stats.streams_by_ip.setdefault(peer_ip, []).append(key)
             if self.continuous:
-                return await self._serve(ws, key, self.venue.frames_for(key) or [])
-            return await self._serve(ws, key, candidates, subscribed)
+                ended = await self._serve(ws, key, self.venue.frames_for(key) or [])
+            else:
+                ended = await self._serve(ws, key, candidates, subscribed)
+            if not ended:
+                # Control messages sent right after the first SUBSCRIBE (LIST_SUBSCRIPTIONS) may still be
+                # in flight when a fast replay ends: answer them before the end-of-replay close.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), CONTROL_GRACE_S)
+            return ended
         finally:
             reader.cancel()
 

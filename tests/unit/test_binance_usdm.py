@@ -183,3 +183,41 @@ def test_usdm_limits_are_validated(name, value, field):
 def test_usdm_url_must_be_websocket_or_http():
     with pytest.raises(ConfigError, match="ws_url"):
         load_settings(environ={"CRYPTOFLOW_EXCHANGES__BINANCE__USDM__WS_URL": "ftp://x"})
+
+
+def test_journal_mode_journals_each_emitted_frame_once_and_decodes_to_the_same_events(tmp_path):
+    """Journal mode: `emit` writes the raw frame instead of queueing the event, after the hand-over's
+    duplicate filter; the decoder after the journal, given the journaled exchangeInfo, yields the
+    events the queue path would have carried (kind, symbol, ids, payload), a repeat never."""
+    from connectors.binance.decode import BinanceDecoder
+    from connectors.journal import JournalReader, JournalWriter, RecordKind
+
+    cfg = Settings().exchanges.binance.usdm
+    writer = JournalWriter(tmp_path / "j", "never", 1000, 1 << 20)
+    client = BinanceClient(USDM, cfg, Settings().connector, ["BTCUSDT"], {CHANNEL_FUNDING}, 0, writer)
+    info = json.dumps({"symbols": [{"symbol": "BTCUSDT", "baseAsset": "BTC", "quoteAsset": "USDT",
+                                    "contractType": "PERPETUAL", "status": "TRADING"}]}).encode()  # fmt: skip
+    client._adopt_instruments(client._parse_instruments(info))
+    client._journal_instruments(info)
+
+    def mark(event_ms: int) -> str:
+        data = {"e": "markPriceUpdate", "E": event_ms, "s": "BTCUSDT", "p": "1.5", "i": "1.4", "P": "1.45",
+                "r": "0.0001", "T": 1562306400000}  # fmt: skip
+        return json.dumps({"stream": "btcusdt@markPrice@1s", "data": data})
+
+    frames = [mark(e) for e in (1000, 2000, 2000, 3000)]  # the third repeats the second (overlap)
+    emitted = []
+    for raw in frames:
+        event = client.parse(raw)
+        assert event is not None
+        if not client.filter.seen(event):
+            emitted.append(event)
+        client.emit(event, raw)
+    writer.close()
+    records = JournalReader(tmp_path / "j").read(100)
+    assert [r.kind for r in records] == [RecordKind.INSTRUMENTS] + [RecordKind.WS_FRAME] * 3
+    decoder = BinanceDecoder(0, None, USDM, ["BTCUSDT"])
+    decoded = [ev for ev in (decoder.decode(r) for r in records) if ev is not None]
+    assert decoded == emitted  # every field, payload and ingest time included (offsets unset in both)
+    assert [e.seq for e in decoded] == [1000, 2000, 3000] and decoded[0].market == "perp"
+    assert set(decoder.state()) == {"BTCUSDT"}

@@ -1,0 +1,81 @@
+"""Fault injection for crash tests, loaded only by flow processes the tests start (PYTHONPATH).
+
+CFTEST_FAULT picks where the process SIGKILLs itself:
+  read:N          after the journal source returned its N-th non-empty batch
+  parquet:N       in the N-th commit, once the first Parquet data file is written (before the commit)
+  after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
+  random:S        after S seconds, wherever the process is
+CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
+several epochs. Each point prints a marker line so the test can tell which fault really fired.
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+
+def _die(where: str) -> None:
+    print(f"CRYPTOFLOW-FAULT-FIRED {where}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _install() -> None:
+    fault = os.environ.get("CFTEST_FAULT", "")
+    pace = float(os.environ.get("CFTEST_FAULT_PACE_S", "0") or 0)
+    if not fault and not pace:
+        return
+    point, _, arg = fault.partition(":")
+    import connectors.source as source
+
+    original_next = source.JournalShardPartition.next_batch
+    reads = [0]
+
+    def next_batch(self):
+        batch = original_next(self)
+        if pace and batch:
+            time.sleep(pace)
+        if batch:
+            reads[0] += 1
+            if point == "read" and reads[0] == int(arg):
+                _die(f"read:{arg} offset={self.reader.next_offset}")
+        return batch
+
+    source.JournalShardPartition.next_batch = next_batch
+
+    if point == "parquet":
+        import pyiceberg.io.pyarrow as pio
+
+        original_write = pio.write_file
+        calls = [0]
+
+        def write_file(io, table_metadata, tasks):
+            calls[0] += 1
+            files = original_write(io, table_metadata, tasks)
+            if calls[0] == int(arg):
+                next(files)
+                _die(f"parquet:{arg}")
+            return files
+
+        pio.write_file = write_file
+    elif point == "after_commit":
+        import connectors.iceberg.sink as sink
+
+        original_commit = sink.IcebergSinkPartition._commit
+        commits = [0]
+
+        def _commit(self, arrow, target):
+            original_commit(self, arrow, target)
+            commits[0] += 1
+            if commits[0] == int(arg):
+                _die(f"after_commit:{arg} seq={target.seq}")
+
+        sink.IcebergSinkPartition._commit = _commit
+    elif point == "random":
+        timer = threading.Timer(float(arg), _die, args=(f"random:{arg}",))
+        timer.daemon = True
+        timer.start()
+
+
+_install()
