@@ -27,6 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from connectors.client_io import put_until_stopped, sleep_unless_stopped
 from connectors.http import HttpError, HttpResponse, http_get
 from connectors.parse_errors import ParseError
 from connectors.signals import END
@@ -420,18 +421,10 @@ class VenueWsClient(ABC):
 
     def _put(self, item: RawEvent | object) -> None:
         """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
-        while True:
-            try:
-                self.out.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
+        put_until_stopped(self.out, item, self._stop)
 
     async def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._stop.is_set() and time.monotonic() < end:
-            await asyncio.sleep(min(0.1, end - time.monotonic()))
+        await sleep_unless_stopped(seconds, self._stop)
 
 
 def chunk_by_budget(items: list[str], max_items: int, max_chars: int | None = None) -> list[list[str]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import random
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from connectors.client_io import put_until_stopped, sleep_unless_stopped
 from connectors.parse_errors import ParseError
 from connectors.signals import END
 from cryptoflow import metrics
@@ -543,15 +543,7 @@ class WsClient:
     # ------------------------------------------------------------------ helpers
     def _put(self, item: Any) -> None:
         """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
-        while True:
-            try:
-                self.out.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
+        put_until_stopped(self.out, item, self._stop)
 
     async def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._stop.is_set() and time.monotonic() < end:
-            await asyncio.sleep(min(0.1, end - time.monotonic()))
+        await sleep_unless_stopped(seconds, self._stop)

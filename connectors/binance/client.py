@@ -50,6 +50,7 @@ from connectors.binance.parsing import (
     parse_exchange_info,
     parse_ws_frame,
 )
+from connectors.client_io import put_until_stopped, sleep_unless_stopped
 from connectors.egress import EgressManager
 from connectors.http import HttpError, http_get
 from connectors.journal import JournalWriter, RecordKind
@@ -614,15 +615,7 @@ class BinanceClient:
     # ------------------------------------------------------------------ helpers
     def _put(self, item: RawEvent | object) -> None:
         """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
-        while True:
-            try:
-                self.out.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self._stop.is_set():
-                    return
+        put_until_stopped(self.out, item, self._stop)
 
     async def _sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while not self._stop.is_set() and time.monotonic() < end:
-            await asyncio.sleep(min(0.1, end - time.monotonic()))
+        await sleep_unless_stopped(seconds, self._stop)
