@@ -30,6 +30,7 @@ from connectors.parse_errors import ParseError
 from connectors.recordings.capture import is_capture, read_capture
 from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
 from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
+from connectors.recordings.journal_capture import is_journal_capture, read_journal_capture
 from connectors.recordings.records import Record, RecordingFormatError
 from cryptoflow.model import Market, RawEvent
 from operators.book import tracker as tr
@@ -97,6 +98,8 @@ class _Item:
 
 
 def _detect(path: Path) -> str:
+    if is_journal_capture(path):
+        return "journal"
     with path.open("rb") as handle:
         first = handle.readline()
     if is_capture(first):
@@ -121,7 +124,9 @@ def _records(path: Path, file_index: int) -> Iterator[_Item]:
             if line.strip():
                 yield _Item(0.0, file_index, n, Record("recv", 0.0, line, conn=conn))
         return
-    reader = {"capture": read_capture, "v3": read_cryptofeed_v3, "v1": read_cryptofeed_v1}[kind]
+    reader = {
+        "capture": read_capture, "v3": read_cryptofeed_v3, "v1": read_cryptofeed_v1, "journal": read_journal_capture,
+    }[kind]  # fmt: skip
     for n, r in enumerate(reader(path)):
         if r.conn is None:  # v1: one connection per file
             r = Record(r.kind, r.ts, r.data, url=r.url, conn=conn if r.kind != "http" else f"{conn}#http")

@@ -159,12 +159,16 @@ class BinanceSpotVenue:
 
     @classmethod
     def from_recording(cls, *files: Path, instruments_path: Path | None = None) -> BinanceSpotVenue:
-        """Any recording the readers know (CryptoFlow capture, cryptofeed v1) — e.g. one taken live with
-        `cryptoflow capture`: WS frames, REST depth snapshots and, if captured, the exchangeInfo body."""
+        """Any recording the readers know (a `cryptoflow capture` directory, the JSON-lines capture format,
+        cryptofeed v1): WS frames, REST depth snapshots and, if captured, the exchangeInfo body."""
         from connectors.recordings.capture import is_capture, read_capture
+        from connectors.recordings.journal_capture import is_journal_capture, read_journal_capture
 
         records = []
         for path in files:
+            if is_journal_capture(path):  # `cryptoflow capture` output
+                records.extend(read_journal_capture(path))
+                continue
             with Path(path).open("rb") as handle:
                 first = handle.readline()
             records.extend(read_capture(path) if is_capture(first) else read_cryptofeed_v1(path))
