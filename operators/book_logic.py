@@ -34,12 +34,12 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         checks = (before.book_ticker.mismatch, before.checksum.mismatch, before.crossed)
         step = self.tracker.on_event(value)
         for gap in step.gaps:
-            metrics.SEQ_EVENTS.labels(value.exchange, f"gap_{gap.reason}").inc()
+            metrics.seq_event(value.exchange, f"gap_{gap.reason}").inc()
             log.warning("%s: book invalid (%s) at seq %s; waiting for a resync snapshot", value.key,
                         gap.reason, gap.seq_to)  # fmt: skip
         after = self.tracker.counters
         if (after.book_ticker.mismatch, after.checksum.mismatch, after.crossed) != checks:
-            metrics.SEQ_EVENTS.labels(value.exchange, "check_mismatch").inc()
+            metrics.seq_event(value.exchange, "check_mismatch").inc()
         out: list[BookRow | GapRow] = [*step.gaps, *step.rows]
         return out, StatefulLogic.RETAIN
 

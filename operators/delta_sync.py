@@ -90,12 +90,12 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
         c.stale += step.stale
         c.overflowed += step.overflowed
         if step.stale:
-            metrics.SEQ_EVENTS.labels(event.exchange, "stale").inc(step.stale)
+            metrics.seq_event(event.exchange, "stale").inc(step.stale)
         if step.diffs:
-            metrics.SEQ_EVENTS.labels(event.exchange, "applied").inc(len(step.diffs))
+            metrics.seq_event(event.exchange, "applied").inc(len(step.diffs))
         if step.outcome is Outcome.GAP:
             c.gaps += 1
-            metrics.SEQ_EVENTS.labels(event.exchange, "gap").inc()
+            metrics.seq_event(event.exchange, "gap").inc()
             log.warning(
                 "%s: sequence gap at seq %s..%s; book invalid until next snapshot",
                 event.key,
@@ -104,7 +104,7 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
             )
         elif step.outcome is Outcome.SNAPSHOT_TOO_OLD:
             c.too_old += 1
-            metrics.SEQ_EVENTS.labels(event.exchange, "snapshot_too_old").inc()
+            metrics.seq_event(event.exchange, "snapshot_too_old").inc()
 
     def snapshot(self) -> Any:
         import copy

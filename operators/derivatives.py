@@ -45,7 +45,7 @@ class EventRowLogic(StatefulLogic[RawEvent, Any, Any]):
             return [], StatefulLogic.RETAIN
         if value.seq is not None:
             if self.last_seq is not None and value.seq <= self.last_seq:
-                metrics.SEQ_EVENTS.labels(value.exchange, f"duplicate_{self.kind.name.lower()}").inc()
+                metrics.seq_event(value.exchange, f"duplicate_{self.kind.name.lower()}").inc()
                 return [], StatefulLogic.RETAIN
             self.last_seq = value.seq
         return [self.to_row(value)], StatefulLogic.RETAIN

@@ -48,7 +48,7 @@ class TradeLogic(StatefulLogic[RawEvent, TradeRow, Any]):
         if value.kind is not Kind.TRADE:
             return [], StatefulLogic.RETAIN
         if not self.dedupe.first_time(value.payload[0]):
-            metrics.SEQ_EVENTS.labels(value.exchange, "duplicate_trade").inc()
+            metrics.seq_event(value.exchange, "duplicate_trade").inc()
             return [], StatefulLogic.RETAIN
         return [trade_row(value)], StatefulLogic.RETAIN
 

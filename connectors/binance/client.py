@@ -450,7 +450,7 @@ class BinanceClient:
         """Hand one event to the dataflow, unless it repeats one already handed over. `raw` is the frame
         it came from: the place to journal exactly the frames the dataflow gets."""
         if not self.filter.fresh(event):
-            metrics.SEQ_EVENTS.labels(EXCHANGE, "duplicate_frame").inc()
+            metrics.seq_event(EXCHANGE, "duplicate_frame").inc()
             return
         if event.kind is Kind.DEPTH_DIFF:
             sync = self.syncs.get(event.exchange_symbol)
