@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from connectors.client_io import put_until_stopped, sleep_unless_stopped
+from connectors.http import HttpError, http_get
 from connectors.parse_errors import ParseError
 from connectors.signals import END
 from cryptoflow import metrics
@@ -539,6 +540,38 @@ class WsClient:
         metrics.RESYNCS.labels(self.exchange, reason).inc()
         log.warning("%s %s: book broken (%s), resubscribing", self._label, exchange_symbol, reason)
         self._pending_resync.add(exchange_symbol)
+
+    async def _load_instruments(
+        self,
+        url: str,
+        parse: Callable[[bytes], dict[str, str]],
+        what: str,
+        refresh_s: float,
+        timeout_s: float,
+    ) -> None:
+        """(Re)load `self.instruments` (venue symbol -> BASE-QUOTE) from the venue's REST list when it is
+        older than `refresh_s`; retries with backoff (Retry-After honoured) until it works or we stop."""
+        loaded_at = getattr(self, "_instruments_at", 0.0)
+        if self.instruments and time.monotonic() - loaded_at < refresh_s:
+            return
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                response = await asyncio.to_thread(http_get, url, timeout_s, self.local_addr)
+                self.instruments = parse(response.body)
+                self._instruments_at = time.monotonic()
+                missing = [s for s in self.symbols if s not in self.instruments]
+                if missing:
+                    log.error("%s does not list %s; their messages are dropped", what, missing)
+                return
+            except HttpError as exc:
+                wait = exc.response.retry_after_s or min(2**attempt, 30)
+                log.warning("%s: %s; retrying in %.1fs", what, exc, wait)
+            except (OSError, ParseError) as exc:
+                wait = min(2**attempt, 30)
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, wait)
+            attempt += 1
+            await self._sleep(wait)
 
     # ------------------------------------------------------------------ helpers
     def _put(self, item: Any) -> None:

@@ -14,17 +14,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
-import time
 
 import orjson
 
 from connectors.coinbase.instruments import parse_products
 from connectors.coinbase.parsing import EXCHANGE, CoinbaseParser
-from connectors.http import HttpError, http_get
-from connectors.parse_errors import ParseError
 from connectors.ratelimit import budget
 from connectors.ws_client import WsClient
 from cryptoflow.config import CoinbaseConfig, ConnectorConfig
@@ -71,29 +67,10 @@ class CoinbaseClient(WsClient):
         return CoinbaseParser(self.shard)
 
     async def prepare(self) -> None:
-        if self.instruments and time.monotonic() - self._instruments_at < self.cfg.instruments_refresh_s:
-            return
-        url = f"{self.cfg.rest_url}{PRODUCTS_PATH}"
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
-                self.instruments = parse_products(response.body)
-                self._instruments_at = time.monotonic()
-                missing = [s for s in self.symbols if s not in self.instruments]
-                if missing:
-                    log.error(
-                        "coinbase: products endpoint does not list %s; their messages are dropped", missing
-                    )
-                return
-            except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 30)
-                log.warning("coinbase products: %s; retrying in %.1fs", exc, wait)
-            except (OSError, ParseError) as exc:
-                wait = min(2**attempt, 30)
-                log.warning("coinbase products failed (%s); retrying in %.1fs", exc, wait)
-            attempt += 1
-            await self._sleep(wait)
+        await self._load_instruments(
+            f"{self.cfg.rest_url}{PRODUCTS_PATH}", parse_products, "coinbase products endpoint",
+            self.cfg.instruments_refresh_s, self.cfg.http_timeout_s,
+        )  # fmt: skip
 
     def _message(self, kind: str, channel: str, products: list[str]) -> str:
         return orjson.dumps({"type": kind, "product_ids": products, "channel": channel}).decode()

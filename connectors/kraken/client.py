@@ -14,18 +14,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import queue
-import time
 
 import orjson
 
-from connectors.http import HttpError, http_get
 from connectors.kraken.instruments import parse_asset_pairs
 from connectors.kraken.parsing import EXCHANGE, KrakenV2Parser
-from connectors.parse_errors import ParseError
 from connectors.ratelimit import budget
 from connectors.ws_client import WsClient
 from cryptoflow.config import ConnectorConfig, KrakenConfig
@@ -75,27 +71,10 @@ class KrakenClient(WsClient):
         return KrakenV2Parser(self.cfg.book_depth, self.shard)
 
     async def prepare(self) -> None:
-        if self.instruments and time.monotonic() - self._instruments_at < self.cfg.instruments_refresh_s:
-            return
-        url = f"{self.cfg.rest_url}{ASSET_PAIRS_PATH}"
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, self.local_addr)
-                self.instruments = parse_asset_pairs(response.body)
-                self._instruments_at = time.monotonic()
-                missing = [s for s in self.symbols if s not in self.instruments]
-                if missing:
-                    log.error("kraken: AssetPairs does not list %s; their messages are dropped", missing)
-                return
-            except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 30)
-                log.warning("kraken AssetPairs: %s; retrying in %.1fs", exc, wait)
-            except (OSError, ParseError) as exc:
-                wait = min(2**attempt, 30)
-                log.warning("kraken AssetPairs failed (%s); retrying in %.1fs", exc, wait)
-            attempt += 1
-            await self._sleep(wait)
+        await self._load_instruments(
+            f"{self.cfg.rest_url}{ASSET_PAIRS_PATH}", parse_asset_pairs, "kraken AssetPairs",
+            self.cfg.instruments_refresh_s, self.cfg.http_timeout_s,
+        )  # fmt: skip
 
     def _request(self, method: str, params: dict) -> str:
         return orjson.dumps({"method": method, "params": params, "req_id": next(self._req_ids)}).decode()
