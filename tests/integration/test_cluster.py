@@ -3,7 +3,6 @@ writes the same rows as one process, both equal to the recording's truth."""
 
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -15,23 +14,13 @@ from cryptoflow.demo import demo_environment
 from cryptoflow.sharding import group_by_shard
 from cryptoflow.simulator.server import ExchangeSimulator
 from tests.integration.test_binance_spot_end_to_end import read, run_flow
+from tests.support.ports import free_ports
 from tests.support.recording_truth import binance_spot_expected_level_values
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SYMBOLS = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
 CONNECTED = re.compile(r"binance-spot-shard-(\d+)-lane-\d+ connected")
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def row_values(rows: list[dict]) -> Counter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sysconfig
 import time
@@ -10,11 +9,11 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.ports import free_ports
+
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @contextmanager

