@@ -205,9 +205,11 @@ def run_demo(
     speed_text = "full speed" if speed == 0 else f"{speed}x"
     for label, venue, _ in venues:
         frames, snapshots = len(getattr(venue, "frames", [])), len(getattr(venue, "snapshots", {}))
-        out.write(
-            f"CryptoFlow demo: {label}: replaying {frames} frames ({snapshots} REST snapshots) at {speed_text}\n"
-        )
+        if frames:
+            what = f"replaying {frames} recorded frames ({snapshots} REST snapshots)"
+        else:  # venues that drive their own sessions (subscribe by message, or a synthetic market)
+            what = "serving its recording per subscription" if "synthetic" not in label else "generating a market"
+        out.write(f"CryptoFlow demo: {label}: {what} at {speed_text}\n")
     with ExitStack() as stack:
         sims = {
             label: stack.enter_context(ExchangeSimulator(venue, speed=speed)) for label, venue, _ in venues
