@@ -3,7 +3,7 @@ symbols (the 21,000-character args budget), for the channels a stream needs."""
 
 from __future__ import annotations
 
-import queue
+from typing import Any
 
 from connectors.bybit.client import (
     CHANNEL_DEPTH,
@@ -11,12 +11,17 @@ from connectors.bybit.client import (
     CHANNEL_LIQUIDATIONS,
     CHANNEL_TRADES,
     BybitClient,
+    bybit_decoder_parser,
     split_symbols,
 )
 from connectors.bybit.parsing import EXCHANGE
+from connectors.egress import EgressManager
+from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
+from connectors.venue_source import subscribe_source
 from cryptoflow.config import Settings
-from cryptoflow.sharding import group_by_shard
+
+SOURCE = "bybit"  # the registry's name; also the journal's sub-directory
 
 # stream -> (category, channels) pairs it reads
 STREAMS: dict[str, list[tuple[str, set[str]]]] = {
@@ -35,12 +40,11 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
     cfg = settings.exchanges.bybit
     if not cfg.enabled or stream not in STREAMS:
         return None
-    total = settings.sharding.total_shards
     plan: dict[int, list[tuple[str, list[str], set[str]]]] = {}
     for category, channels in STREAMS[stream]:
         symbols = cfg.spot_symbols if category == "spot" else cfg.linear_symbols
         # spot and linear share exchange symbols: shard on the category-qualified name
-        by_shard = group_by_shard(EXCHANGE, [f"{category}:{s}" for s in symbols], total)
+        by_shard = owned_shard_groups(settings, EXCHANGE, [f"{category}:{s}" for s in symbols])
         for shard, qualified in by_shard.items():
             names = [q.split(":", 1)[1] for q in qualified]
             for group in split_symbols(
@@ -49,14 +53,13 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
                 plan.setdefault(shard, []).append((category, group, channels))
     if not plan:
         return None
-    caps = settings.channels.caps_for(EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[BybitClient]:
-        local_addr = settings.sharding.per_shard_ip_override.get(shard)
+    def make_clients(shard: int, out: Any, egress: EgressManager) -> list[BybitClient]:
         return [
-            BybitClient(cfg, settings.connector, category, group, channels, shard, out, local_addr)
+            BybitClient(cfg, settings.connector, category, group, channels, shard, out, egress=egress)
             for category, group, channels in plan[shard]
         ]
 
-    return ShardedSource(sorted(plan), make_clients, caps.raw_cap, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms)  # fmt: skip
+    return subscribe_source(
+        settings, SOURCE, EXCHANGE, stream, list(plan), make_clients, bybit_decoder_parser
+    )

@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
-import queue
+from typing import Any
 
+from connectors.egress import EgressManager
 from connectors.okx.client import (
     CHANNEL_DEPTH,
     CHANNEL_FUNDING,
     CHANNEL_LIQUIDATIONS,
     CHANNEL_TRADES,
     OkxClient,
+    okx_parser,
 )
 from connectors.okx.parsing import EXCHANGE
+from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
+from connectors.venue_source import subscribe_source
 from cryptoflow.config import Settings
 from cryptoflow.model import Market
-from cryptoflow.sharding import group_by_shard
+
+SOURCE = "okx"  # the registry's name; also the journal's sub-directory
 
 _DERIVATIVES = frozenset({Market.PERP, Market.FUTURE})
 _ALL = frozenset({Market.SPOT, Market.PERP, Market.FUTURE})
@@ -38,21 +43,25 @@ def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
     if not cfg.enabled or not cfg.symbols or stream not in STREAMS:
         return None
     markets, channels = STREAMS[stream]
-    by_shard = group_by_shard(EXCHANGE, cfg.symbols, settings.sharding.total_shards)
+    by_shard = owned_shard_groups(settings, EXCHANGE, cfg.symbols)
     per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
     if CHANNEL_DEPTH in channels:
         per_conn = min(per_conn, cfg.max_books_per_connection)
-    caps = settings.channels.caps_for(EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[OkxClient]:
-        local_addr = settings.sharding.per_shard_ip_override.get(shard)
+    def make_clients(shard: int, out: Any, egress: EgressManager) -> list[OkxClient]:
         ids = by_shard[shard]
         return [
             OkxClient(
-                cfg, settings.connector, ids[i : i + per_conn], channels, shard, out, local_addr, markets
+                cfg,
+                settings.connector,
+                ids[i : i + per_conn],
+                channels,
+                shard,
+                out,
+                markets=markets,
+                egress=egress,
             )
             for i in range(0, len(ids), per_conn)
         ]
 
-    return ShardedSource(sorted(by_shard), make_clients, caps.raw_cap, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms)  # fmt: skip
+    return subscribe_source(settings, SOURCE, EXCHANGE, stream, list(by_shard), make_clients, okx_parser)
