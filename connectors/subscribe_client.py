@@ -129,7 +129,7 @@ class SubscribeClient(WsClient):
         self._conn_meta = ""
         self._subscribe_count = 0
         self._journaled_instruments: bytes | None = None
-        self._frames_metric: Any = None
+        self._frames_metric = metrics.FRAMES.labels(self.exchange, self.market)  # bound once
 
     # ------------------------------------------------------------------ venue hooks
     def url(self) -> str:
@@ -254,8 +254,6 @@ class SubscribeClient(WsClient):
         self.parser = self.new_parser()
         self._conn_no += 1
         self._conn_meta = f"{self.journal_key}|{RUN_ID[:8]}.{self.number}.{self._conn_no}"
-        if self._frames_metric is None:
-            self._frames_metric = metrics.FRAMES.labels(self.exchange, self.market)
 
     def _handed_over(self) -> None:
         """The replacement took over: its snapshots continue every book, so no gap is declared."""
@@ -464,9 +462,11 @@ class SubscribeDecoder:
         shard: int,
         state: Any = None,
         new_parser: Callable[[str, InstrumentMap], Any] | None = None,
+        accept: Callable[[RawEvent], bool] | None = None,
     ) -> None:
+        """`accept`: which events the reading stream wants (a capture holds all of a venue's)."""
         self.exchange, self.shard = exchange, shard
-        self.make_parser = new_parser
+        self.make_parser, self.accept = new_parser, accept
         instruments, parsers = state if state is not None else ({}, {})
         self.instruments: dict[str, InstrumentMap] = instruments
         self.parsers: OrderedDict[str, Any] = OrderedDict(parsers)
@@ -481,7 +481,8 @@ class SubscribeDecoder:
             mapping.update({s: (m, sym) for s, (m, sym) in orjson.loads(record.payload).items()})
             return None
         if kind is RecordKind.EVENTS:
-            return decode_events(self.exchange, self.shard, record.payload)
+            made = decode_events(self.exchange, self.shard, record.payload)
+            return made if self.accept is None else [e for e in made if self.accept(e)]
         return None
 
     def _frame(self, record: JournalRecord) -> list[RawEvent] | None:
@@ -499,9 +500,10 @@ class SubscribeDecoder:
         except ParseError:
             return None
         out = []
+        accept = self.accept
         for event in events:
             entry = mapping.get(event.exchange_symbol)
-            if entry is None:
+            if entry is None or (accept is not None and not accept(event)):
                 continue
             event.shard = self.shard
             event.symbol = entry[1]

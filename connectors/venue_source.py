@@ -15,13 +15,39 @@ from connectors.registry import owned_shard_groups
 from connectors.source import Client, ShardedSource, replay_has_source
 from connectors.subscribe_client import InstrumentMap, SubscribeDecoder
 from cryptoflow.config import Settings
+from cryptoflow.model import Kind, Market, RawEvent
 
 log = logging.getLogger(__name__)
 
 # (symbols, shard, out: queue.Queue | JournalWriter, egress) -> client
 MakeClient = Callable[[list[str], int, Any, EgressManager], Client]
+# a source's shards, and its clients per shard (shard, out, egress) -> clients
+PlannedClients = tuple[list[int], Callable[[int, Any, EgressManager], list[Client]]]
 # shard -> the decoder's parser factory (journal key, instrument map) -> parser
 ParserFactory = Callable[[int], Callable[[str, InstrumentMap], Any]]
+
+
+_BOOK_KINDS = frozenset({Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF, Kind.BOOK_TICKER, Kind.CONNECTION_GAP})
+_SPOT, _DERIVATIVES = frozenset({Market.SPOT}), frozenset({Market.PERP, Market.FUTURE})
+# stream -> (event kinds, markets or None for all) it consumes. A capture holds every channel of a venue
+# (`cryptoflow capture`); replaying it through one stream's flow keeps only that stream's events.
+STREAM_EVENTS: dict[str, tuple[frozenset[Kind], frozenset[str] | None]] = {
+    "spot_delta": (_BOOK_KINDS, _SPOT),
+    "spot_ob": (_BOOK_KINDS, _SPOT),
+    "futures_delta": (_BOOK_KINDS, _DERIVATIVES),
+    "futures_ob": (_BOOK_KINDS, _DERIVATIVES),
+    "ticks": (frozenset({Kind.TRADE}), None),
+    "liquidations": (frozenset({Kind.LIQUIDATION}), None),
+    "funding": (frozenset({Kind.FUNDING}), None),
+}
+
+
+def stream_filter(stream: str) -> Callable[[RawEvent], bool] | None:
+    """Whether an event belongs to `stream` (None: keep everything, e.g. an unknown stream)."""
+    if stream not in STREAM_EVENTS:
+        return None
+    kinds, markets = STREAM_EVENTS[stream]
+    return lambda e: e.kind in kinds and (markets is None or e.market in markets)
 
 
 def chunks(symbols: list[str], size: int) -> list[list[str]]:
@@ -51,23 +77,19 @@ def subscribe_source(
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
         journal=settings.journal,
-        make_decoder=lambda shard, state: SubscribeDecoder(exchange, shard, state, parser_for(shard)),
+        make_decoder=lambda shard, state: SubscribeDecoder(
+            exchange, shard, state, parser_for(shard), stream_filter(stream)
+        ),
         stream=stream,
         source=name,
     )
 
 
-def venue_source(
-    settings: Settings,
-    name: str,
-    exchange: str,
-    symbols: list[str],
-    per_connection: int,
-    stream: str,
-    make: MakeClient,
-    parser_for: ParserFactory,
-) -> ShardedSource | None:
-    """None when no symbol is configured (the registry then leaves the venue out of the flow)."""
+def venue_clients(
+    settings: Settings, exchange: str, symbols: list[str], per_connection: int, make: MakeClient
+) -> PlannedClients | None:
+    """This replica's shards of `symbols` and the clients per shard (one per `per_connection` symbols);
+    None when no symbol is configured."""
     if not symbols:
         return None
     by_shard = owned_shard_groups(settings, exchange, symbols)
@@ -75,4 +97,4 @@ def venue_source(
     def make_clients(shard: int, out: Any, egress: EgressManager) -> list[Client]:
         return [make(group, shard, out, egress) for group in chunks(by_shard[shard], per_connection)]
 
-    return subscribe_source(settings, name, exchange, stream, list(by_shard), make_clients, parser_for)
+    return sorted(by_shard), make_clients

@@ -108,8 +108,8 @@ class BybitClient(SubscribeClient):
     ) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"Bybit category must be spot or linear, not {category!r}")
+        self.market = self.journal_key = category  # before the base binds the frames metric to it
         super().__init__(connector, symbols, channels, shard, out, local_addr=local_addr, egress=egress)
-        self.market = self.journal_key = category
         self.cfg, self.category = cfg, category
         self.keepalive_s, self.pong_timeout_s = cfg.ping_interval_s, cfg.pong_timeout_s
         self.resync_timeout_s = cfg.resync_timeout_s

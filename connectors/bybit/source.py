@@ -18,7 +18,7 @@ from connectors.bybit.parsing import EXCHANGE
 from connectors.egress import EgressManager
 from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
-from connectors.venue_source import subscribe_source
+from connectors.venue_source import PlannedClients, subscribe_source
 from cryptoflow.config import Settings
 
 SOURCE = "bybit"  # the registry's name; also the journal's sub-directory
@@ -35,13 +35,14 @@ STREAMS: dict[str, list[tuple[str, set[str]]]] = {
 }
 
 
-def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
-    """None when Bybit is disabled, has no symbols for this stream, or does not offer it."""
+def bybit_clients(settings: Settings, wanted: list[tuple[str, set[str]]]) -> PlannedClients | None:
+    """This replica's shards for the (category, channels) pairs, and its clients per shard (one per
+    category and per connection's worth of symbols); None when no symbol is configured."""
     cfg = settings.exchanges.bybit
-    if not cfg.enabled or stream not in STREAMS:
+    if not cfg.enabled:
         return None
     plan: dict[int, list[tuple[str, list[str], set[str]]]] = {}
-    for category, channels in STREAMS[stream]:
+    for category, channels in wanted:
         symbols = cfg.spot_symbols if category == "spot" else cfg.linear_symbols
         # spot and linear share exchange symbols: shard on the category-qualified name
         by_shard = owned_shard_groups(settings, EXCHANGE, [f"{category}:{s}" for s in symbols])
@@ -60,6 +61,13 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
             for category, group, channels in plan[shard]
         ]
 
-    return subscribe_source(
-        settings, SOURCE, EXCHANGE, stream, list(plan), make_clients, bybit_decoder_parser
-    )
+    return sorted(plan), make_clients
+
+
+def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
+    """None when Bybit is disabled, has no symbols for this stream, or does not offer it."""
+    planned = bybit_clients(settings, STREAMS[stream]) if stream in STREAMS else None
+    if planned is None:
+        return None
+    shards, make_clients = planned
+    return subscribe_source(settings, SOURCE, EXCHANGE, stream, shards, make_clients, bybit_decoder_parser)

@@ -17,7 +17,7 @@ from connectors.okx.client import (
 from connectors.okx.parsing import EXCHANGE
 from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
-from connectors.venue_source import subscribe_source
+from connectors.venue_source import PlannedClients, subscribe_source
 from cryptoflow.config import Settings
 from cryptoflow.model import Market
 
@@ -38,11 +38,12 @@ STREAMS: dict[str, tuple[frozenset[str], set[str]]] = {
 }
 
 
-def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
+def okx_clients(settings: Settings, markets: frozenset[str], channels: set[str]) -> PlannedClients | None:
+    """This replica's shards and its clients per shard (one per group of instruments); None when OKX
+    is disabled or has no instruments."""
     cfg = settings.exchanges.okx
-    if not cfg.enabled or not cfg.symbols or stream not in STREAMS:
+    if not cfg.enabled or not cfg.symbols:
         return None
-    markets, channels = STREAMS[stream]
     by_shard = owned_shard_groups(settings, EXCHANGE, cfg.symbols)
     per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
     if CHANNEL_DEPTH in channels:
@@ -64,4 +65,12 @@ def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
             for i in range(0, len(ids), per_conn)
         ]
 
-    return subscribe_source(settings, SOURCE, EXCHANGE, stream, list(by_shard), make_clients, okx_parser)
+    return sorted(by_shard), make_clients
+
+
+def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
+    planned = okx_clients(settings, *STREAMS[stream]) if stream in STREAMS else None
+    if planned is None:
+        return None
+    shards, make_clients = planned
+    return subscribe_source(settings, SOURCE, EXCHANGE, stream, shards, make_clients, okx_parser)
