@@ -165,8 +165,9 @@ class BybitSyntheticVenue(SyntheticSessions, BybitVenue):
         feeds = {}
         for category, market in markets.items():
             linear = category == "linear"
+            every = tuple(market.symbols)  # liquidations and funding for each symbol in turn
             plan = _plan(messages, rate, trade_every, liquidation_every if linear else 0,
-                         funding_every if linear else 0, start_after_s)  # fmt: skip
+                         funding_every if linear else 0, start_after_s, every, every)  # fmt: skip
             feeds[BYBIT_PATHS[category]] = SyntheticFeed(market, plan)
         self._init_sessions(feeds)
 
