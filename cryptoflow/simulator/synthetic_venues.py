@@ -67,7 +67,8 @@ class SyntheticSessions:
         """(topic, frame) for an event, only for topics someone on `path` is subscribed to."""
         raise NotImplementedError
 
-    async def session(self, ws: ServerConnection, stats, speed: float) -> None:  # speed: the feed keeps its own pace
+    async def session(self, ws: ServerConnection, stats, speed: float) -> None:
+        """Serve one connection until the feed ends or the client leaves (`speed`: the feed has its own)."""
         path = urlsplit(ws.request.path).path
         if path in self.ended:
             return  # the market is over: the server closes with "end of replay"
