@@ -18,7 +18,12 @@ from cryptoflow.paths import REPO_ROOT
 ENV_PREFIX = "CRYPTOFLOW_"
 ENV_CONFIG_PATH = "CRYPTOFLOW_CONFIG"
 # Variables with the prefix that are not config fields.
-ENV_NOT_SETTINGS = {ENV_CONFIG_PATH, "CRYPTOFLOW_LOG_LEVEL"}
+ENV_NOT_SETTINGS = {
+    ENV_CONFIG_PATH,
+    "CRYPTOFLOW_LOG_LEVEL",
+    "CRYPTOFLOW_CHAOS_SECONDS",
+    "CRYPTOFLOW_CHAOS_SEED",
+}
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "dev" / "cryptoflow.yaml"
 
