@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from connectors.backpressure import channel_spec
 from connectors.egress import EgressManager, egress_from_config
 from connectors.registry import owned_shard_groups
 from connectors.source import Client, ShardedSource, replay_has_source
@@ -69,11 +70,10 @@ def subscribe_source(
                     name)  # fmt: skip
         return None
     egress = egress_from_config(settings.sharding, shards)
-    caps = settings.channels.caps_for(exchange, stream)
     return ShardedSource(
         sorted(shards),
         lambda shard, out: make_clients(shard, out, egress),
-        caps.raw_cap,
+        channel_spec(settings, exchange, stream),  # caps and backpressure policy from `channels`
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
         journal=settings.journal,

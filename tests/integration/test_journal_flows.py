@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
@@ -106,14 +107,30 @@ def test_sigterm_stops_cleanly_and_the_next_run_completes_exactly(binance_captur
     recovery = tmp_path / "recovery"
     full = {**os.environ, **env, "PYTHONPATH": f"{FAULTS}{os.pathsep}{REPO}", "CFTEST_FAULT_PACE_S": "0.03"}
     proc = subprocess.Popen(
-        flow_cmd("spot_delta", recovery), cwd=REPO, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        flow_cmd("spot_delta", recovery), cwd=REPO, env=full, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3.0)  # started, committed at least one epoch, still reading (paced)
-    assert proc.poll() is None
+    # Signal once the source is mid-stream (paced), not after a fixed sleep: under load the start-up
+    # alone (recovery store, catalog) can outlast any fixed delay.
+    lines: list[str] = []
+    reading = threading.Event()
+
+    def collect() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "CRYPTOFLOW-READING" in line:
+                reading.set()
+        reading.set()  # EOF: the process ended before reading; the asserts below say so
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    assert reading.wait(120), "the flow never started reading"
+    assert proc.poll() is None, "".join(lines)[-3000:]
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    collector.join(10)
+    err = "".join(lines)
     assert time.monotonic() - sent < 10
     assert proc.returncode == 1, err[-3000:]  # Python's clean abort (KeyboardInterrupt), not -15
     assert "KeyboardInterrupt" in err
