@@ -131,6 +131,11 @@ class SubscribeClient(WsClient):
         self._journaled_instruments: bytes | None = None
         self._frames_metric = metrics.FRAMES.labels(self.exchange, self.market)  # bound once
 
+    @property
+    def resubscribes(self) -> int:
+        """Books resynced by unsubscribe + subscribe (the Bybit/OKX clients' name for `resyncs`)."""
+        return self.resyncs
+
     # ------------------------------------------------------------------ venue hooks
     def url(self) -> str:
         raise NotImplementedError
