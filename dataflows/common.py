@@ -2,6 +2,10 @@
 (`connectors.registry`), each keyed by instrument, through the stream's stateful logic, into its table
 (and `gaps` for book streams).
 
+Throughput: each source batch is grouped into one run of events per key (`operators.runs`), so Bytewax
+moves one item per key and batch, not one per frame, and `PositionedLogic` hands the sink one batch of
+rows per run.
+
 Exactly-once: the stateful logic is wrapped in `PositionedLogic`, so every row carries the (shard,
 offset) of the input that triggered it, and the sinks (`iceberg_sink`) drop rows their table already
 holds. Each source's sinks get their own writer id (the step id carries the source name), so one
@@ -15,6 +19,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 
 from connectors.iceberg.factory import iceberg_sink
@@ -28,10 +33,17 @@ LogicBuilder = Callable[[Any], StatefulLogic]
 
 
 def build_stream_flow(
-    stream: str, settings: Settings, logic: LogicBuilder, *, with_gaps: bool = False
+    stream: str,
+    settings: Settings,
+    logic: LogicBuilder,
+    *,
+    with_gaps: bool = False,
+    sources: list[tuple[str, Source]] | None = None,
 ) -> Dataflow:
-    """`stream`'s table from every configured source; with `with_gaps`, `GapRow`s go to `gaps`."""
-    sources = sources_for(settings, stream)
+    """`stream`'s table from every configured source; with `with_gaps`, `GapRow`s go to `gaps`.
+    `sources` overrides `sources_for(settings, stream)` (benchmarks swap the socket, nothing else)."""
+    if sources is None:
+        sources = sources_for(settings, stream)
     if not sources:
         raise SystemExit(
             f"cryptoflow: no configured exchange offers stream {stream!r} "
