@@ -28,6 +28,7 @@ from cryptoflow.config import Settings
 from cryptoflow.model import GapRow
 from cryptoflow.schemas import TABLES
 from operators.positioned import PositionedLogic
+from operators.runs import group_runs
 
 LogicBuilder = Callable[[Any], StatefulLogic]
 
@@ -52,12 +53,21 @@ def build_stream_flow(
     flow = Dataflow(stream)
     for name, source in sources:
         events = op.input(f"{name}_in", flow, source)
-        keyed = op.key_on(f"{name}_key", events, lambda e: e.key)
-        rows = op.stateful(f"{name}_logic", keyed, lambda resume: PositionedLogic(logic(resume)))
+        runs = op.flat_map_batch(f"{name}_runs", events, group_runs)
+        keyed = op.key_on(f"{name}_key", runs, lambda run: run.key)
+        split = GapRow if with_gaps else None
+        rows = op.stateful(f"{name}_logic", keyed, _positioned(logic, split))
         if with_gaps:
-            split = op.branch(f"{name}_split", rows, lambda key_row: not isinstance(key_row[1].row, GapRow))
-            rows = split.trues
+            branch = op.branch(f"{name}_split", rows, lambda key_batch: not key_batch[1].split)
+            rows = branch.trues
             gaps = iceberg_sink(settings, TABLES["gaps"], f"{stream}-gaps")
-            op.output(f"{name}_iceberg_gaps", split.falses, gaps)
+            op.output(f"{name}_iceberg_gaps", branch.falses, gaps)
         op.output(f"{name}_iceberg", rows, iceberg_sink(settings, TABLES[stream], stream))
     return flow
+
+
+def _positioned(logic: LogicBuilder, split: type | None) -> Callable[[Any], PositionedLogic]:
+    def build(resume: Any) -> PositionedLogic:
+        return PositionedLogic(logic(resume), split, rebuild=lambda: logic(None))
+
+    return build

@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +28,7 @@ from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
-from operators.positioned import Positioned
+from operators.positioned import Positioned, PositionedBatch
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +123,34 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.pending: dict[int, int] = {}
 
     def write_batch(self, values: list[Any]) -> None:
-        marks, dropped = self.state.watermark, 0
+        marks, pending, dropped = self.state.watermark, self.pending, 0
+        buffer = self.buffer
         for value in values:
+            if isinstance(value, PositionedBatch):
+                # offsets are non-decreasing within a batch: the rows to drop are a prefix
+                shard, offsets = value.shard, value.offsets
+                if not offsets:
+                    continue
+                mark = marks.get(shard, -1)
+                start = 0 if offsets[0] > mark else bisect_right(offsets, mark)
+                dropped += start
+                if start < len(offsets):
+                    buffer += value.rows[start:] if start else value.rows
+                    if offsets[-1] > pending.get(shard, -1):
+                        pending[shard] = offsets[-1]
+                continue
             if not isinstance(value, Positioned):
                 # a flow not wired with PositionedLogic: no triggering offset, so no dedupe (a row's own
                 # lineage offset can be below committed rows of other books and still be new)
-                self.buffer.append(value)
+                buffer.append(value)
                 continue
             shard, offset = value.shard, value.offset
             if offset <= marks.get(shard, -1):
                 dropped += 1
                 continue
-            self.buffer.append(value.row)
-            if offset > self.pending.get(shard, -1):
-                self.pending[shard] = offset
+            buffer.append(value.row)
+            if offset > pending.get(shard, -1):
+                pending[shard] = offset
         if dropped:
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
 
