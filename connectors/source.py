@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.handoff import HandoffQueue
 from connectors.journal import JournalReader, JournalRecord, JournalWriter, RecordKind
 from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
@@ -36,7 +37,7 @@ class Client(Protocol):
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
-ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, queue.Queue | JournalWriter)
+ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, HandoffQueue | JournalWriter)
 
 
 class Decoder(Protocol):
@@ -62,7 +63,7 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self,
         name: str,
         clients: list[Client],
-        out: queue.Queue,
+        out: HandoffQueue | queue.Queue,
         next_offset: int,
         batch_size: int,
         idle_ms: int,
@@ -72,32 +73,41 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self.idle = timedelta(milliseconds=idle_ms)
         self.running = len(clients)
         self._awake: datetime | None = None
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
         for client in clients:
             client.start()
 
     def next_batch(self) -> list[RawEvent]:
         if self.running == 0:
             raise StopIteration()
+        drain = getattr(self.queue, "drain", None)
+        items = drain(self.batch_size) if drain is not None else self._get_all()
         batch: list[RawEvent] = []
-        get = self.queue.get_nowait
         offset = self.next_offset
-        try:
-            while len(batch) < self.batch_size:
-                item = get()
-                if item is END:
-                    self.running -= 1
-                    if self.running == 0:
-                        break
-                    continue
-                item.offset = offset
-                offset += 1
-                batch.append(item)
-        except queue.Empty:
-            pass
+        for item in items:
+            if item is END:
+                self.running -= 1
+                if self.running == 0:
+                    break
+                continue
+            item.offset = offset
+            offset += 1
+            batch.append(item)
         self.next_offset = offset
-        metrics.QUEUE_DEPTH.labels(self.name).set(self.queue.qsize())
+        self._depth.set(self.queue.qsize())
         self._awake = None if batch else datetime.now(UTC) + self.idle
         return batch
+
+    def _get_all(self) -> list[Any]:
+        """Up to `batch_size` items from a plain `queue.Queue` (clients given one by a caller)."""
+        items: list[Any] = []
+        get = self.queue.get_nowait
+        try:
+            while len(items) < self.batch_size:
+                items.append(get())
+        except queue.Empty:
+            pass
+        return items
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -224,7 +234,7 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
         if self.journal is not None and self.journal.enabled:
             return self._build_journal_part(step_id, for_part, resume_state)
-        out: queue.Queue = queue.Queue(maxsize=self.queue_cap)
+        out = HandoffQueue(self.queue_cap)
         shard = shard_of_partition(for_part)
         clients = self.make_clients(shard, out)
         # Live input is not replayable here: a restarted run reads *new* data, which must never reuse an
