@@ -92,6 +92,40 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | DiffLevels | GapRow, A
         out.extend(rows_for_step(step))
         return out, StatefulLogic.RETAIN
 
+    def on_run(
+        self, events: list[RawEvent]
+    ) -> tuple[list[LevelBatch | DiffLevels | GapRow], list[int], bool]:
+        """`on_item` over a run of this key's events (offset order): the rows and, per row, the offset
+        of the event that produced it. Diffs that continue the live book take a loop-local fast path
+        and are counted once per run; anything else goes through `on_item`."""
+        rows: list[LevelBatch | DiffLevels | GapRow] = []
+        offsets: list[int] = []
+        apply_live = self.sync.apply_live
+        applied, last_seq, last_ts = 0, None, None
+        for ev in events:
+            if ev.kind is Kind.DEPTH_DIFF and apply_live(ev.first_seq, ev.seq, ev.prev_seq):
+                rows.append(DiffLevels(ev))
+                offsets.append(ev.offset)
+                applied += 1
+                last_seq, last_ts = ev.seq, ev.exchange_ts_us or last_ts
+                continue
+            if applied:  # on_item's gap rows read the counters: bring them up to date first
+                self._count_live(applied, last_seq, last_ts, ev.exchange)
+                applied, last_ts = 0, None
+            out, _ = self.on_item(ev)
+            if out:
+                rows += out
+                offsets += [ev.offset] * len(out)
+        if applied:
+            self._count_live(applied, last_seq, last_ts, events[0].exchange)
+        return rows, offsets, StatefulLogic.RETAIN
+
+    def _count_live(self, applied: int, last_seq: int | None, last_ts: int | None, exchange: str) -> None:
+        c = self.counters
+        c.applied += applied
+        c.last_seq, c.last_ts = last_seq, last_ts or c.last_ts
+        metrics.seq_event(exchange, "applied").inc(applied)
+
     def _count(self, event: RawEvent, step: Step) -> None:
         c = self.counters
         c.applied += len(step.diffs)

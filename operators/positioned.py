@@ -7,6 +7,8 @@ committed. Triggering offsets only grow from epoch to epoch, and a deterministic
 same rows at the same triggering offsets. Pure logic: wraps any `StatefulLogic` unchanged.
 
 Input is an `EventRun` (operators/runs.py: one key's events of one source batch) or a single event.
+An inner logic with `on_run(events) -> (rows, offsets, discard)` gets the run in one call; any other
+is fed event by event.
 Output is one `PositionedBatch` per run (two when `split` rows such as gaps go to another table): the
 rows of every event in order, with each row's triggering offset in a parallel list, so the sink sees one
 item per run instead of one object per row.
@@ -82,6 +84,12 @@ class PositionedLogic(StatefulLogic[Any, PositionedBatch, Any]):
 
     def on_item(self, value: Any) -> tuple[list[PositionedBatch], bool]:
         events = value.events if isinstance(value, EventRun) else (value,)
+        on_run = getattr(self.inner, "on_run", None)
+        if on_run is not None:  # the inner logic takes the whole run (one call, counters once per run)
+            rows, offsets, discard = on_run(events)
+            tail = events[-1]
+            self.last = (tail.shard, tail.offset)
+            return self._batches(tail.shard, offsets, rows), discard
         offsets: list[int] = []
         out: list[Any] = []
         discard = StatefulLogic.RETAIN

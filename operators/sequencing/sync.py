@@ -28,7 +28,7 @@ class Outcome(Enum):
     SNAPSHOT_TOO_OLD = "snapshot_too_old"  # snapshot ends before the buffered diffs begin: fetch again
 
 
-@dataclass
+@dataclass(slots=True)
 class Step(Generic[T, S]):
     """What one input did: its outcome and the items to emit, in order (snapshot first, then diffs)."""
 
