@@ -4,7 +4,7 @@
 
 Throughput: each source batch is grouped into one run of events per key (`operators.runs`), so Bytewax
 moves one item per key and batch, not one per frame, and `PositionedLogic` hands the sink one batch of
-rows per run.
+rows per run; the cyclic garbage collector runs less often (`cryptoflow.gc_policy`).
 
 Exactly-once: the stateful logic is wrapped in `PositionedLogic`, so every row carries the (shard,
 offset) of the input that triggered it, and the sinks (`iceberg_sink`) drop rows their table already
@@ -25,6 +25,7 @@ from bytewax.operators import StatefulLogic
 from connectors.iceberg.factory import iceberg_sink
 from connectors.registry import offered, sources_for
 from cryptoflow.config import Settings
+from cryptoflow.gc_policy import tune_for_throughput
 from cryptoflow.model import GapRow
 from cryptoflow.schemas import TABLES
 from operators.positioned import PositionedLogic
@@ -50,6 +51,7 @@ def build_stream_flow(
             f"cryptoflow: no configured exchange offers stream {stream!r} "
             f"(sources that can: {', '.join(offered(stream)) or 'none'}); enable one in the config"
         )
+    tune_for_throughput()
     flow = Dataflow(stream)
     for name, source in sources:
         events = op.input(f"{name}_in", flow, source)
