@@ -19,6 +19,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, RESTError
 from pyiceberg.table.snapshots import ancestors_of
@@ -38,6 +39,11 @@ WATERMARK = "cryptoflow.watermark"
 
 # Failures after which the commit may or may not have landed: reload, look, then retry.
 RETRYABLE = (CommitFailedException, CommitStateUnknownException, RESTError, OSError, TimeoutError)
+
+# Buffered row objects are converted to Arrow this many at a time: an epoch's rows then sit in compact
+# columns instead of Python objects (less memory, less for the garbage collector to walk); the commit
+# concatenates the pieces. Same rows, same order, same commit as converting everything at the end.
+CONVERT_EVERY = 20_000
 
 
 @dataclass
@@ -120,6 +126,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 table_def.name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq)
             )
         self.buffer: list[Any] = []
+        self.converted: list[Any] = []  # Arrow tables of earlier buffered rows, in order
         self.pending: dict[int, int] = {}
 
     def write_batch(self, values: list[Any]) -> None:
@@ -153,13 +160,19 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 pending[shard] = offset
         if dropped:
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
+        if len(buffer) >= CONVERT_EVERY:
+            self.converted.append(self.table_def.to_arrow(buffer))
+            self.buffer = []
 
     def flush(self) -> None:
-        if not self.buffer:
+        if not self.buffer and not self.converted:
             return
-        rows, self.buffer = self.buffer, []
+        tables, self.converted = self.converted, []
+        if self.buffer:
+            tables.append(self.table_def.to_arrow(self.buffer))
+            self.buffer = []
         pending, self.pending = self.pending, {}
-        arrow = self.table_def.to_arrow(rows)
+        arrow = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if arrow.num_rows == 0:
             return
         arrow = arrow.sort_by(self.table_def.sort_keys)
