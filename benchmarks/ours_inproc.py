@@ -1,16 +1,16 @@
 """Our end-to-end path in one process (`-w 1`), as fast as the frames can be handed over.
 
-The network is the only thing replaced: per shard, a feeder thread pushes the corpus's frames through
-the real `BinanceSpotClient._on_frame` (ingest stamp, `parse_ws_frame`, the client's id-only sequencer,
-the bounded queue with its backpressure; snapshot *requests* are no-ops) and injects each REST snapshot exactly as `_fetch_snapshot`
-does (`parse_depth_snapshot`, `on_snapshot`, put). Everything downstream is the production wiring of
-`dataflows/spot_delta.build_flow` (ShardedSource -> key_on -> DeltaSyncLogic -> IcebergSink) on a
-temporary SqlCatalog warehouse, run by `bytewax.testing.run_main` with the 10 s epoch that
-`python -m bytewax.run` uses without recovery. The clock stops when run_main returns, i.e. after the
-last epoch's Iceberg commit.
-
-USD-M frames go through the same client and operator with the USD-M verdict and `market = perp` (there
-is no USD-M stream in the product yet; the rows land in a `spot_delta`-shaped table).
+The network is the only thing replaced: the flow is `dataflows.common.build_stream_flow` wired exactly
+as `dataflows/spot_delta.build_flow` (USD-M: `futures_delta`) does it, on the production Binance source
+(`connectors.binance.source`) whose per-shard clients are the production `BinanceClient`s, never
+started: a feeder thread per shard pushes the corpus's frames through the client's `_on_frame` (ingest
+stamp, `parse_ws_frame`, duplicate filter, the client's id-only sequencer, metrics, the bounded queue
+with its backpressure; snapshot *requests* are no-ops) and injects each REST snapshot as
+`_fetch_snapshot` does (`parse_depth_snapshot`, `on_snapshot`, put). Downstream: ShardedSource ->
+per-key runs -> `PositionedLogic(VenueDeltaLogic)` -> branch -> exactly-once `iceberg_sink` for the
+delta table and for `gaps`, on a temporary SqlCatalog warehouse, run by `bytewax.testing.run_main` with
+the 10 s epoch that `python -m bytewax.run` uses without recovery. The clock stops when run_main
+returns, i.e. after the last epoch's Iceberg commit.
 
 CLI (used for the 1-vs-2-process run): `python -m benchmarks.ours_inproc --venue binance-spot --reps N`
 prints one JSON result line.
@@ -30,27 +30,26 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import bytewax.operators as op
 import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from benchmarks.corpus import BinanceCorpus, binance_instruments_json, load_binance
+from connectors.binance.client import BinanceClient, now_us
 from connectors.binance.parsing import parse_depth_snapshot, parse_exchange_info
-from connectors.binance.spot_client import CHANNEL_DEPTH, BinanceSpotClient, now_us
 from connectors.iceberg.catalog import ensure_table, load_catalog
-from connectors.iceberg.sink import IcebergSink
+from connectors.registry import sources_for
 from connectors.signals import END
 from connectors.source import ShardedSource
 from cryptoflow.config import CatalogConfig, Settings, load_settings
 from cryptoflow.model import Market
 from cryptoflow.schemas import TABLES
 from cryptoflow.sharding import group_by_shard
-from operators.delta_sync import DeltaSyncLogic
+from dataflows.common import build_stream_flow
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync
+from operators.venue_delta import VenueDeltaLogic
 
-STREAM = "spot_delta"
 EPOCH = timedelta(seconds=10)
 
 
@@ -64,16 +63,17 @@ class E2EResult:
     started_at: float  # wall clock, for aggregating concurrent processes
     ended_at: float
     cpu_per_wall: float  # process CPU seconds per wall second during the run (all threads)
+    gap_rows: int = 0  # rows in `gaps`: the corpus is one contiguous chain per symbol, so none
 
     @property
     def valid(self) -> bool:
-        return self.rows_committed == self.rows_expected
+        return self.rows_committed == self.rows_expected and self.gap_rows == 0
 
 
 class RecordingFeeder:
     """Stands in for the socket of one shard's client: same frame path, no network."""
 
-    def __init__(self, client: BinanceSpotClient, schedule: list[tuple[str, str]], corpus: BinanceCorpus):
+    def __init__(self, client: BinanceClient, schedule: list[tuple[str, str]], corpus: BinanceCorpus):
         self.client, self.schedule, self.corpus = client, schedule, corpus
         self._thread: threading.Thread | None = None
 
@@ -93,7 +93,7 @@ class RecordingFeeder:
                 if kind == "ws":
                     client._on_frame(item)
                     continue
-                inst = client.instruments[item]  # mirror of BinanceSpotClient._fetch_snapshot
+                inst = client.instruments[item]  # mirror of BinanceClient._fetch_snapshot
                 event = parse_depth_snapshot(self.corpus.snapshots[item].body, inst, client.shard, now_us())
                 client.syncs[item].on_snapshot(None, event.seq)
                 client._put(event)
@@ -101,9 +101,16 @@ class RecordingFeeder:
             client._put(END)
 
 
+def stream_of(corpus: BinanceCorpus) -> str:
+    """The product stream a corpus belongs to: spot -> `spot_delta`, USD-M -> `futures_delta`."""
+    return "futures_delta" if corpus.market == "perp" else "spot_delta"
+
+
 def _settings(corpus: BinanceCorpus, warehouse: Path) -> Settings:
+    market = "USDM" if corpus.market == "perp" else "SPOT"
     env = {
-        "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__SYMBOLS": "[" + ", ".join(corpus.symbols) + "]",
+        f"CRYPTOFLOW_EXCHANGES__BINANCE__{market}__ENABLED": "true",
+        f"CRYPTOFLOW_EXCHANGES__BINANCE__{market}__SYMBOLS": "[" + ", ".join(corpus.symbols) + "]",
         "CRYPTOFLOW_CATALOG__TYPE": "sql",
         "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{warehouse / 'catalog.db'}",
         "CRYPTOFLOW_CATALOG__WAREHOUSE": str(warehouse),
@@ -121,17 +128,27 @@ def _split_schedule(corpus: BinanceCorpus, symbols: set[str]) -> list[tuple[str,
 
 
 def build_flow(corpus: BinanceCorpus, settings: Settings) -> Dataflow:
-    """`dataflows.spot_delta.build_flow` with the feeder in place of the socket."""
+    """`dataflows.spot_delta.build_flow` (USD-M: `futures_delta`) exactly as deployed, except that each
+    shard's client reads the corpus from a feeder thread instead of a socket."""
+    stream = stream_of(corpus)
+    source_name = "binance_usdm" if corpus.market == "perp" else "binance_spot"
     market = Market.PERP if corpus.market == "perp" else Market.SPOT
     verdict = usdm_verdict if corpus.market == "perp" else spot_verdict
     instruments = parse_exchange_info(orjson.dumps({"symbols": binance_instruments_json(corpus)}), market)
-    by_shard = group_by_shard("binance", corpus.symbols, settings.sharding.total_shards)
+    sources = sources_for(settings, stream)
+    if [name for name, _ in sources] != [source_name]:
+        raise RuntimeError(f"bench settings must configure only {source_name}, got {[n for n, _ in sources]}")
+    source = sources[0][1]
+    assert isinstance(source, ShardedSource)
+    by_shard = group_by_shard("binance-usdm" if corpus.market == "perp" else "binance", corpus.symbols,
+                              settings.sharding.total_shards)  # fmt: skip
     schedules = {shard: _split_schedule(corpus, set(syms)) for shard, syms in by_shard.items()}
-    caps = settings.channels.caps_for("binance", STREAM)
-    cfg = settings.exchanges.binance.spot
+    make_real_clients = source.make_clients
 
     def make_clients(shard: int, out: queue.Queue) -> list[RecordingFeeder]:
-        client = BinanceSpotClient(cfg, settings.connector, by_shard[shard], {CHANNEL_DEPTH}, shard, out)
+        clients = make_real_clients(shard, out)  # the production client of this shard, never started
+        client = clients[0]
+        assert isinstance(client, BinanceClient) and sorted(client.symbols) == sorted(by_shard[shard])
         client.instruments = instruments
         client.syncs = {s: DiffSync(verdict) for s in by_shard[shard]}
         # The live client would start an HTTP fetch here; the feeder delivers the recorded snapshot at
@@ -139,22 +156,18 @@ def build_flow(corpus: BinanceCorpus, settings: Settings) -> Dataflow:
         client._request_snapshot = lambda *args, **kwargs: None
         return [RecordingFeeder(client, schedules[shard], corpus)]
 
-    source = ShardedSource(
-        sorted(by_shard), make_clients, caps.raw_cap, settings.connector.batch_size,
-        settings.connector.idle_poll_ms,
+    source.make_clients = make_clients
+    book = settings.book
+    return build_stream_flow(
+        stream, settings,
+        lambda resume: VenueDeltaLogic(stream, book.depth_cap, book.max_buffered_diffs, resume),
+        with_gaps=True, sources=[(source_name, source)],
     )  # fmt: skip
-    flow = Dataflow(f"bench_{STREAM}")
-    events = op.input("binance_feed", flow, source)
-    keyed = op.key_on("key", events, lambda e: e.key)
-    max_buffered = settings.book.max_buffered_diffs
-    rows = op.stateful("sequence", keyed, lambda resume: DeltaSyncLogic(verdict, max_buffered, resume))
-    op.output("iceberg", rows, IcebergSink(TABLES[STREAM], settings.catalog, settings.parquet, STREAM))
-    return flow
 
 
-def committed(catalog_cfg: CatalogConfig) -> tuple[int, int]:
-    """(rows, commits) of the delta table, from Iceberg metadata."""
-    table = load_catalog(catalog_cfg).load_table((catalog_cfg.namespace, STREAM))
+def committed(catalog_cfg: CatalogConfig, stream: str = "spot_delta") -> tuple[int, int]:
+    """(rows, commits) of a table, from Iceberg metadata."""
+    table = load_catalog(catalog_cfg).load_table((catalog_cfg.namespace, stream))
     snap = table.current_snapshot()
     rows = int(snap.summary["total-records"]) if snap is not None else 0
     return rows, len(table.metadata.snapshots)
@@ -164,9 +177,9 @@ def run_inproc(corpus: BinanceCorpus, warehouse: Path | None = None, profiler=No
     with tempfile.TemporaryDirectory(prefix="cryptoflow-bench-") as tmp:
         root = Path(warehouse or tmp)
         settings = _settings(corpus, root)
-        ensure_table(
-            load_catalog(settings.catalog), settings.catalog.namespace, TABLES[STREAM], settings.parquet
-        )
+        stream, catalog = stream_of(corpus), load_catalog(settings.catalog)
+        for table in (stream, "gaps"):
+            ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
         flow = build_flow(corpus, settings)
         if profiler is not None:
             profiler.start()
@@ -179,9 +192,18 @@ def run_inproc(corpus: BinanceCorpus, warehouse: Path | None = None, profiler=No
         ended_at = time.time()
         if profiler is not None:
             profiler.stop()
-        rows, commits = committed(settings.catalog)
+        rows, commits = committed(settings.catalog, stream)
+        gap_rows, _ = committed(settings.catalog, "gaps")
     return E2EResult(
-        seconds, len(corpus.frames), rows, corpus.expected_rows, commits, started_at, ended_at, cpu / seconds
+        seconds,
+        len(corpus.frames),
+        rows,
+        corpus.expected_rows,
+        commits,
+        started_at,
+        ended_at,
+        cpu / seconds,
+        gap_rows,
     )
 
 

@@ -83,6 +83,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
                 "applied_frames_expected": corpus.applied_frames,
                 "e2e_rows_committed": ours.rows_committed,
                 "e2e_rows_expected": ours.rows_expected,
+                "e2e_gap_rows": ours.gap_rows,
                 "e2e_commits": ours.commits,
                 "e2e_valid": ours.valid,
                 "cryptofeed_valid": peer.book_updates == corpus.applied_frames,

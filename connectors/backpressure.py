@@ -33,6 +33,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from connectors.handoff import HandoffQueue
 from connectors.spill import SpillJournal
 from cryptoflow import metrics
 from cryptoflow.config import ChannelCaps, Settings
@@ -49,6 +50,42 @@ class Policy(Enum):
 
 class Empty(queue.Empty):
     """Nothing to take (a `queue.Empty`, so code written for `queue.Queue` drains a channel unchanged)."""
+
+
+class HighWater:
+    """Occupancy gauge plus the sustained-high-water alert (metric + one log line per episode)."""
+
+    def __init__(
+        self, name: str, capacity: int, policy: Policy, high_water: float, sustain_s: float,
+        clock: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.name, self.capacity, self.policy = name, capacity, policy
+        self.high_water, self.sustain_s, self.clock = high_water, sustain_s, clock
+        self.gauge = metrics.CHANNEL_OCCUPANCY.labels(name)
+        self.episodes = 0
+        self._above_since: float | None = None
+        self._alerted = False
+
+    def observe(self, depth: int, dropped: int = 0, spilled: int = 0) -> None:
+        occupancy = depth / self.capacity
+        self.gauge.set(occupancy)
+        now = self.clock()
+        if occupancy <= self.high_water:
+            if self._alerted:
+                log.info("channel %s: back below %.0f%% full", self.name, self.high_water * 100)
+            self._above_since, self._alerted = None, False
+            return
+        if self._above_since is None:
+            self._above_since = now
+        elif not self._alerted and now - self._above_since >= self.sustain_s:
+            self._alerted = True
+            self.episodes += 1
+            metrics.CHANNEL_HIGH_WATER.labels(self.name).inc()
+            log.warning(
+                "channel %s: above %.0f%% full for %.1fs (policy %s, %d dropped, %d spilled)",
+                self.name, self.high_water * 100, now - self._above_since, self.policy.value,
+                dropped, spilled,
+            )  # fmt: skip
 
 
 class BoundedChannel:
@@ -82,10 +119,8 @@ class BoundedChannel:
         self.dropped = 0
         self.spilled = 0
         self.spilling = False
-        self.high_water_episodes = 0
         self._seen_full = 0
-        self._above_since: float | None = None
-        self._alerted = False
+        self._high_water = HighWater(name, capacity, self.policy, high_water, sustain_s, clock)
 
     # ------------------------------------------------------------------ producer
     def put(self, item: Any, timeout: float | None = None, *, control: bool = False) -> bool:
@@ -182,30 +217,71 @@ class BoundedChannel:
 
     # ------------------------------------------------------------------ high-water watch
     def _watch(self) -> None:
-        occupancy = len(self._items) / self.capacity
-        metrics.CHANNEL_OCCUPANCY.labels(self.name).set(occupancy)
-        now = self.clock()
-        if occupancy <= self.high_water:
-            if self._alerted:
-                log.info("channel %s: back below %.0f%% full", self.name, self.high_water * 100)
-            self._above_since, self._alerted = None, False
-            return
-        if self._above_since is None:
-            self._above_since = now
-        elif not self._alerted and now - self._above_since >= self.sustain_s:
-            self._alerted = True
-            self.high_water_episodes += 1
-            metrics.CHANNEL_HIGH_WATER.labels(self.name).inc()
-            log.warning(
-                "channel %s: above %.0f%% full for %.1fs (policy %s, %d dropped, %d spilled)",
-                self.name, self.high_water * 100, now - self._above_since, self.policy.value,
-                self.dropped, self.spilled,
-            )  # fmt: skip
+        self._high_water.observe(len(self._items), self.dropped, self.spilled)
+
+    @property
+    def high_water_episodes(self) -> int:
+        return self._high_water.episodes
 
     def check_high_water(self) -> None:
         """Re-evaluate the watch without traffic (a stuck consumer and a silent producer)."""
         with self._cond:
             self._watch()
+
+
+class WaitChannel(HandoffQueue):
+    """The `wait` policy (the default, and the only one book diffs may use) on the lock-free hand-off
+    queue: no lock, condition or metric on the per-frame path. The occupancy gauge and the high-water
+    alert are updated by the process-wide watcher each second and whenever a producer finds the channel
+    full (it is about to block anyway)."""
+
+    policy = Policy.WAIT
+    dropped = 0
+    spilled = 0
+
+    def __init__(
+        self, name: str, capacity: int, *, high_water: float = 0.8, sustain_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        super().__init__(capacity)
+        self.name, self.capacity = name, capacity
+        self._high_water = HighWater(name, capacity, Policy.WAIT, high_water, sustain_s, clock)
+
+    def put(self, item: Any, timeout: float | None = None, *, control: bool = False) -> bool:  # type: ignore[override]
+        """True once `item` is queued; False if still full after `timeout`. Control items never wait."""
+        if control:
+            self._items.append(item)
+            return True
+        if len(self._items) >= self.maxsize:
+            self.check_high_water()
+        try:
+            HandoffQueue.put(self, item, True, timeout)
+        except queue.Full:
+            return False
+        return True
+
+    def get(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self.get_nowait()
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Empty() from None
+                time.sleep(0.001)
+
+    def occupancy(self) -> float:
+        return len(self._items) / self.capacity
+
+    @property
+    def high_water_episodes(self) -> int:
+        return self._high_water.episodes
+
+    def check_high_water(self) -> None:
+        self._high_water.observe(len(self._items))
+
+
+Channel = BoundedChannel | WaitChannel
 
 
 def channel_from_caps(
@@ -233,12 +309,15 @@ def channel_spec(settings: Settings, exchange: str, stream: str) -> ChannelSpec:
     return ChannelSpec(settings.channels.caps_for(exchange, stream), Path(settings.channels.spill_dir))
 
 
-def open_channel(spec: ChannelSpec | int, name: str) -> BoundedChannel:
+def open_channel(spec: ChannelSpec | int, name: str) -> Channel:
     """A partition's channel, watched for sustained high water. A bare int is a `wait` channel of that
     capacity (sources and benchmarks that configure only a size). `spill` overflows to journal segments
     under `<spill_dir>/<name>`, read back by the channel itself."""
+    channel: Channel
     if isinstance(spec, int):
-        channel = BoundedChannel(name, spec, Policy.WAIT)
+        channel = WaitChannel(name, spec)
+    elif spec.caps.policy == Policy.WAIT.value:
+        channel = WaitChannel(name, spec.caps.raw_cap, sustain_s=spec.caps.high_water_sustain_s)
     elif spec.caps.policy == Policy.SPILL.value:
         store = SpillJournal(spec.spill_dir / name, name)
         channel = channel_from_caps(name, spec.caps, spill=store.append, unspill=store.take)
@@ -253,11 +332,11 @@ class _Watcher:
 
     def __init__(self, period_s: float = 1.0) -> None:
         self.period_s = period_s
-        self.channels: weakref.WeakSet[BoundedChannel] = weakref.WeakSet()
+        self.channels: weakref.WeakSet[Channel] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def add(self, channel: BoundedChannel) -> None:
+    def add(self, channel: Channel) -> None:
         with self._lock:
             self.channels.add(channel)
             if self._thread is None:
@@ -276,6 +355,6 @@ class _Watcher:
 _WATCHER = _Watcher()
 
 
-def watch(channel: BoundedChannel) -> None:
+def watch(channel: Channel) -> None:
     """Have the process-wide watcher re-check `channel`'s high water every second until it is gone."""
     _WATCHER.add(channel)

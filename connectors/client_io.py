@@ -9,16 +9,16 @@ import threading
 import time
 from typing import Any
 
-from connectors.backpressure import BoundedChannel, Policy
+from connectors.backpressure import BoundedChannel, Channel, Policy, WaitChannel
 from cryptoflow.model import RawEvent
 
 
-def put_until_stopped(out: BoundedChannel | queue.Queue, item: Any, stop: threading.Event) -> None:
+def put_until_stopped(out: Channel | queue.Queue, item: Any, stop: threading.Event) -> None:
     """Hand `item` to the partition's channel under its backpressure policy: `wait` blocks until the
     dataflow makes room (or the client is stopped), the drop policies may discard it (counted by the
     channel), `spill` writes it to disk. Control items (END, anything not a `RawEvent`) bypass the policy.
     A plain `queue.Queue` (tests, tools) is always waited on."""
-    if isinstance(out, BoundedChannel):
+    if isinstance(out, (BoundedChannel, WaitChannel)):
         control = not isinstance(item, RawEvent)
         while not out.put(item, timeout=0.5, control=control):
             if out.policy is not Policy.WAIT or stop.is_set():

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from connectors.backpressure import ChannelSpec, open_channel
+from connectors.backpressure import Channel, ChannelSpec, open_channel
 from connectors.journal import JournalReader, JournalRecord, JournalWriter, RecordKind
 from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
@@ -37,7 +37,7 @@ class Client(Protocol):
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
-ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, queue.Queue | JournalWriter)
+ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, Channel | JournalWriter)
 
 
 class Decoder(Protocol):
@@ -65,7 +65,7 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self,
         name: str,
         clients: list[Client],
-        out: queue.Queue,
+        out: Channel | queue.Queue,
         next_offset: int,
         batch_size: int,
         idle_ms: int,
@@ -75,32 +75,41 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self.idle = timedelta(milliseconds=idle_ms)
         self.running = len(clients)
         self._awake: datetime | None = None
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
         for client in clients:
             client.start()
 
     def next_batch(self) -> list[RawEvent]:
         if self.running == 0:
             raise StopIteration()
+        drain = getattr(self.queue, "drain", None)
+        items = drain(self.batch_size) if drain is not None else self._get_all()
         batch: list[RawEvent] = []
-        get = self.queue.get_nowait
         offset = self.next_offset
-        try:
-            while len(batch) < self.batch_size:
-                item = get()
-                if item is END:
-                    self.running -= 1
-                    if self.running == 0:
-                        break
-                    continue
-                item.offset = offset
-                offset += 1
-                batch.append(item)
-        except queue.Empty:
-            pass
+        for item in items:
+            if item is END:
+                self.running -= 1
+                if self.running == 0:
+                    break
+                continue
+            item.offset = offset
+            offset += 1
+            batch.append(item)
         self.next_offset = offset
-        metrics.QUEUE_DEPTH.labels(self.name).set(self.queue.qsize())
+        self._depth.set(self.queue.qsize())
         self._awake = None if batch else datetime.now(UTC) + self.idle
         return batch
+
+    def _get_all(self) -> list[Any]:
+        """Up to `batch_size` items from a plain `queue.Queue` (clients given one by a caller)."""
+        items: list[Any] = []
+        get = self.queue.get_nowait
+        try:
+            while len(items) < self.batch_size:
+                items.append(get())
+        except queue.Empty:
+            pass
+        return items
 
     def next_awake(self) -> datetime | None:
         return self._awake

@@ -122,6 +122,55 @@ class LevelBatch:
         return len(self.prices)
 
 
+class DiffLevels:
+    """The level rows of one applied depth diff, kept as the event itself: no per-frame copy, no
+    per-level objects. The delta table's Arrow conversion reads the levels straight from the payload
+    (bids first, then asks, each in message order); it reads like a `LevelBatch` with `is_snapshot`
+    false (`sides`/`prices`/`qtys` are computed on access, for checks, not for the hot path)."""
+
+    __slots__ = ("event",)
+    is_snapshot = False
+
+    def __init__(self, event: RawEvent) -> None:
+        self.event = event
+
+    def __getattr__(self, name: str) -> Any:  # header fields (exchange, seq, offset, ...) of the event
+        if name == "event":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.event, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DiffLevels) and other.event == self.event
+
+    def __repr__(self) -> str:
+        return f"DiffLevels({self.event!r})"
+
+    @property
+    def sides(self) -> list[str]:
+        bids, asks = self.event.payload
+        return [BID] * len(bids) + [ASK] * len(asks)
+
+    @property
+    def prices(self) -> list[str]:
+        bids, asks = self.event.payload
+        return [lvl[0] for lvl in bids] + [lvl[0] for lvl in asks]
+
+    @property
+    def qtys(self) -> list[str]:
+        bids, asks = self.event.payload
+        return [lvl[1] for lvl in bids] + [lvl[1] for lvl in asks]
+
+    def __len__(self) -> int:
+        bids, asks = self.event.payload
+        return len(bids) + len(asks)
+
+    def __getstate__(self) -> RawEvent:
+        return self.event
+
+    def __setstate__(self, state: RawEvent) -> None:
+        self.event = state
+
+
 @dataclass(slots=True)
 class TradeRow:
     exchange: str

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -29,7 +30,18 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptoflow.model import BookRow, FundingRow, GapRow, LevelBatch, LiquidationRow, TradeRow
+from cryptoflow.model import (
+    ASK,
+    BID,
+    BookRow,
+    DiffLevels,
+    FundingRow,
+    GapRow,
+    LevelBatch,
+    LiquidationRow,
+    RawEvent,
+    TradeRow,
+)
 
 DECIMAL = DecimalType(38, 18)
 ARROW_DECIMAL = pa.decimal128(38, 18)
@@ -111,14 +123,52 @@ DELTA_SCHEMA = _schema(_DELTA_COLUMNS)
 _DELTA_ARROW = schema_to_pyarrow(DELTA_SCHEMA, include_field_ids=False)
 
 
-def level_batches_to_arrow(batches: Sequence[LevelBatch]) -> pa.Table:
-    """Expand per-message batches into flat level rows, one Arrow column at a time."""
+_LEVEL_LISTS = pa.list_(pa.list_(pa.string()))  # one message side: [[price, qty, ...], ...]
+
+
+def level_batches_to_arrow(batches: Sequence[LevelBatch | DiffLevels]) -> pa.Table:
+    """Flat level rows in input order (each message: bids, then asks, each in message order).
+
+    `DiffLevels` (applied diffs, the bulk) are converted without a Python loop over levels: their level
+    lists go to Arrow as nested lists, prices and quantities are the first two elements of each level,
+    and the per-message columns are repeated per level with `take`. `LevelBatch`es (snapshots, venues
+    that flatten themselves) expand in Python. The two parts are merged back into input order by a
+    stable sort on (message position, side)."""
+    diff_pos: list[int] = []
+    diffs: list[RawEvent] = []
+    batch_pos: list[int] = []
+    plain: list[LevelBatch] = []
+    for i, b in enumerate(batches):
+        if type(b) is DiffLevels:
+            diff_pos.append(i)
+            diffs.append(b.event)
+        else:
+            batch_pos.append(i)
+            plain.append(b)
+    if not diffs:
+        return _level_batches_table(plain)[0]
+    table, key = _diff_levels_table(diffs, diff_pos)
+    if plain:
+        plain_table, plain_key = _level_batches_table(plain, batch_pos)
+        table = pa.concat_tables([plain_table, table])
+        key = pa.concat_arrays([plain_key, key])
+    return table.take(pc.sort_indices(key))
+
+
+def _level_batches_table(
+    batches: Sequence[LevelBatch], positions: list[int] | None = None
+) -> tuple[pa.Table, pa.Array]:
+    """Expand per-message batches into flat level rows, one Arrow column at a time; the second value is
+    each row's sort key (2 x the batch's position in the input)."""
     cols: dict[str, list[Any]] = {name: [] for name, _, _ in _DELTA_COLUMNS}
     sides, prices, qtys = cols["side"], cols["price"], cols["qty"]
-    for b in batches:
+    keys: list[int] = []
+    for i, b in enumerate(batches):
         n = len(b.prices)
         if n == 0:
             continue
+        if positions is not None:
+            keys += [2 * positions[i]] * n
         cols["exchange"] += [b.exchange] * n
         cols["market"] += [b.market] * n
         cols["symbol"] += [b.symbol] * n
@@ -143,7 +193,46 @@ def level_batches_to_arrow(batches: Sequence[LevelBatch]) -> pa.Table:
             arrays.append(_ts(values))
         else:
             arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=_DELTA_ARROW)
+    return pa.Table.from_arrays(arrays, schema=_DELTA_ARROW), pa.array(keys, type=pa.int64())
+
+
+def _diff_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa.Table, pa.Array]:
+    """Level rows of applied diffs, column-wise in Arrow; bids of every message, then asks."""
+    n = len(events)
+    nested = pa.array([e.payload[0] for e in events] + [e.payload[1] for e in events], type=_LEVEL_LISTS)
+    parents = pc.list_parent_indices(nested)  # 0..n-1: bids of message i, n..2n-1: asks of message i-n
+    is_ask = pc.greater_equal(parents, n)
+    frame = pc.if_else(is_ask, pc.subtract(parents, n), parents)
+    levels = nested.flatten()
+    header = {
+        "exchange": pa.array([e.exchange for e in events], pa.string()),
+        "market": pa.array([e.market for e in events], pa.string()),
+        "symbol": pa.array([e.symbol for e in events], pa.string()),
+        "exchange_symbol": pa.array([e.exchange_symbol for e in events], pa.string()),
+        "exchange_ts": _ts([e.exchange_ts_us for e in events]),
+        "ingest_ts": _ts([e.ingest_ts_us for e in events]),
+        "seq": pa.array([e.seq for e in events], pa.int64()),
+        "first_seq": pa.array([e.first_seq for e in events], pa.int64()),
+        "prev_seq": pa.array([e.prev_seq for e in events], pa.int64()),
+        "shard": pa.array([e.shard for e in events], pa.int32()),
+        "source_offset": pa.array([e.offset for e in events], pa.int64()),
+    }
+    rows = len(levels)
+    arrays = []
+    for field in _DELTA_ARROW:
+        name = field.name
+        if name == "side":
+            arrays.append(pc.if_else(is_ask, ASK, BID).cast(field.type))
+        elif name == "price":
+            arrays.append(pc.list_element(levels, 0).cast(ARROW_DECIMAL))
+        elif name == "qty":
+            arrays.append(pc.list_element(levels, 1).cast(ARROW_DECIMAL))
+        elif name == "is_snapshot":
+            arrays.append(pa.repeat(pa.scalar(False), rows))
+        else:
+            arrays.append(header[name].take(frame).cast(field.type))
+    key = pc.add(pc.multiply(pc.take(pa.array(positions, pa.int64()), frame), 2), is_ask.cast(pa.int64()))
+    return pa.Table.from_arrays(arrays, schema=_DELTA_ARROW), key
 
 
 # ---------------------------------------------------------------------------------------------- ticks

@@ -1,5 +1,8 @@
 """Per-book operator for the delta tables: sequence diffs against REST snapshots and flatten them.
 
+Hot path: a diff that continues a live book is emitted as `DiffLevels` (the event itself, flattened
+column-wise only when the sink builds Arrow), without a `Step` or a per-frame copy of its levels.
+
 Only diffs that continue a verified book are emitted, preceded by the snapshot they continue (rows with
 `is_snapshot = true`). A snapshot from REST has no exchange time on Binance spot; it is stamped with the
 event time of the diff that straddles it, the first moment the book it describes is known to be live.
@@ -14,7 +17,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from cryptoflow import metrics
-from cryptoflow.model import GapRow, Kind, LevelBatch, RawEvent
+from cryptoflow.model import DiffLevels, GapRow, Kind, LevelBatch, RawEvent
 from operators.flatten import levels_of
 from operators.sequencing.sync import DiffSync, Outcome, Step
 from operators.sequencing.verdict import VerdictFn
@@ -34,13 +37,13 @@ class SyncCounters:
     last_ts: int | None = None
 
 
-def rows_for_step(step: Step[RawEvent, RawEvent]) -> list[LevelBatch]:
-    rows: list[LevelBatch] = []
+def rows_for_step(step: Step[RawEvent, RawEvent]) -> list[LevelBatch | DiffLevels]:
+    rows: list[LevelBatch | DiffLevels] = []
     if step.snapshot is not None:
         first_ts = step.diffs[0].exchange_ts_us if step.diffs else None
         ts = step.snapshot.exchange_ts_us if step.snapshot.exchange_ts_us is not None else first_ts
         rows.append(levels_of(step.snapshot, is_snapshot=True, exchange_ts_us=ts))
-    rows.extend(levels_of(diff, is_snapshot=False) for diff in step.diffs)
+    rows.extend(DiffLevels(diff) for diff in step.diffs)
     return rows
 
 
@@ -53,7 +56,7 @@ def gap_row(event: RawEvent, stream: str, reason: str, last_seq: int | None, las
     )  # fmt: skip
 
 
-class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
+class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | DiffLevels | GapRow, Any]):
     """Bytewax stateful logic for one `exchange|symbol` key: level rows, plus a `GapRow` per break."""
 
     def __init__(self, verdict: VerdictFn, max_buffered: int, resume: Any = None, stream: str = "") -> None:
@@ -63,8 +66,13 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
         else:
             self.sync, self.counters = DiffSync(verdict, max_buffered), SyncCounters()
 
-    def on_item(self, value: RawEvent) -> tuple[list[LevelBatch | GapRow], bool]:
+    def on_item(self, value: RawEvent) -> tuple[list[LevelBatch | DiffLevels | GapRow], bool]:
         c = self.counters
+        if value.kind is Kind.DEPTH_DIFF and self.sync.apply_live(value.first_seq, value.seq, value.prev_seq):
+            c.applied += 1
+            c.last_seq, c.last_ts = value.seq, value.exchange_ts_us or c.last_ts
+            metrics.seq_event(value.exchange, "applied").inc()
+            return [DiffLevels(value)], StatefulLogic.RETAIN
         if value.kind is Kind.DEPTH_DIFF:
             step = self.sync.on_diff(value, value.first_seq, value.seq, value.prev_seq)
         elif value.kind is Kind.DEPTH_SNAPSHOT:
@@ -73,7 +81,7 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
         else:
             return [], StatefulLogic.RETAIN
         self._count(value, step)
-        out: list[LevelBatch | GapRow] = []
+        out: list[LevelBatch | DiffLevels | GapRow] = []
         if step.outcome is Outcome.GAP:
             out.append(gap_row(value, self.stream, "sequence", c.last_seq, c.last_ts))
         elif step.outcome is Outcome.SNAPSHOT_TOO_OLD:
@@ -83,6 +91,40 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
             c.last_seq, c.last_ts = last.seq, last.exchange_ts_us or c.last_ts
         out.extend(rows_for_step(step))
         return out, StatefulLogic.RETAIN
+
+    def on_run(
+        self, events: list[RawEvent]
+    ) -> tuple[list[LevelBatch | DiffLevels | GapRow], list[int], bool]:
+        """`on_item` over a run of this key's events (offset order): the rows and, per row, the offset
+        of the event that produced it. Diffs that continue the live book take a loop-local fast path
+        and are counted once per run; anything else goes through `on_item`."""
+        rows: list[LevelBatch | DiffLevels | GapRow] = []
+        offsets: list[int] = []
+        apply_live = self.sync.apply_live
+        applied, last_seq, last_ts = 0, None, None
+        for ev in events:
+            if ev.kind is Kind.DEPTH_DIFF and apply_live(ev.first_seq, ev.seq, ev.prev_seq):
+                rows.append(DiffLevels(ev))
+                offsets.append(ev.offset)
+                applied += 1
+                last_seq, last_ts = ev.seq, ev.exchange_ts_us or last_ts
+                continue
+            if applied:  # on_item's gap rows read the counters: bring them up to date first
+                self._count_live(applied, last_seq, last_ts, ev.exchange)
+                applied, last_ts = 0, None
+            out, _ = self.on_item(ev)
+            if out:
+                rows += out
+                offsets += [ev.offset] * len(out)
+        if applied:
+            self._count_live(applied, last_seq, last_ts, events[0].exchange)
+        return rows, offsets, StatefulLogic.RETAIN
+
+    def _count_live(self, applied: int, last_seq: int | None, last_ts: int | None, exchange: str) -> None:
+        c = self.counters
+        c.applied += applied
+        c.last_seq, c.last_ts = last_seq, last_ts or c.last_ts
+        metrics.seq_event(exchange, "applied").inc(applied)
 
     def _count(self, event: RawEvent, step: Step) -> None:
         c = self.counters

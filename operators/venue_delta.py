@@ -15,7 +15,7 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
-from cryptoflow.model import GapRow, Kind, LevelBatch, RawEvent
+from cryptoflow.model import DiffLevels, GapRow, Kind, LevelBatch, RawEvent
 from operators.book.tracker import BookSettings, BookTracker
 from operators.delta_sync import DeltaSyncLogic
 from operators.flatten import levels_of
@@ -63,6 +63,23 @@ class VenueDeltaLogic(StatefulLogic[RawEvent, LevelBatch | GapRow, Any]):
         if isinstance(self.inner, DeltaSyncLogic):
             return self.inner.on_item(value)
         return self.inner.on_item(value), StatefulLogic.RETAIN
+
+    def on_run(
+        self, events: list[RawEvent]
+    ) -> tuple[list[LevelBatch | DiffLevels | GapRow], list[int], bool]:
+        """A run of this key's events at once (`PositionedLogic`): rows plus each row's triggering offset."""
+        if self.inner is None:
+            self.inner = self._build(events[0])
+        if isinstance(self.inner, DeltaSyncLogic):
+            return self.inner.on_run(events)
+        rows: list[LevelBatch | DiffLevels | GapRow] = []
+        offsets: list[int] = []
+        for ev in events:
+            out = self.inner.on_item(ev)
+            if out:
+                rows += out
+                offsets += [ev.offset] * len(out)
+        return rows, offsets, StatefulLogic.RETAIN
 
     def snapshot(self) -> Any:
         import copy

@@ -339,7 +339,7 @@ class BinanceClient(WsClient):
             return
         if event.kind is Kind.DEPTH_DIFF:
             sync = self.syncs.get(event.exchange_symbol)
-            if sync is not None:
+            if sync is not None and not sync.apply_live(event.first_seq, event.seq, event.prev_seq):
                 step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
                 if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
                     self._request_snapshot(event.exchange_symbol, step.outcome.value)

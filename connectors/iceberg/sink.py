@@ -15,9 +15,11 @@ import json
 import logging
 import random
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, RESTError
 from pyiceberg.table.snapshots import ancestors_of
@@ -27,7 +29,7 @@ from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
-from operators.positioned import Positioned
+from operators.positioned import Positioned, PositionedBatch
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,11 @@ WATERMARK = "cryptoflow.watermark"
 
 # Failures after which the commit may or may not have landed: reload, look, then retry.
 RETRYABLE = (CommitFailedException, CommitStateUnknownException, RESTError, OSError, TimeoutError)
+
+# Buffered row objects are converted to Arrow this many at a time: an epoch's rows then sit in compact
+# columns instead of Python objects (less memory, less for the garbage collector to walk); the commit
+# concatenates the pieces. Same rows, same order, same commit as converting everything at the end.
+CONVERT_EVERY = 20_000
 
 
 @dataclass
@@ -119,32 +126,53 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 table_def.name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq)
             )
         self.buffer: list[Any] = []
+        self.converted: list[Any] = []  # Arrow tables of earlier buffered rows, in order
         self.pending: dict[int, int] = {}
 
     def write_batch(self, values: list[Any]) -> None:
-        marks, dropped = self.state.watermark, 0
+        marks, pending, dropped = self.state.watermark, self.pending, 0
+        buffer = self.buffer
         for value in values:
+            if isinstance(value, PositionedBatch):
+                # offsets are non-decreasing within a batch: the rows to drop are a prefix
+                shard, offsets = value.shard, value.offsets
+                if not offsets:
+                    continue
+                mark = marks.get(shard, -1)
+                start = 0 if offsets[0] > mark else bisect_right(offsets, mark)
+                dropped += start
+                if start < len(offsets):
+                    buffer += value.rows[start:] if start else value.rows
+                    if offsets[-1] > pending.get(shard, -1):
+                        pending[shard] = offsets[-1]
+                continue
             if not isinstance(value, Positioned):
                 # a flow not wired with PositionedLogic: no triggering offset, so no dedupe (a row's own
                 # lineage offset can be below committed rows of other books and still be new)
-                self.buffer.append(value)
+                buffer.append(value)
                 continue
             shard, offset = value.shard, value.offset
             if offset <= marks.get(shard, -1):
                 dropped += 1
                 continue
-            self.buffer.append(value.row)
-            if offset > self.pending.get(shard, -1):
-                self.pending[shard] = offset
+            buffer.append(value.row)
+            if offset > pending.get(shard, -1):
+                pending[shard] = offset
         if dropped:
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
+        if len(buffer) >= CONVERT_EVERY:
+            self.converted.append(self.table_def.to_arrow(buffer))
+            self.buffer = []
 
     def flush(self) -> None:
-        if not self.buffer:
+        if not self.buffer and not self.converted:
             return
-        rows, self.buffer = self.buffer, []
+        tables, self.converted = self.converted, []
+        if self.buffer:
+            tables.append(self.table_def.to_arrow(self.buffer))
+            self.buffer = []
         pending, self.pending = self.pending, {}
-        arrow = self.table_def.to_arrow(rows)
+        arrow = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if arrow.num_rows == 0:
             return
         arrow = arrow.sort_by(self.table_def.sort_keys)

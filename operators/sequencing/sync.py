@@ -28,7 +28,7 @@ class Outcome(Enum):
     SNAPSHOT_TOO_OLD = "snapshot_too_old"  # snapshot ends before the buffered diffs begin: fetch again
 
 
-@dataclass
+@dataclass(slots=True)
 class Step(Generic[T, S]):
     """What one input did: its outcome and the items to emit, in order (snapshot first, then diffs)."""
 
@@ -69,6 +69,16 @@ class DiffSync(Generic[T, S]):
             self._buffer(item, first, last, prev)
             return Step(Outcome.SNAPSHOT_TOO_OLD if too_old else Outcome.GAP)
         return self._apply(item, last)
+
+    def apply_live(self, first: int, last: int, prev: int | None = None) -> bool:
+        """Hot path: apply a diff that continues a LIVE book without allocating a `Step`. False when the
+        book is not live or the diff does not simply apply: call `on_diff` for the full outcome."""
+        if self.book_id is None or self.pending_snapshot is not None:
+            return False
+        if self.verdict(self.book_id, self.fresh, first, last, prev) is not Verdict.APPLY:
+            return False
+        self.book_id, self.fresh = last, False
+        return True
 
     def on_snapshot(self, snapshot: S, last_update_id: int) -> Step[T, S]:
         """Adopt a snapshot and replay the buffer against it."""

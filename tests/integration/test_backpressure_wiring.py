@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.backpressure import BoundedChannel
+from connectors.backpressure import BoundedChannel, WaitChannel
 from connectors.binance.client import CHANNEL_TRADES, USDM
 from connectors.binance.source import binance_source
 from cryptoflow import metrics
@@ -48,7 +48,7 @@ def drain_slowly(sim: ExchangeSimulator, tmp: Path, policy: str, cap: int = 10, 
     (part_name,) = source.list_parts()
     part = source.build_part("ticks_in", part_name, None)
     channel = part.queue
-    assert isinstance(channel, BoundedChannel) and channel.policy.value == policy
+    assert isinstance(channel, (BoundedChannel, WaitChannel)) and channel.policy.value == policy
     got: list[tuple[str, int]] = []
     deadline = time.monotonic() + 60
     try:

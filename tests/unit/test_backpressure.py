@@ -2,7 +2,15 @@ import threading
 
 import pytest
 
-from connectors.backpressure import BoundedChannel, Empty, Policy, channel_from_caps
+from connectors.backpressure import (
+    BoundedChannel,
+    Empty,
+    Policy,
+    WaitChannel,
+    channel_from_caps,
+    channel_spec,
+    open_channel,
+)
 from connectors.spill import SpillJournal
 from cryptoflow import metrics
 from cryptoflow.config import ConfigError, load_settings
@@ -168,3 +176,30 @@ def test_book_streams_refuse_drop_policies_at_config_load():
         {"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__SPOT_DELTA__POLICY": "spill"},
     ):
         load_settings(environ=env)
+
+
+def test_wait_channel_blocks_when_full_lets_control_items_through_and_alerts_on_sustained_fill():
+    clock = FakeClock()
+    ch = WaitChannel("t-fast-wait", 2, sustain_s=5, clock=clock)
+    assert ch.put("a") and ch.put("b")
+    assert not ch.put("c", timeout=0.02)  # full: the producer waits, then gives up after the timeout
+    assert ch.high_water_episodes == 0  # first sighting of a full channel starts the clock
+    clock.now = 6.0
+    ch.check_high_water()  # what the process-wide watcher does each second
+    assert ch.high_water_episodes == 1
+    assert metrics.CHANNEL_HIGH_WATER.labels("t-fast-wait")._value.get() == 1
+    end = object()
+    assert ch.put(end, control=True)  # END is never refused, even by a full channel
+    assert ch.drain(10) == ["a", "b", end]
+    assert ch.put("d", timeout=0.02)  # room again
+
+
+def test_open_channel_picks_the_lock_free_channel_for_wait_only():
+    assert isinstance(open_channel(8, "t-open-int"), WaitChannel)
+    settings = load_settings(environ={"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__TICKS__POLICY": "sample"})
+
+    spec = channel_spec(settings, "binance", "ticks")
+    assert isinstance(open_channel(spec, "t-open-sample"), BoundedChannel)
+    assert isinstance(
+        open_channel(channel_spec(settings, "binance", "spot_delta"), "t-open-wait"), WaitChannel
+    )

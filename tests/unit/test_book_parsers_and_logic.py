@@ -16,7 +16,7 @@ from connectors.recordings.capture import CaptureWriter, read_capture
 from connectors.recordings.cryptofeed_v1 import read_cryptofeed_v1
 from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
 from connectors.recordings.records import RecordingFormatError
-from cryptoflow.model import GapRow, Kind, LevelBatch, Market, RawEvent
+from cryptoflow.model import DiffLevels, GapRow, Kind, LevelBatch, Market, RawEvent
 from cryptoflow.verify import verify_paths
 from operators.delta_sync import DeltaSyncLogic
 from operators.sequencing.binance import spot_verdict
@@ -121,7 +121,7 @@ def test_delta_sync_emits_a_gap_row_where_the_chain_breaks():
                     ([["1.0", "5"]], [["2.0", "5"]]), seq=10)  # fmt: skip
     assert logic.on_item(snap)[0] == []
     out, _ = logic.on_item(_diff(9, 11, 1000))
-    assert [type(r) for r in out] == [LevelBatch, LevelBatch]  # snapshot, straddling diff
+    assert [type(r) for r in out] == [LevelBatch, DiffLevels]  # snapshot, straddling diff (the event itself)
     out, _ = logic.on_item(_diff(12, 12, 2000))
     out, _ = logic.on_item(_diff(14, 15, 3000))  # 13 is missing
     (gap,) = out

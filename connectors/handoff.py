@@ -1,0 +1,90 @@
+"""The bounded queue between a shard's client threads and its source partition (queue mode).
+
+`queue.Queue` takes a lock and signals a condition on every put and every get: two lock round trips
+and a notify per frame, between two threads that share one GIL. Here the deque's own atomic append and
+popleft carry the items; the lock is taken only when a producer has to wait for room (backpressure
+policy `wait`, connectors/client_io.put_until_stopped), and the consumer wakes waiting producers once
+per drained batch instead of once per item. Same interface as the `queue.Queue` subset the clients and
+the partition use (`put` with timeout -> `queue.Full`, `get_nowait` -> `queue.Empty`, `qsize`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+
+class HandoffQueue:
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self._items: deque[Any] = deque()
+        self._room = threading.Condition(threading.Lock())
+        self._waiting = 0
+
+    # ------------------------------------------------------------------ producers (client threads)
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Append; when full, wait up to `timeout` for room (None: forever), else raise `queue.Full`."""
+        items = self._items
+        if len(items) < self.maxsize:
+            items.append(item)
+            return
+        if not block:
+            raise queue.Full
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._room:
+            self._waiting += 1
+            try:
+                # re-checked under the lock after announcing the wait: a drain that ran before the
+                # announcement left room, one after it will notify
+                while len(items) >= self.maxsize:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise queue.Full
+                    self._room.wait(remaining)
+                items.append(item)
+            finally:
+                self._waiting -= 1
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, block=False)
+
+    # ------------------------------------------------------------------ consumer (source partition)
+    def get_nowait(self) -> Any:
+        try:
+            item = self._items.popleft()
+        except IndexError:
+            raise queue.Empty from None
+        if self._waiting:
+            self.wake()
+        return item
+
+    def drain(self, limit: int) -> list[Any]:
+        """Up to `limit` items, oldest first, and one wake-up for producers waiting for room."""
+        items, out = self._items, []
+        popleft = items.popleft
+        try:
+            for _ in range(min(limit, len(items))):
+                out.append(popleft())
+        except IndexError:  # pragma: no cover - single consumer: len() cannot shrink under us
+            pass
+        if out and self._waiting:
+            self.wake()
+        return out
+
+    def wake(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
