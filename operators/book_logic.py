@@ -3,8 +3,8 @@ emitting `BookRow`s (snapshots / checkpoints) and `GapRow`s. Pure: no I/O; count
 
 from __future__ import annotations
 
-import copy
 import logging
+import pickle
 from typing import Any
 
 from bytewax.operators import StatefulLogic
@@ -21,9 +21,12 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
     """`scheme=None`: learn it from the first event (`operators.schemes.scheme_of`), for flows that
     read several venues (Bytewax builds the logic before it sees the key)."""
 
-    def __init__(self, scheme: str | None, settings: BookSettings, resume: BookTracker | None = None) -> None:
+    def __init__(
+        self, scheme: str | None, settings: BookSettings, resume: bytes | BookTracker | None = None
+    ) -> None:
         self.settings = settings
-        self.tracker: BookTracker | None = resume
+        # `resume` is what `snapshot` returned (bytes), or a tracker from recovery data written before that
+        self.tracker: BookTracker | None = pickle.loads(resume) if isinstance(resume, bytes) else resume
         if self.tracker is None and scheme is not None:
             self.tracker = BookTracker(scheme, settings)
 
@@ -43,8 +46,11 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         out: list[BookRow | GapRow] = [*step.gaps, *step.rows]
         return out, StatefulLogic.RETAIN
 
-    def snapshot(self) -> BookTracker:
-        return copy.deepcopy(self.tracker)
+    def snapshot(self) -> bytes:
+        """Bytewax calls this at every epoch end for every key touched, recovery on or off: the tracker as
+        pickle bytes (immutable, so no copy; each book side is one flat byte string of its levels, see
+        operators/book/_levels.c) instead of a deep copy of every level object."""
+        return pickle.dumps(self.tracker, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def book_settings(book_cfg: Any, stream: str) -> BookSettings:

@@ -273,7 +273,12 @@ static int set_level(Side *self, PyObject *price, PyObject *qty) {
         return 0;
     }
     if (self->has_horizon && skey < self->horizon) return 0; /* beyond our depth cap: unknown neighbours */
-    Level l = {skey, qm, (uint8_t)pp, (uint8_t)qp};
+    Level l;
+    memset(&l, 0, sizeof(l)); /* padding too: snapshots of equal books are equal bytes */
+    l.skey = skey;
+    l.qty = qm;
+    l.pp = (uint8_t)pp;
+    l.qp = (uint8_t)qp;
     if (insert_at(self, i, &l) < 0) return -1;
     return 1;
 }
@@ -323,6 +328,7 @@ static int Side_init(Side *self, PyObject *args, PyObject *kwds) {
     self->lv = NULL;
     self->start = self->len = self->cap = 0;
     self->has_horizon = 0;
+    self->horizon = 0;
     return 0;
 }
 
@@ -385,7 +391,7 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     if (seq == NULL) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
-    Loading *tmp = PyMem_Malloc((size_t)(n > 0 ? n : 1) * sizeof(Loading));
+    Loading *tmp = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Loading)); /* zeroed padding */
     if (tmp == NULL) {
         Py_DECREF(seq);
         return PyErr_NoMemory();
@@ -432,6 +438,7 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     self->start = 0;
     self->len = self->cap = kept;
     self->has_horizon = 0;
+    self->horizon = 0;
     return PyLong_FromSsize_t(n);
 }
 
@@ -448,6 +455,7 @@ static PyObject *Side_clear(Side *self, PyObject *Py_UNUSED(ignored)) {
     self->lv = NULL;
     self->start = self->len = self->cap = 0;
     self->has_horizon = 0;
+    self->horizon = 0;
     Py_RETURN_NONE;
 }
 

@@ -153,18 +153,18 @@ class SyntheticMarket:
             if rng.random() < 0.5:
                 self.mid[symbol] = m = m + 1
                 crossing = self.price_text(m)
-                if crossing in book.asks.qty:
+                if crossing in book.asks:
                     asks.append([crossing, self._zero_qty])
             else:
                 self.mid[symbol] = m = m - 1
                 crossing = self.price_text(m)
-                if crossing in book.bids.qty:
+                if crossing in book.bids:
                     bids.append([crossing, self._zero_qty])
         for _ in range(rng.randint(1, 3)):
             bid = rng.random() < 0.5
             k = rng.randint(1, self.depth)
             price = self.price_text(m - k if bid else m + k)
-            present = price in (book.bids.qty if bid else book.asks.qty)
+            present = price in (book.bids if bid else book.asks)
             qty = self._zero_qty if present and rng.random() < 0.25 else self._random_qty()
             (bids if bid else asks).append([price, qty])
         book.apply(bids, asks)
