@@ -208,11 +208,7 @@ def run_demo(
         if frames:
             what = f"replaying {frames} recorded frames ({snapshots} REST snapshots)"
         else:  # venues that drive their own sessions (subscribe by message, or a synthetic market)
-            what = (
-                "serving its recording per subscription"
-                if "synthetic" not in label
-                else "generating a market"
-            )
+            what = "serving its recording per subscription" if "synthetic" not in label else "generating a market"
         out.write(f"CryptoFlow demo: {label}: {what} at {speed_text}\n")
     with ExitStack() as stack:
         sims = {
