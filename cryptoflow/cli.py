@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
     sim.add_argument("--rate", type=float, default=1000.0, help="kraken: book changes per second (0 = max)")
     sim.add_argument("--seed", type=int, default=0, help="kraken: random seed")
+    sim.add_argument(
+        "--wall-clock",
+        action="store_true",
+        help="kraken: exchange timestamps are the real time of each message",
+    )
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")

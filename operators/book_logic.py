@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from typing import Any
 
 from bytewax.operators import StatefulLogic
@@ -29,6 +30,8 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         self.tracker: BookTracker | None = pickle.loads(resume) if isinstance(resume, bytes) else resume
         if self.tracker is None and scheme is not None:
             self.tracker = BookTracker(scheme, settings)
+        self._since_ingest = metrics.NORMALIZE_LATENCY.labels(settings.stream, "ingest")
+        self._since_exchange = metrics.NORMALIZE_LATENCY.labels(settings.stream, "exchange")
 
     def on_item(self, value: RawEvent) -> tuple[list[BookRow | GapRow], bool]:
         if self.tracker is None:
@@ -44,6 +47,10 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         if (after.book_ticker.mismatch, after.checksum.mismatch, after.crossed) != checks:
             metrics.seq_event(value.exchange, "check_mismatch").inc()
         out: list[BookRow | GapRow] = [*step.gaps, *step.rows]
+        now_us = time.time_ns() // 1000  # "normalized": the event is in the book and its rows are built
+        self._since_ingest.observe((now_us - value.ingest_ts_us) / 1e6)
+        if value.exchange_ts_us is not None:
+            self._since_exchange.observe((now_us - value.exchange_ts_us) / 1e6)
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
