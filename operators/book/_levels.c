@@ -492,6 +492,40 @@ static PyObject *Side_top(Side *self, PyObject *arg) {
     return out;
 }
 
+/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
+static int digits_of(u128 m, char *out) {
+    char tmp[48];
+    int n = 0;
+    while (m) {
+        tmp[n++] = (char)('0' + (int)(m % 10));
+        m /= 10;
+    }
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Kraken's checksum text of the best n levels: each level's price then quantity text with the '.'
+ * removed and leading zeros stripped, which for canonical text is exactly the mantissa's digits. */
+static PyObject *Side_kraken_digits(Side *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0) n = 0;
+    if (n > self->len) n = self->len;
+    char *buf = PyMem_Malloc((size_t)(n > 0 ? n : 1) * 80);
+    if (buf == NULL) return PyErr_NoMemory();
+    size_t k = 0;
+    const Level *best = self->lv + self->start + self->len - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Level *l = best - i;
+        i128 key = self->descending ? l->skey : -l->skey;
+        k += (size_t)digits_of((u128)key / POW10[SCALE - l->pp], buf + k);
+        k += (size_t)digits_of((u128)l->qty, buf + k);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)k);
+    PyMem_Free(buf);
+    return out;
+}
+
 static PyObject *Side_best(Side *self, PyObject *Py_UNUSED(ignored)) {
     if (self->len == 0) Py_RETURN_NONE;
     return level_tuple(self, self->lv + self->start + self->len - 1);
@@ -623,6 +657,8 @@ static PyMethodDef Side_methods[] = {
     {"best", (PyCFunction)Side_best, METH_NOARGS, "best() -> (price, qty) | None"},
     {"best_key", (PyCFunction)Side_best_key, METH_NOARGS, "best_key() -> int | None (levels.price_key units)"},
     {"get", (PyCFunction)Side_get, METH_O, "get(price) -> qty text | None"},
+    {"kraken_digits", (PyCFunction)Side_kraken_digits, METH_O,
+     "kraken_digits(n) -> bytes: the best n levels as Kraken's checksum input (see checksums.py)."},
     {"__getstate__", (PyCFunction)Side_getstate, METH_NOARGS, NULL},
     {"__setstate__", (PyCFunction)Side_setstate, METH_O, NULL},
     {"__reduce__", (PyCFunction)Side_reduce, METH_NOARGS, NULL},

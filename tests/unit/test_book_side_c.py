@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryptoflow.model import Kind, RawEvent
+from operators.book.checksums import kraken_checksum, okx_checksum
 from operators.book.levels import SIDES, OrderBook, PySide
 from operators.book.tracker import BYBIT, BookSettings, BookTracker
 from operators.book_logic import BookLogic
@@ -93,6 +94,9 @@ def test_same_behaviour_as_the_python_side(seed):
                 py_side.best_key(),
             )
         assert c_book.crossed() == py_book.crossed()
+        # the compiled side's Kraken checksum input is built from integers, not from the text
+        assert kraken_checksum(c_book) == kraken_checksum(py_book)
+        assert okx_checksum(c_book) == okx_checksum(py_book)
 
 
 @pytest.mark.parametrize("price", ["01.5", "+1", "-1", "1e5", "1.", ".5", "1.2.3", "", "abc", "1 ", "0x10"])
@@ -108,6 +112,14 @@ def test_non_canonical_quantities_are_rejected(qty):
     side = CSide(descending=False)
     with pytest.raises(ValueError):
         side.set("1.5", qty)
+
+
+def test_kraken_digits_of_small_and_zero_prices():
+    side = CSide(descending=False)
+    side.load([["0.00", "0.0500"], ["0.01", "10"], ["12.340", "0.00001"]])
+    expected = b"".join(p.replace(".", "").lstrip("0").encode() + q.replace(".", "").lstrip("0").encode()
+                        for p, q in side.top(3))  # fmt: skip
+    assert side.kraken_digits(10) == expected == b"500110123401"
 
 
 def test_zero_in_any_writing_deletes_and_bad_shapes_raise():
