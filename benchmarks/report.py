@@ -176,8 +176,9 @@ def _book_and_latency(r: dict) -> list[str]:
                 f"Offered {x['offered_changes_per_s']:,.0f} changes/s for {x['seconds']:.0f} s over "
                 f"{x['symbols']} symbols: achieved {x['achieved_changes_per_s'] or 0:,.0f} changes/s, "
                 f"{x['achieved_frames_per_s'] or 0:,.0f} frames/s, "
-                f"**{'sustained' if x['sustained'] else 'not sustained'}**; histogram saw "
-                f"{x['events_seen_by_histogram']:,} of {x['book_frames_sent']:,} frames sent.",
+                f"**{'sustained' if x['sustained'] else 'not sustained'}**; {x['book_frames_made']:,} book frames "
+                f"made on {x['connections']} connection(s), {x['events_seen_by_histogram']:,} book events in the "
+                "flow's histogram.",
                 "",
                 "| ms | p50 | p90 | p99 | max |",
                 "|---|---:|---:|---:|---:|",
@@ -185,6 +186,7 @@ def _book_and_latency(r: dict) -> list[str]:
                 f"| ingest -> normalized | {_ms(x['ingest_to_normalized'])}",
                 f"| exchange -> normalized | {_ms(x['exchange_to_normalized'])}",
                 f"| ingest -> committed (flush {x['flush_interval_ms']} ms) | {_ms(x['ingest_to_committed'])}",
+                f"| (connector.idle_poll_ms {x['idle_poll_ms']}) | | | | |",
                 "",
             ]
     return lines
