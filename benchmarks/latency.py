@@ -15,9 +15,10 @@ Reported, as p50 / p90 / p99 / max:
 
 Whether the rate was sustained is reported as offered vs achieved: book changes made per second and book
 frames delivered per second (the simulator's socket writes wait for the flow to read, so a flow that
-falls behind slows both), the book frames made for all connections (more than one connection: the flow
-was too slow, reconnected and resubscribed) and the book events the flow's histogram saw. Run with `make bench-latency`; `benchmarks.run` includes
-`measure()` in `make bench`.
+falls behind slows both), the book frames made for all connections (one connection per source shard; more
+connections mean the flow reconnected and resubscribed) and the book events the flow's histogram saw.
+Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--json`. Run with `make bench-latency`;
+`benchmarks.run` includes `measure()` in `make bench`.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def run_rate(
         "sustained": bool(achieved and frames_per_s and min(achieved, frames_per_s) >= 0.95 * rate),
         "book_frames_sent": sim.stats.frames_sent,  # written to a socket (the last writes may be missing)
         "book_frames_made": sum(x.book_frames for x in venue.sessions),  # for all connections
-        "connections": len(venue.sessions),  # > 1: the flow reconnected (and resubscribed: snapshots)
+        "connections": len(venue.sessions),  # one per source shard; more = reconnects (and resubscriptions)
         "events_seen_by_histogram": ingest.get("count", 0),  # feed events only (baseline subtracted)
         "exchange_to_ingest": exact_percentiles(to_ingest),
         "ingest_to_normalized": ingest,
