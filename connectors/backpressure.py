@@ -10,21 +10,32 @@ When the dataflow falls behind, something has to give, and what is right depends
   until the reader reports the spill drained (`spill_drained()`); nothing lost, memory stays bounded.
 
 Occupancy above `high_water` (80%) for `sustain_s` raises `cryptoflow_channel_high_water_total` and a
-log line once per episode; `cryptoflow_channel_occupancy` is always current.
+log line once per episode; `cryptoflow_channel_occupancy` is always current. A process-wide watcher
+thread (`watch`) re-checks every open channel each second, so a stuck consumer with a silent producer
+is still noticed.
+
+Wiring: `connectors/source.py` opens one channel per partition with `open_channel` from the stream's
+`ChannelSpec` (`channel_spec(settings, exchange, stream)`: caps and policy from the config's
+`channels` section); clients hand items over through `connectors/client_io.put_until_stopped`.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
+from connectors.spill import SpillJournal
 from cryptoflow import metrics
-from cryptoflow.config import ChannelCaps
+from cryptoflow.config import ChannelCaps, Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +47,8 @@ class Policy(Enum):
     SPILL = "spill"
 
 
-class Empty(Exception):
-    pass
+class Empty(queue.Empty):
+    """Nothing to take (a `queue.Empty`, so code written for `queue.Queue` drains a channel unchanged)."""
 
 
 class BoundedChannel:
@@ -49,6 +60,7 @@ class BoundedChannel:
         *,
         sample_every: int = 10,
         spill: Callable[[Any], None] | None = None,
+        unspill: Callable[[], Any | None] | None = None,
         high_water: float = 0.8,
         sustain_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -60,6 +72,11 @@ class BoundedChannel:
             raise ValueError("the spill policy needs a spill sink (the journal)")
         self.name, self.capacity, self.sample_every = name, capacity, sample_every
         self.spill, self.high_water, self.sustain_s, self.clock = spill, high_water, sustain_s, clock
+        # with `unspill` (the spill's read side) the channel reads its spill back itself once memory is
+        # empty, and leaves spilling when it comes back empty; without it the reader calls spill_drained
+        self.unspill = unspill
+        self.unspilled = 0  # items (control ones too) read back from the spill
+        self._on_disk = 0
         self._items: deque[Any] = deque()
         self._cond = threading.Condition()
         self.dropped = 0
@@ -75,9 +92,15 @@ class BoundedChannel:
         """Offer an item; True if it is now in the channel or the spill, False if the policy dropped it.
 
         `wait` blocks up to `timeout` (forever if None) and returns False if still full then.
-        `control=True` (end-of-stream markers) bypasses the policy: never dropped, spilled or blocked.
+        `control=True` (end-of-stream markers) bypasses the policy: never dropped or blocked (while the
+        channel spills it goes to the spill too, behind the items it must not overtake).
         """
         with self._cond:
+            if control and self.spilling:  # behind the spilled items, or END would overtake them
+                self.spill(item)  # type: ignore[misc]
+                self._on_disk += 1
+                self._cond.notify_all()
+                return True
             if control:
                 self._items.append(item)
                 self._watch()
@@ -89,6 +112,7 @@ class BoundedChannel:
                 self.spilled += 1
                 metrics.BACKPRESSURE_DROPS.labels(self.name, "spill").inc()
                 self.spill(item)  # type: ignore[misc]
+                self._on_disk += 1
                 return True
             if full and self.policy is Policy.WAIT:
                 if not self._cond.wait_for(lambda: len(self._items) < self.capacity, timeout):
@@ -122,24 +146,36 @@ class BoundedChannel:
     # ------------------------------------------------------------------ consumer
     def get(self, timeout: float | None = None) -> Any:
         with self._cond:
-            if not self._cond.wait_for(lambda: self._items, timeout):
+            if not self._cond.wait_for(self._available, timeout):
                 raise Empty()
             return self._take()
 
     def get_nowait(self) -> Any:
         with self._cond:
-            if not self._items:
-                raise Empty()
             return self._take()
 
+    def _available(self) -> bool:
+        return bool(self._items) or (self.spilling and self.unspill is not None)
+
     def _take(self) -> Any:
+        if not self._items:
+            # memory holds only items older than the spill: read the spill once memory is empty
+            item = self.unspill() if self.spilling and self.unspill is not None else None
+            if item is None:
+                if self.unspill is not None:
+                    self.spilling = False  # drained: new items may go to memory again
+                raise Empty()
+            self.unspilled += 1
+            self._on_disk -= 1
+            return item
         item = self._items.popleft()
         self._watch()
         self._cond.notify_all()
         return item
 
     def qsize(self) -> int:
-        return len(self._items)
+        """Items waiting: in memory plus, with a self-read spill, those still on disk."""
+        return len(self._items) + (self._on_disk if self.unspill is not None else 0)
 
     def occupancy(self) -> float:
         return len(self._items) / self.capacity
@@ -173,10 +209,73 @@ class BoundedChannel:
 
 
 def channel_from_caps(
-    name: str, caps: ChannelCaps, spill: Callable[[Any], None] | None = None
+    name: str,
+    caps: ChannelCaps,
+    spill: Callable[[Any], None] | None = None,
+    unspill: Callable[[], Any | None] | None = None,
 ) -> BoundedChannel:
     """The raw channel of one partition as configured for its exchange and stream (`channels` section)."""
     return BoundedChannel(
-        name, caps.raw_cap, caps.policy, sample_every=caps.sample_every, spill=spill,
+        name, caps.raw_cap, caps.policy, sample_every=caps.sample_every, spill=spill, unspill=unspill,
         sustain_s=caps.high_water_sustain_s,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What a source needs to open its partitions' channels: the configured caps and the spill root."""
+
+    caps: ChannelCaps
+    spill_dir: Path
+
+
+def channel_spec(settings: Settings, exchange: str, stream: str) -> ChannelSpec:
+    return ChannelSpec(settings.channels.caps_for(exchange, stream), Path(settings.channels.spill_dir))
+
+
+def open_channel(spec: ChannelSpec | int, name: str) -> BoundedChannel:
+    """A partition's channel, watched for sustained high water. A bare int is a `wait` channel of that
+    capacity (sources and benchmarks that configure only a size). `spill` overflows to journal segments
+    under `<spill_dir>/<name>`, read back by the channel itself."""
+    if isinstance(spec, int):
+        channel = BoundedChannel(name, spec, Policy.WAIT)
+    elif spec.caps.policy == Policy.SPILL.value:
+        store = SpillJournal(spec.spill_dir / name, name)
+        channel = channel_from_caps(name, spec.caps, spill=store.append, unspill=store.take)
+    else:
+        channel = channel_from_caps(name, spec.caps)
+    watch(channel)
+    return channel
+
+
+class _Watcher:
+    """One daemon thread per process re-checking every open channel's high water once a second."""
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self.channels: weakref.WeakSet[BoundedChannel] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, channel: BoundedChannel) -> None:
+        with self._lock:
+            self.channels.add(channel)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="channel-high-water", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.period_s)
+            with self._lock:
+                channels = list(self.channels)
+            for channel in channels:
+                channel.check_high_water()
+
+
+_WATCHER = _Watcher()
+
+
+def watch(channel: BoundedChannel) -> None:
+    """Have the process-wide watcher re-check `channel`'s high water every second until it is gone."""
+    _WATCHER.add(channel)

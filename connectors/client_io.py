@@ -1,5 +1,5 @@
-"""The two waits every client thread needs, in one place: hand an item to the dataflow's bounded queue
-(backpressure policy `wait`), and sleep in small steps so a stop request ends the wait at once."""
+"""The two waits every client thread needs, in one place: hand an item to the dataflow's bounded channel
+(under its backpressure policy, connectors/backpressure.py), and sleep in small steps so a stop request ends the wait at once."""
 
 from __future__ import annotations
 
@@ -9,9 +9,21 @@ import threading
 import time
 from typing import Any
 
+from connectors.backpressure import BoundedChannel, Policy
+from cryptoflow.model import RawEvent
 
-def put_until_stopped(out: queue.Queue, item: Any, stop: threading.Event) -> None:
-    """Block until the queue takes `item` (the dataflow drains it), or the client is stopped."""
+
+def put_until_stopped(out: BoundedChannel | queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Hand `item` to the partition's channel under its backpressure policy: `wait` blocks until the
+    dataflow makes room (or the client is stopped), the drop policies may discard it (counted by the
+    channel), `spill` writes it to disk. Control items (END, anything not a `RawEvent`) bypass the policy.
+    A plain `queue.Queue` (tests, tools) is always waited on."""
+    if isinstance(out, BoundedChannel):
+        control = not isinstance(item, RawEvent)
+        while not out.put(item, timeout=0.5, control=control):
+            if out.policy is not Policy.WAIT or stop.is_set():
+                return  # dropped by the policy (counted there), or stopped while waiting
+        return
     while True:
         try:
             out.put(item, timeout=0.5)

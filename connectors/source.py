@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.backpressure import ChannelSpec, open_channel
 from connectors.journal import JournalReader, JournalRecord, JournalWriter, RecordKind
 from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
@@ -203,7 +204,7 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
         self,
         shards: list[int],
         make_clients: ClientsFactory,
-        queue_cap: int,
+        queue_cap: int | ChannelSpec,
         batch_size: int,
         idle_ms: int,
         journal: JournalConfig | None = None,
@@ -224,7 +225,8 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> Any:
         if self.journal is not None and self.journal.enabled:
             return self._build_journal_part(step_id, for_part, resume_state)
-        out: queue.Queue = queue.Queue(maxsize=self.queue_cap)
+        label = "/".join(p for p in (self.stream, self.source, for_part) if p)
+        out = open_channel(self.queue_cap, label)  # caps and backpressure policy from `channels`
         shard = shard_of_partition(for_part)
         clients = self.make_clients(shard, out)
         # Live input is not replayable here: a restarted run reads *new* data, which must never reuse an

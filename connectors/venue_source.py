@@ -7,6 +7,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable
 
+from connectors.backpressure import channel_spec
 from connectors.source import Client, ShardedSource
 from cryptoflow.config import Settings
 from cryptoflow.sharding import group_by_shard
@@ -25,7 +26,7 @@ def venue_source(
     if not symbols:
         return None
     by_shard = group_by_shard(exchange, symbols, settings.sharding.total_shards)
-    caps = settings.channels.caps_for(exchange, stream)
+    spec = channel_spec(settings, exchange, stream)
 
     def make_clients(shard: int, out: queue.Queue) -> list[Client]:
         local_addr = settings.sharding.per_shard_ip_override.get(shard)
@@ -34,7 +35,9 @@ def venue_source(
     return ShardedSource(
         sorted(by_shard),
         make_clients,
-        caps.raw_cap,
+        spec,
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
+        stream=stream,
+        source=exchange,  # names the partitions' channels in metrics
     )

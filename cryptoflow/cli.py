@@ -121,16 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "simulate", help="run the local exchange simulator: each venue on its own port from --port"
     )
-    sim.add_argument("--symbols", type=int, default=10, help="kraken (synthetic v2): symbols")
-    sim.add_argument("--depth", type=int, default=50, help="kraken: true book levels per side")
-    sim.add_argument("--messages", type=int, default=100_000, help="kraken: book changes before the end")
-    sim.add_argument("--rate", type=float, default=1000.0, help="kraken: book changes per second (0 = max)")
-    sim.add_argument("--seed", type=int, default=0, help="kraken: random seed")
+    synth = "synthetic venues (kraken, bybit-synthetic, okx-synthetic)"
+    sim.add_argument("--symbols", type=int, default=10, help=f"{synth}: symbols")
+    sim.add_argument("--depth", type=int, default=50, help=f"{synth}: true book levels per side")
+    sim.add_argument("--messages", type=int, default=100_000, help=f"{synth}: book changes before the end")
+    sim.add_argument("--rate", type=float, default=1000.0, help=f"{synth}: book changes per second (0 = max)")
+    sim.add_argument("--seed", type=int, default=0, help=f"{synth}: random seed")
     sim.add_argument(
-        "--wall-clock",
-        action="store_true",
-        help="kraken: exchange timestamps are the real time of each message",
-    )
+        "--synthetic", action="store_true",
+        help="serve bybit and okx from the synthetic market instead of their recordings (books, trades, "
+        "liquidations, funding; symbols S0000-USDT..., OKX ids S0000-USDT, S0001-USDT-SWAP, S0002-USD-261225)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--wall-clock", action="store_true",
+        help="kraken: exchange timestamps are the real time each message is made (latency benchmarks)",
+    )  # fmt: skip
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
@@ -140,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sim.add_argument(
         "--venues", default="binance,binance-usdm",
-        help="comma-separated: binance, binance-usdm, bybit, bybit-v1, okx, coinbase, kraken "
-        "(consecutive ports from --port)",
+        help="comma-separated: binance, binance-usdm, bybit, bybit-v1, bybit-synthetic, okx, okx-synthetic, "
+        "coinbase, kraken (consecutive ports from --port)",
     )  # fmt: skip
     sim.set_defaults(func=_simulate)
 

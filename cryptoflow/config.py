@@ -18,7 +18,12 @@ from cryptoflow.paths import REPO_ROOT
 ENV_PREFIX = "CRYPTOFLOW_"
 ENV_CONFIG_PATH = "CRYPTOFLOW_CONFIG"
 # Variables with the prefix that are not config fields.
-ENV_NOT_SETTINGS = {ENV_CONFIG_PATH, "CRYPTOFLOW_LOG_LEVEL"}
+ENV_NOT_SETTINGS = {
+    ENV_CONFIG_PATH,
+    "CRYPTOFLOW_LOG_LEVEL",
+    "CRYPTOFLOW_CHAOS_SECONDS",
+    "CRYPTOFLOW_CHAOS_SEED",
+}
 
 DEFAULT_CONFIG_PATH = REPO_ROOT / "configs" / "dev" / "cryptoflow.yaml"
 
@@ -43,13 +48,37 @@ class ChannelCaps(_Section):
     high_water_sustain_s: float = Field(5.0, gt=0)
 
 
+# Streams built from order-book diffs: a dropped diff breaks the book, so their channels may only wait or spill.
+BOOK_STREAMS = ("spot_delta", "spot_ob", "futures_delta", "futures_ob")
+LOSSLESS_POLICIES = ("wait", "spill")
+
+
 class ChannelsConfig(_Section):
     defaults: ChannelCaps = ChannelCaps()
     # overrides[exchange][stream] = caps, e.g. overrides.binance.spot_delta.raw_cap
     overrides: dict[str, dict[str, ChannelCaps]] = {}
+    # where the `spill` policy writes a partition's overflow (journal segments, deleted once read back)
+    spill_dir: str = "journal/spill"
 
     def caps_for(self, exchange: str, stream: str) -> ChannelCaps:
         return self.overrides.get(exchange, {}).get(stream, self.defaults)
+
+    @model_validator(mode="after")
+    def _books_never_drop(self) -> ChannelsConfig:
+        if self.defaults.policy not in LOSSLESS_POLICIES:
+            raise ValueError(
+                f"defaults.policy {self.defaults.policy!r} would apply to the book streams "
+                f"({', '.join(BOOK_STREAMS)}), which may only wait or spill (a dropped diff breaks the "
+                "book); set drop policies per stream under channels.overrides"
+            )
+        for exchange, streams in self.overrides.items():
+            for stream, caps in streams.items():
+                if stream in BOOK_STREAMS and caps.policy not in LOSSLESS_POLICIES:
+                    raise ValueError(
+                        f"overrides.{exchange}.{stream}.policy {caps.policy!r}: book streams may only "
+                        "wait or spill (a dropped diff breaks the book)"
+                    )
+        return self
 
 
 class ShardingConfig(_Section):

@@ -1,9 +1,10 @@
 """`cryptoflow demo`: the main job on embedded defaults.
 
 Starts the local exchange simulator (one port per venue: the real Binance spot and USD-M recordings, the
-USD-M one with generated markPrice/forceOrder frames since no recording has them), runs all seven
-dataflows against it (real `python -m bytewax.run` processes, real sockets), shows progress, and prints
-what landed in the local Iceberg warehouse per table and exchange.
+USD-M one with generated markPrice/forceOrder frames since no recording has them; Bybit, OKX and Coinbase
+recordings; Kraken v2 and the Bybit/OKX liquidations and funding the recordings lack from the synthetic
+market), runs all seven dataflows against it (real `python -m bytewax.run` processes, real sockets),
+shows progress, and prints what landed in the local Iceberg warehouse per table and exchange.
 
 Venues are listed in `DEMO_VENUES`: a venue added there (a simulator venue + the env overrides that
 point its config section at it) is picked up by every flow that offers its streams.
@@ -96,6 +97,30 @@ def _okx_venue() -> Venue:
     return OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True)  # ids as OKX sends them today
 
 
+BYBIT_LINEAR = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "DOGE-USDT"]  # the dev config's linear symbols
+OKX_INSTRUMENTS = ["BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527"]  # the dev config's OKX instruments
+
+
+def bybit_synthetic_demo_venue() -> Venue:
+    """Bybit linear from the synthetic market, for what the recording lacks (no allLiquidation frame):
+    600 book changes 20 ms apart, a liquidation every 10, starting 3 s after the first connection."""
+    from cryptoflow.simulator.synthetic_venues import BybitSyntheticVenue
+
+    market = SyntheticMarket(BYBIT_LINEAR, depth=30, seed=2027, step_us=20_000)
+    return BybitSyntheticVenue({"linear": market}, messages=600, trade_every=0, liquidation_every=10,
+                               funding_every=0, start_after_s=3.0)  # fmt: skip
+
+
+def okx_synthetic_demo_venue() -> Venue:
+    """OKX from the synthetic market over the dev config's instruments, for what the 2022 recording lacks
+    (funding-rate, liquidation-orders): a liquidation every 10 and a funding update every 20 changes."""
+    from cryptoflow.simulator.synthetic_venues import OkxSyntheticVenue
+
+    market = SyntheticMarket(OKX_INSTRUMENTS, depth=30, seed=2028, step_us=20_000)
+    return OkxSyntheticVenue(market, messages=600, trade_every=0, liquidation_every=10, funding_every=20,
+                             start_after_s=3.0)  # fmt: skip
+
+
 def _venue_env(section: str) -> Callable[[ExchangeSimulator], dict[str, str]]:
     """Enable a venue whose dev-config symbols already match its recording, pointed at the simulator."""
 
@@ -106,8 +131,13 @@ def _venue_env(section: str) -> Callable[[ExchangeSimulator], dict[str, str]]:
     return env
 
 
-# (label, simulator venue factory, env overrides pointing the venue's config at its simulator)
-DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], dict[str, str]]]] = [
+EnvFor = Callable[[ExchangeSimulator], dict[str, str]]
+# (label, simulator venue factory, env overrides pointing the venue's config at its simulator[, flows]):
+# with a 4th element the overrides apply to those flows only (a synthetic venue standing in for the
+# streams a recording lacks), on top of the venues listed before it.
+DEMO_VENUES: list[
+    tuple[str, Callable[[], Venue], EnvFor] | tuple[str, Callable[[], Venue], EnvFor, tuple[str, ...]]
+] = [
     ("binance spot", BinanceSpotVenue.from_cryptofeed_v1, _binance_spot_env),
     (
         "binance usdm",
@@ -118,6 +148,13 @@ DEMO_VENUES: list[tuple[str, Callable[[], Venue], Callable[[ExchangeSimulator], 
     ("okx", _okx_venue, _venue_env("OKX")),
     ("coinbase", CoinbaseVenue.from_recording, _coinbase_env),
     ("kraken v2 (synthetic)", kraken_demo_venue, _kraken_env),
+    ("bybit liquidations (synthetic)", bybit_synthetic_demo_venue, _venue_env("BYBIT"), ("liquidations",)),
+    (
+        "okx liquidations+funding (synthetic)",
+        okx_synthetic_demo_venue,
+        _venue_env("OKX"),
+        ("liquidations", "funding"),
+    ),
 ]
 
 
@@ -201,26 +238,35 @@ def run_demo(
     warehouse.mkdir(parents=True, exist_ok=True)
     log_dir = warehouse / "demo-logs"
     log_dir.mkdir(exist_ok=True)
-    venues = [(label, factory(), env_for) for label, factory, env_for in DEMO_VENUES]
+    venues = [
+        (entry[0], entry[1](), entry[2], entry[3] if len(entry) > 3 else FLOWS) for entry in DEMO_VENUES
+    ]
     speed_text = "full speed" if speed == 0 else f"{speed}x"
-    for label, venue, _ in venues:
+    for label, venue, _, flows in venues:
         frames, snapshots = len(getattr(venue, "frames", [])), len(getattr(venue, "snapshots", {}))
         if frames:
             what = f"replaying {frames} recorded frames ({snapshots} REST snapshots)"
         else:  # venues that drive their own sessions (subscribe by message, or a synthetic market)
-            what = "serving its recording per subscription" if "synthetic" not in label else "generating a market"
-        out.write(f"CryptoFlow demo: {label}: {what} at {speed_text}\n")
+            what = (
+                "serving its recording per subscription"
+                if "synthetic" not in label
+                else "generating a market"
+            )
+        only = "" if flows == FLOWS else f" for {', '.join(flows)}"
+        out.write(f"CryptoFlow demo: {label}: {what}{only} at {speed_text}\n")
     with ExitStack() as stack:
         sims = {
-            label: stack.enter_context(ExchangeSimulator(venue, speed=speed)) for label, venue, _ in venues
+            label: stack.enter_context(ExchangeSimulator(venue, speed=speed)) for label, venue, _, _ in venues
         }
         env = demo_environment(sims[venues[0][0]], warehouse)
-        for label, _, env_for in venues:
-            env.update(env_for(sims[label]))
+        flow_env = {name: {} for name in FLOWS}
+        for label, _, env_for, flows in venues:
+            for name in flows:
+                flow_env[name].update(env_for(sims[label]))
         settings = load_settings(environ={**os.environ, **env})
         if not keep:
             reset_tables(settings.catalog, warehouse, SUMMARY_TABLES)
-        runs = [start_flow(name, env, log_dir, workers) for name in FLOWS]
+        runs = [start_flow(name, {**env, **flow_env[name]}, log_dir, workers) for name in FLOWS]
         last_print = 0.0
         while any(r.process.poll() is None for r in runs):
             if time.monotonic() - last_print >= (0.2 if out.isatty() else 2.0):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from connectors.backpressure import channel_spec
 from connectors.binance.client import SPOT, USDM, BinanceClient
 from connectors.binance.decode import BinanceDecoder
 from connectors.egress import egress_from_config
@@ -52,7 +53,7 @@ def binance_source(
         )
         return None
     by_shard = binance_shards(settings, market)
-    caps = settings.channels.caps_for(EXCHANGE, stream)
+    spec = channel_spec(settings, EXCHANGE, stream)
     egress = egress_from_config(settings.sharding, by_shard)
 
     def make_clients(shard: int, out: Any) -> list[BinanceClient]:  # a queue.Queue or a JournalWriter
@@ -65,7 +66,7 @@ def binance_source(
     return ShardedSource(
         sorted(by_shard),
         make_clients,
-        caps.raw_cap,
+        spec,
         settings.connector.batch_size,
         settings.connector.idle_poll_ms,
         journal=settings.journal,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 
+from connectors.backpressure import channel_spec
 from connectors.bybit.client import (
     CHANNEL_DEPTH,
     CHANNEL_FUNDING,
@@ -49,7 +50,7 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
                 plan.setdefault(shard, []).append((category, group, channels))
     if not plan:
         return None
-    caps = settings.channels.caps_for(EXCHANGE, stream)
+    spec = channel_spec(settings, EXCHANGE, stream)
 
     def make_clients(shard: int, out: queue.Queue) -> list[BybitClient]:
         local_addr = settings.sharding.per_shard_ip_override.get(shard)
@@ -58,5 +59,5 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
             for category, group, channels in plan[shard]
         ]
 
-    return ShardedSource(sorted(plan), make_clients, caps.raw_cap, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms)  # fmt: skip
+    return ShardedSource(sorted(plan), make_clients, spec, settings.connector.batch_size,
+                         settings.connector.idle_poll_ms, stream=stream, source=EXCHANGE)  # fmt: skip

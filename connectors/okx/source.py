@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 
+from connectors.backpressure import channel_spec
 from connectors.okx.client import (
     CHANNEL_DEPTH,
     CHANNEL_FUNDING,
@@ -42,7 +43,7 @@ def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
     per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
     if CHANNEL_DEPTH in channels:
         per_conn = min(per_conn, cfg.max_books_per_connection)
-    caps = settings.channels.caps_for(EXCHANGE, stream)
+    spec = channel_spec(settings, EXCHANGE, stream)
 
     def make_clients(shard: int, out: queue.Queue) -> list[OkxClient]:
         local_addr = settings.sharding.per_shard_ip_override.get(shard)
@@ -54,5 +55,5 @@ def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
             for i in range(0, len(ids), per_conn)
         ]
 
-    return ShardedSource(sorted(by_shard), make_clients, caps.raw_cap, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms)  # fmt: skip
+    return ShardedSource(sorted(by_shard), make_clients, spec, settings.connector.batch_size,
+                         settings.connector.idle_poll_ms, stream=stream, source=EXCHANGE)  # fmt: skip

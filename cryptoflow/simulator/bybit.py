@@ -56,21 +56,26 @@ def _instruments_from_topics(paths: dict[str, list[TopicFrame]]) -> dict[str, by
     out = {}
     for path, frames in paths.items():
         category = path.rsplit("/", 1)[-1]
-        items = []
-        for symbol in sorted({str(f.topic).rsplit(".", 1)[1] for f in frames}):
-            quote = next(q for q in ("USDT", "USDC", "") if symbol.endswith(q))
-            item = {"symbol": symbol, "baseCoin": symbol[: len(symbol) - len(quote)], "quoteCoin": quote,
-                    "status": "Trading"}  # fmt: skip
-            if category == "linear":
-                item["contractType"] = "LinearPerpetual"
-            items.append(item)
-        body = {
-            "retCode": 0,
-            "retMsg": "OK",
-            "result": {"category": category, "list": items, "nextPageCursor": ""},
-        }
-        out[category] = orjson.dumps(body)
+        out[category] = instruments_body(category, sorted({str(f.topic).rsplit(".", 1)[1] for f in frames}))
     return out
+
+
+def instruments_body(category: str, symbols: list[str]) -> bytes:
+    """An instruments-info response listing `symbols` (base and quote split off USDT/USDC)."""
+    items = []
+    for symbol in symbols:
+        quote = next(q for q in ("USDT", "USDC", "") if symbol.endswith(q))
+        item = {"symbol": symbol, "baseCoin": symbol[: len(symbol) - len(quote)], "quoteCoin": quote,
+                "status": "Trading"}  # fmt: skip
+        if category == "linear":
+            item["contractType"] = "LinearPerpetual"
+        items.append(item)
+    body = {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"category": category, "list": items, "nextPageCursor": ""},
+    }
+    return orjson.dumps(body)
 
 
 class BybitVenue(SubscribeReplayVenue):

@@ -1,6 +1,8 @@
 """The simulator's venues by name, so one process can serve several (one port each).
 
-`cryptoflow simulate --venues binance,binance-usdm,bybit,okx` starts them on consecutive ports from `--port`.
+`cryptoflow simulate --venues binance,binance-usdm,bybit,okx` starts them on consecutive ports from `--port`;
+`--synthetic` (or the names `bybit-synthetic`, `okx-synthetic`) serves Bybit and OKX from the synthetic
+market: liquidations, funding and OKX books with `seqId` + checksum, which no recording has.
 """
 
 from __future__ import annotations
@@ -66,8 +68,51 @@ def _kraken(
     return KrakenV2SyntheticVenue(market, messages=messages, rate=rate, v1=v1)
 
 
+def synthetic_symbols(venue: str, count: int) -> list[str]:
+    """The synthetic venues' symbols: Bybit `S0000-USDT`... (sent as `S0000USDT`, spot and linear alike);
+    OKX instrument ids in turn spot `S0000-USDT`, perp `S0001-USDT-SWAP`, future `S0002-USD-261225`."""
+    if venue == "okx":
+        return [f"S{i:04d}-" + ("USDT", "USDT-SWAP", "USD-261225")[i % 3] for i in range(count)]
+    return [f"S{i:04d}-USDT" for i in range(count)]
+
+
+def _bybit_synthetic(
+    symbols: int = 10, depth: int = 50, seed: int = 0, messages: int = 100_000, rate: float = 1000.0,
+    **_: object,
+) -> Venue:  # fmt: skip
+    """Bybit v5 spot + linear from two synthetic markets: books, trades, linear liquidations and funding."""
+    from cryptoflow.simulator.synthetic.market import SyntheticMarket
+    from cryptoflow.simulator.synthetic_venues import BybitSyntheticVenue
+
+    names = synthetic_symbols("bybit", symbols)
+    markets = {
+        "spot": SyntheticMarket(names, depth=depth, seed=seed, keep_truth=False),
+        "linear": SyntheticMarket(names, depth=depth, seed=seed + 1, keep_truth=False),
+    }
+    return BybitSyntheticVenue(markets, messages=messages, rate=rate)
+
+
+def _okx_synthetic(
+    symbols: int = 10, depth: int = 50, seed: int = 0, messages: int = 100_000, rate: float = 1000.0,
+    **_: object,
+) -> Venue:  # fmt: skip
+    """OKX v5 from a synthetic market of spot, SWAP and FUTURES instruments: books with seqId + checksum,
+    trades, funding-rate, liquidation-orders."""
+    from cryptoflow.simulator.synthetic.market import SyntheticMarket
+    from cryptoflow.simulator.synthetic_venues import OkxSyntheticVenue
+
+    market = SyntheticMarket(synthetic_symbols("okx", symbols), depth=depth, seed=seed, keep_truth=False)
+    return OkxSyntheticVenue(market, messages=messages, rate=rate)
+
+
 # venues taking options (speed, synthetic sizes) get them as keywords
-OPTIONED = {"coinbase": _coinbase, "kraken": _kraken}
+OPTIONED = {
+    "coinbase": _coinbase,
+    "kraken": _kraken,
+    "bybit-synthetic": _bybit_synthetic,  # Bybit v5 from the synthetic market
+    "okx-synthetic": _okx_synthetic,  # OKX v5 from the synthetic market
+}
+SYNTHETIC = {"bybit": "bybit-synthetic", "okx": "okx-synthetic"}  # `--synthetic`: recording -> market
 
 VENUES: dict[str, Callable[[], Venue]] = {
     "binance": _binance,  # Binance spot, cryptofeed v1 capture
@@ -86,7 +131,11 @@ def start_venues(
     clock: str = "per_connection",
     synthetic: dict | None = None,
 ) -> dict[str, ExchangeSimulator]:
-    """Start one simulator per venue on `first_port`, `first_port + 1`, ... (0 = any free port)."""
+    """Start one simulator per venue on `first_port`, `first_port + 1`, ... (0 = any free port).
+    `synthetic` holds the synthetic market's sizes (symbols, depth, seed, messages, rate) and, with
+    `synthetic: True`, serves Bybit and OKX from the synthetic market instead of their recordings."""
+    if (synthetic or {}).get("synthetic"):
+        names = [SYNTHETIC.get(n, n) for n in names]
     unknown = [n for n in names if n not in VENUES and n not in OPTIONED]
     if unknown:
         raise ValueError(f"unknown simulator venue(s) {unknown}; known: {sorted([*VENUES, *OPTIONED])}")

@@ -1,5 +1,6 @@
 """`cryptoflow demo` as a user runs it (the console script), into a temporary warehouse: all seven
-streams over every simulated venue, counts checked against the recordings."""
+streams over every simulated venue, counts checked against the recordings, and rows for every
+(stream, exchange) pair the stream registry offers."""
 
 import re
 import subprocess
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import STREAMS, offered
+from cryptoflow.demo import DEMO_VENUES
 from tests.support import bybit_okx_truth, coinbase_truth
 from tests.support.recording_truth import (
     binance_spot_expected_levels,
@@ -35,6 +38,21 @@ def venue_count(stdout: str, table: str, exchange: str, market: str) -> int:
         if parts[:2] == [exchange, market]:
             return int(parts[2])
     return 0
+
+
+MARKETS = ("spot", "perp", "future")
+SOURCE_MARKETS = {"spot": ("spot",), "usdm": ("perp", "future"), "linear": ("perp", "future")}
+
+
+def offered_pairs() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(stream, exchange, markets) for every source the registry offers per stream: a source named
+    `<exchange>_<market>` covers that market, a bare `<exchange>` any of its markets."""
+    out = []
+    for stream in STREAMS:
+        for source in offered(stream):
+            exchange, _, market = source.partition("_")
+            out.append((stream, exchange, SOURCE_MARKETS.get(market, MARKETS)))
+    return out
 
 
 def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_path):
@@ -72,14 +90,24 @@ def test_demo_lands_every_stream_and_reports_rows_per_table_and_exchange(tmp_pat
     ):
         assert venue_count(first.stdout, table, "bybit", market) > 0
         assert venue_count(first.stdout, table, "okx", market) > 0
-    assert venue_count(first.stdout, "funding", "bybit", "perp") > 0
+    assert venue_count(first.stdout, "funding", "bybit", "perp") == sum(
+        bybit_okx_truth.bybit_funding_messages().values()
+    )  # still the recording's: the synthetic Bybit venue stands in for liquidations only
+    # every (stream, exchange[, market]) the registry offers has rows (liquidations and funding from
+    # Binance USD-M, Bybit and OKX included: the synthetic market fills in what no recording has)
+    pairs = offered_pairs()
+    assert {(s, e) for s, e, _ in pairs} >= {
+        (t, e) for t in ("liquidations", "funding") for e in ("binance", "bybit", "okx")
+    }
+    empty = [(s, e, m) for s, e, m in pairs if sum(venue_count(first.stdout, s, e, x) for x in m) == 0]
+    assert empty == [], first.stdout
     assert table_count(first.stdout, "gaps") == 0
     # every replay finished: frames sent == frames planned per venue (Binance spot and USD-M plan theirs;
     # Coinbase plans per subscription; Bybit and OKX count their whole recording; Kraken v2 is generated)
     progress = [line for line in first.stdout.splitlines() if line.startswith("replay:")][-1]
-    pairs = re.findall(r"(\d+)/(\d+) frames", progress)
-    assert len(pairs) == 6
-    assert all(sent == planned != "0" for sent, planned in (pairs[0], pairs[1], pairs[4]))
+    frames = re.findall(r"(\d+)/(\d+) frames", progress)
+    assert len(frames) == len(DEMO_VENUES)
+    assert all(sent == planned != "0" for sent, planned in (frames[0], frames[1], frames[4]))
     # a second run recreates the tables instead of doubling them
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0

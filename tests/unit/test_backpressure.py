@@ -3,8 +3,10 @@ import threading
 import pytest
 
 from connectors.backpressure import BoundedChannel, Empty, Policy, channel_from_caps
+from connectors.spill import SpillJournal
 from cryptoflow import metrics
-from cryptoflow.config import load_settings
+from cryptoflow.config import ConfigError, load_settings
+from cryptoflow.model import Kind, RawEvent
 
 
 class FakeClock:
@@ -117,4 +119,52 @@ def test_control_items_bypass_the_policy():
     ch.put(1)
     ch.put(2)  # spilled
     assert ch.put("END", control=True)
-    assert drain(ch) == [1, "END"] and spilled == [2]
+    # while spilling, END queues behind the spilled items: overtaking them would end the partition early
+    assert drain(ch) == [1] and spilled == [2, "END"]
+    full = BoundedChannel("t-ctl-drop", 2, "drop-oldest")
+    for i in range(3):
+        full.put(i)
+    assert full.put("END", control=True)
+    assert drain(full) == [1, 2, "END"] and full.dropped == 1  # END is never the one dropped
+
+
+def test_self_read_spill_keeps_order_and_sentinel_identity(tmp_path):
+    end = object()
+    store = SpillJournal(tmp_path / "spill", "t")
+    ch = BoundedChannel("t-spill-journal", 2, "spill", spill=store.append, unspill=store.take)
+    events = [trade(i) for i in range(600)]  # more than one read-ahead of the spill
+    for event in events[:300]:
+        assert ch.put(event)
+    assert ch.spilling and ch.qsize() == 300
+    got = [ch.get_nowait() for _ in range(100)]
+    for event in events[300:]:
+        assert ch.put(event)  # still spilling: behind what is on disk
+    assert ch.put(end, control=True)
+    got += drain(ch)
+    assert got[-1] is end and [e.payload for e in got[:-1]] == [e.payload for e in events]
+    assert ch.spilled == 598 and not ch.spilling and ch.qsize() == 0
+    assert ch.put(events[0]) and ch.qsize() == 1 and not ch.spilling  # back to memory
+    store.close()
+    assert not (tmp_path / "spill").exists()
+
+
+def trade(i: int) -> RawEvent:
+    return RawEvent(
+        "binance", "spot", "BTC-USDT", "BTCUSDT", Kind.TRADE, i, i, 0, 0, (str(i), "1", "1", "buy")
+    )
+
+
+def test_book_streams_refuse_drop_policies_at_config_load():
+    for env in (
+        {"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__SPOT_DELTA__POLICY": "drop-oldest"},
+        {"CRYPTOFLOW_CHANNELS__OVERRIDES__OKX__FUTURES_OB__POLICY": "sample"},
+        {"CRYPTOFLOW_CHANNELS__DEFAULTS__POLICY": "drop-oldest"},  # defaults reach the book streams too
+    ):
+        with pytest.raises(ConfigError, match="may only wait or spill"):
+            load_settings(environ=env)
+    for env in (
+        {"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__TICKS__POLICY": "drop-oldest"},
+        {"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__FUNDING__POLICY": "sample"},
+        {"CRYPTOFLOW_CHANNELS__OVERRIDES__BINANCE__SPOT_DELTA__POLICY": "spill"},
+    ):
+        load_settings(environ=env)

@@ -5,6 +5,7 @@ frames carry exactly the truth, with each venue's side convention, checked with 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 
@@ -180,3 +181,64 @@ def test_feed_broadcasts_every_event_kind_and_the_truth_records_them():
     assert [e for e in got if isinstance(e, Funding)] == market.truth.funding and len(
         market.truth.funding
     ) == 6
+
+
+def test_feed_gives_liquidations_and_funding_to_the_listed_symbols_in_turn():
+    import asyncio
+
+    from cryptoflow.simulator.synthetic.feed import FeedPlan, SyntheticFeed
+
+    market = _market()
+    plan = FeedPlan(messages=120, trade_every=0, liquidation_every=4, funding_every=10, start_after_s=0,
+                    liquidation_symbols=("ETH-USDT", "SOL-USDT"), funding_symbols=())  # fmt: skip
+    feed = SyntheticFeed(market, plan)
+
+    async def main():
+        async def end():
+            return None
+
+        feed.start(end)
+        await feed.task
+
+    asyncio.run(main())
+    liqs = [liq.symbol for liq in market.truth.liquidations]
+    assert liqs == ["ETH-USDT", "SOL-USDT"] * 15  # 30 = one per 4 of 120 changes, alternating
+    assert market.truth.funding == []  # an empty list: no symbol has funding
+
+
+def test_snapshots_carry_the_current_id_so_a_second_subscriber_breaks_no_chain():
+    market = _market()
+    bybit, okx = enc.BybitEncoder(market), enc.OkxEncoder(market, "-SWAP")
+    first = [json.loads(bybit.snapshot("BTC-USDT"))["data"]["u"]]
+    first_okx = [json.loads(okx.snapshot("BTC-USDT"))["data"][0]["seqId"]]
+    for i in range(30):
+        ch = market.next_change("BTC-USDT")
+        first.append(json.loads(bybit.delta(ch))["data"]["u"])
+        first_okx.append(json.loads(okx.update(ch))["data"][0])
+        if i == 10:  # another connection subscribes mid-stream
+            late = json.loads(bybit.snapshot("BTC-USDT"))["data"]["u"]
+            late_okx = json.loads(okx.snapshot("BTC-USDT"))["data"][0]
+            assert late == first[-1] and late_okx["seqId"] == first_okx[-1]["seqId"]
+            assert late_okx["prevSeqId"] == -1
+    assert first == list(range(first[0], first[0] + 31))  # Bybit: u + 1 per delta, unbroken
+    chain = first_okx[1:]
+    assert chain[0]["prevSeqId"] == first_okx[0]
+    assert all(b["prevSeqId"] == a["seqId"] for a, b in itertools.pairwise(chain))
+
+
+def test_simulate_synthetic_flag_serves_bybit_and_okx_from_the_market():
+    from cryptoflow.simulator.synthetic_venues import BybitSyntheticVenue, OkxSyntheticVenue
+    from cryptoflow.simulator.venues import OPTIONED, SYNTHETIC, synthetic_symbols
+
+    assert synthetic_symbols("okx", 4) == ["S0000-USDT", "S0001-USDT-SWAP", "S0002-USD-261225", "S0003-USDT"]
+    assert synthetic_symbols("bybit", 2) == ["S0000-USDT", "S0001-USDT"]
+    bybit = OPTIONED[SYNTHETIC["bybit"]](symbols=3, depth=5, messages=10)
+    okx_venue = OPTIONED[SYNTHETIC["okx"]](symbols=3, depth=5, messages=10)
+    assert isinstance(bybit, BybitSyntheticVenue) and isinstance(okx_venue, OkxSyntheticVenue)
+    assert bybit.frames_for("/v5/public/linear") == [] and bybit.frames_for("/v5/public/spot") == []
+    body = json.loads(bybit.rest("/v5/market/instruments-info?category=linear").body)
+    assert [(i["symbol"], i["baseCoin"], i["contractType"]) for i in body["result"]["list"]] == [
+        (f"S000{i}USDT", f"S000{i}", "LinearPerpetual") for i in range(3)
+    ]
+    swaps = json.loads(okx_venue.rest("/api/v5/public/instruments?instType=SWAP").body)
+    assert [i["instId"] for i in swaps["data"]] == ["S0001-USDT-SWAP"]

@@ -140,7 +140,8 @@ class BybitEncoder:
         self.cross_seq = rng.randint(10**9, 2 * 10**9)
 
     def _book(self, kind: str, symbol: str, bids: list, asks: list, ts_us: int) -> str:
-        self.last_u[symbol] += 1
+        if kind == "delta":  # a snapshot carries the `u` of the last delta, so every connection's chain holds
+            self.last_u[symbol] += 1
         self.cross_seq += 1
         s, ms = concat(symbol), ts_us // 1000
         return (
@@ -188,14 +189,26 @@ def _okx_levels(levels: list[list[str]]) -> str:
     return "[" + ",".join(f'["{p}","{q}","0","1"]' for p, q in levels) + "]"
 
 
+def okx_inst_type(inst_id: str) -> str:
+    """`BTC-USDT-SWAP` -> SWAP, `BTC-USD-260925` -> FUTURES, `BTC-USDT` -> SPOT."""
+    parts = inst_id.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    return "FUTURES" if len(parts) == 3 and parts[2].isdigit() else "SPOT"
+
+
 class OkxEncoder:
-    """`inst_suffix` "" for spot books, "-SWAP" for perps. `real_checksum=False` sends 0 like OKX in 2026."""
+    """`inst_suffix` "" for spot books or when the market's symbols are instrument ids already, "-SWAP"
+    for perps. `real_checksum=False` sends 0 like OKX in 2026. `net_mode_every` = n: every n-th
+    liquidation is sent as a net-mode position (`posSide` "net"; only the closing order's `side` tells
+    which position was liquidated), 0 = never."""
 
     def __init__(self, market: SyntheticMarket, inst_suffix: str = "", real_checksum: bool = True,
-                 seed: int = 4) -> None:  # fmt: skip
+                 seed: int = 4, net_mode_every: int = 0) -> None:  # fmt: skip
         self.market, self.suffix, self.real_checksum = market, inst_suffix, real_checksum
         rng = random.Random(seed)
         self.last_seq = {s: rng.randint(10**9, 2 * 10**9) for s in market.symbols}
+        self.net_mode_every, self.liquidations = net_mode_every, 0
 
     def inst_id(self, symbol: str) -> str:
         return symbol + self.suffix
@@ -204,7 +217,9 @@ class OkxEncoder:
         return okx_checksum(self.market.books[symbol]) if self.real_checksum else 0
 
     def _book(self, action: str, symbol: str, bids: list, asks: list, ts_us: int, prev: int) -> str:
-        self.last_seq[symbol] = seq = self.last_seq[symbol] + 1 + (prev % 3)
+        if action == "update":  # ids jump; a snapshot carries the current seqId (same on every connection)
+            self.last_seq[symbol] += 1 + (prev % 3)
+        seq = self.last_seq[symbol]
         return (
             f'{{"arg":{{"channel":"books","instId":"{self.inst_id(symbol)}"}},"action":"{action}",'
             f'"data":[{{"asks":{_okx_levels(asks)},"bids":{_okx_levels(bids)},"ts":"{ts_us // 1000}",'
@@ -227,13 +242,18 @@ class OkxEncoder:
         )
 
     def liquidation(self, liq: Liquidation) -> str:
-        """`posSide` is the liquidated position; `side` the order that closed it (long -> sell)."""
+        """`posSide` is the liquidated position (or "net" in net mode); `side` the order that closed it
+        (a long is closed by a sell)."""
         inst = self.inst_id(liq.symbol)
+        kind, uly = okx_inst_type(inst), "-".join(inst.split("-")[:2])
         side = "sell" if liq.position_side == "long" else "buy"
+        self.liquidations += 1
+        net = self.net_mode_every and self.liquidations % self.net_mode_every == 0
+        pos_side = "net" if net else liq.position_side
         return (
-            f'{{"arg":{{"channel":"liquidation-orders","instType":"SWAP"}},"data":[{{"instType":"SWAP",'
-            f'"instId":"{inst}","uly":"{liq.symbol}","details":[{{"side":"{side}",'
-            f'"posSide":"{liq.position_side}","bkPx":"{liq.price}","sz":"{liq.qty}","bkLoss":"0",'
+            f'{{"arg":{{"channel":"liquidation-orders","instType":"{kind}"}},"data":[{{"instType":"{kind}",'
+            f'"instId":"{inst}","uly":"{uly}","details":[{{"side":"{side}",'
+            f'"posSide":"{pos_side}","bkPx":"{liq.price}","sz":"{liq.qty}","bkLoss":"0",'
             f'"ccy":"","ts":"{liq.ts_us // 1000}"}}]}}]}}'
         )
 

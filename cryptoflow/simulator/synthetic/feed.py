@@ -7,7 +7,8 @@ entry at each of its yield points (every 64 changes at full speed, before every 
 frames go out in batches (`simulator.batching.send_many`: one socket write per batch). The feed makes `messages` book changes at
 `rate` per second (0 = as fast as possible, yielding to the loop every 64), and every `trade_every` /
 `liquidation_every` / `funding_every` changes a trade / liquidation / funding update for the changed
-symbol. Venues for other protocols (Binance USD-M, Bybit, OKX) plug their encoders in the same way.
+symbol (or, with `liquidation_symbols` / `funding_symbols`, for those symbols in turn: only derivatives
+have them). Kraken v2 (`kraken.py`), Bybit and OKX (`synthetic_venues.py`) plug their encoders in this way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class FeedPlan:
     liquidation_every: int = 0
     funding_every: int = 0
     start_after_s: float = 0.3  # let the first clients subscribe
+    # the symbols that have liquidations / funding (derivatives only, e.g. on OKX), taken in turn;
+    # None = the symbol of the change that triggered it
+    liquidation_symbols: tuple[str, ...] | None = None
+    funding_symbols: tuple[str, ...] | None = None
 
 
 class SyntheticFeed:
@@ -73,11 +78,22 @@ class SyntheticFeed:
                 if plan.trade_every and i % plan.trade_every == 0:
                     await self._broadcast(market.next_trade(change.symbol))
                 if plan.liquidation_every and i % plan.liquidation_every == 0:
-                    await self._broadcast(market.next_liquidation(change.symbol))
+                    symbol = _pick(plan.liquidation_symbols, i // plan.liquidation_every, change.symbol)
+                    if symbol is not None:
+                        await self._broadcast(market.next_liquidation(symbol))
                 if plan.funding_every and i % plan.funding_every == 0:
-                    await self._broadcast(market.next_funding(change.symbol))
+                    symbol = _pick(plan.funding_symbols, i // plan.funding_every, change.symbol)
+                    if symbol is not None:
+                        await self._broadcast(market.next_funding(symbol))
                 self.changes_sent = i + 1
             await self._flush()
             await asyncio.sleep(0.2)  # let in-flight resubscribes get their snapshot
         finally:
             await on_end()
+
+
+def _pick(symbols: tuple[str, ...] | None, n: int, changed: str) -> str | None:
+    """The n-th event's symbol: `changed` without a list, else the list in turn (None if it is empty)."""
+    if symbols is None:
+        return changed
+    return symbols[n % len(symbols)] if symbols else None
