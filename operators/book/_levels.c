@@ -640,6 +640,39 @@ static PyObject *Side_get_horizon(Side *self, void *Py_UNUSED(closure)) {
     return int128_to_py(self->descending ? self->horizon : -self->horizon);
 }
 
+/* Set from a price key (levels.price_key units) or None; used to restore a pure-Python side's state. */
+static int Side_set_horizon(Side *self, PyObject *value, void *Py_UNUSED(closure)) {
+    if (value == NULL || value == Py_None) {
+        self->has_horizon = 0;
+        self->horizon = 0;
+        return 0;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "horizon must be an int (a price key) or None");
+        return -1;
+    }
+    PyObject *text = PyObject_Str(value);
+    if (text == NULL) return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    int neg = s != NULL && n > 0 && s[0] == '-';
+    u128 m = 0;
+    int ok = s != NULL && n - neg >= 1 && n - neg <= 38;
+    for (Py_ssize_t i = neg; ok && i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') ok = 0;
+        else m = m * 10 + (unsigned)(s[i] - '0');
+    }
+    Py_DECREF(text);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "horizon out of range");
+        return -1;
+    }
+    i128 key = neg ? -(i128)m : (i128)m;
+    self->horizon = self->descending ? key : -key;
+    self->has_horizon = 1;
+    return 0;
+}
+
 static PyObject *Side_get_descending(Side *self, void *Py_UNUSED(closure)) {
     return PyBool_FromLong(self->descending);
 }
@@ -669,7 +702,8 @@ static PyMethodDef Side_methods[] = {
 };
 
 static PyGetSetDef Side_getset[] = {
-    {"horizon", (getter)Side_get_horizon, NULL, "Worst price key kept after our own depth cut, or None.", NULL},
+    {"horizon", (getter)Side_get_horizon, (setter)Side_set_horizon,
+     "Worst price key kept after our own depth cut, or None.", NULL},
     {"descending", (getter)Side_get_descending, NULL, "True for bids.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -684,7 +718,7 @@ static PyTypeObject SideType = {
     .tp_name = "operators.book._levels.Side",
     .tp_doc = "One side of an order book: price -> quantity, 32 bytes per level, texts rebuilt exactly.",
     .tp_basicsize = sizeof(Side),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, /* levels.CSide adds legacy-state restore */
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Side_init,
     .tp_dealloc = (destructor)Side_dealloc,

@@ -203,3 +203,23 @@ def test_book_logic_still_resumes_from_a_pickled_tracker():
     tracker.on_event(_event(Kind.DEPTH_SNAPSHOT, 1, [["999.00", "1"]], [["1001.00", "1"]]))
     logic = BookLogic(None, BookSettings(), pickle.loads(pickle.dumps(tracker)))
     assert logic.tracker is not None and logic.tracker.book.best_bid() == ("999.00", "1")
+
+
+def test_recovery_data_from_the_pure_python_side_restores_into_compiled_sides():
+    """Recovery data written before the compiled side existed pickled `PySide` objects under the name
+    `operators.book.levels.Side`; they load as compiled sides with the same levels and horizon."""
+    tracker = BookTracker(BYBIT, BookSettings(depth_cap=3))
+    tracker.book = OrderBook(3, side=PySide)
+    snap = [["999.00", "1"], ["998.5", "2.50"], ["998.00", "3"], ["997.00", "4"]]
+    tracker.on_event(_event(Kind.DEPTH_SNAPSHOT, 1, snap, [["1001.00", "1"], ["1002.0", "0.5"]]))
+    assert tracker.book.bids.horizon is not None  # the snapshot was cut to 3 levels
+    old = pickle.dumps(tracker, protocol=2)  # class references as text: rename PySide to its old name
+    old = old.replace(b"operators.book.levels\nPySide\n", b"operators.book.levels\nSide\n")
+    assert b"\nPySide\n" not in old
+    logic = BookLogic(None, BookSettings(depth_cap=3), pickle.loads(old))
+    restored = logic.tracker
+    assert restored is not None and type(restored.book.bids) is CSide
+    for mine, theirs in ((restored.book.bids, tracker.book.bids), (restored.book.asks, tracker.book.asks)):
+        assert mine.top(10) == theirs.top(10) and mine.horizon == theirs.horizon
+    logic.on_item(_event(Kind.DEPTH_DIFF, 2, [["998.5", "7"]], []))
+    assert restored.book.bids.top(2) == [("999.00", "1"), ("998.5", "7")]
