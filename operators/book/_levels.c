@@ -579,7 +579,56 @@ static PyObject *Side_getstate(Side *self, PyObject *Py_UNUSED(ignored)) {
     return blob;
 }
 
+static int Side_set_horizon(Side *self, PyObject *value, void *closure);
+static PyObject *Side_load(Side *self, PyObject *levels);
+
+/* The pickled state of a pure-Python side (`levels.PySide`: pickle's (None, {slot: value})). Recovery
+ * data written before the compiled side existed holds those under the name `levels.Side`. */
+static PyObject *setstate_from_python_side(Side *self, PyObject *slots) {
+    PyObject *descending = PyDict_GetItemString(slots, "descending");
+    PyObject *texts = PyDict_GetItemString(slots, "texts");
+    PyObject *qty = PyDict_GetItemString(slots, "qty");
+    PyObject *horizon = PyDict_GetItemString(slots, "horizon");
+    if (descending == NULL || texts == NULL || qty == NULL || !PyDict_Check(qty)) {
+        PyErr_SetString(PyExc_ValueError, "not a Side state");
+        return NULL;
+    }
+    int desc = PyObject_IsTrue(descending);
+    if (desc < 0) return NULL;
+    self->descending = desc;
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *levels = PyList_New(n);
+    if (levels == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *text = PySequence_Fast_GET_ITEM(seq, k);
+        PyObject *q = PyDict_GetItemWithError(qty, text);
+        PyObject *pair = q == NULL ? NULL : PyTuple_Pack(2, text, q);
+        if (pair == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "Side state: a price without quantity");
+            Py_DECREF(levels);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyList_SET_ITEM(levels, k, pair);
+    }
+    Py_DECREF(seq);
+    PyObject *r = Side_load(self, levels);
+    Py_DECREF(levels);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    if (Side_set_horizon(self, horizon, NULL) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *Side_setstate(Side *self, PyObject *blob) {
+    if (PyTuple_Check(blob) && PyTuple_GET_SIZE(blob) == 2 && PyDict_Check(PyTuple_GET_ITEM(blob, 1)))
+        return setstate_from_python_side(self, PyTuple_GET_ITEM(blob, 1));
+    if (PyDict_Check(blob)) return setstate_from_python_side(self, blob);
     if (!PyBytes_Check(blob)) {
         PyErr_SetString(PyExc_TypeError, "Side state must be bytes");
         return NULL;
@@ -641,7 +690,8 @@ static PyObject *Side_get_horizon(Side *self, void *Py_UNUSED(closure)) {
 }
 
 /* Set from a price key (levels.price_key units) or None; used to restore a pure-Python side's state. */
-static int Side_set_horizon(Side *self, PyObject *value, void *Py_UNUSED(closure)) {
+static int Side_set_horizon(Side *self, PyObject *value, void *closure) {
+    (void)closure;
     if (value == NULL || value == Py_None) {
         self->has_horizon = 0;
         self->horizon = 0;
@@ -718,7 +768,7 @@ static PyTypeObject SideType = {
     .tp_name = "operators.book._levels.Side",
     .tp_doc = "One side of an order book: price -> quantity, 32 bytes per level, texts rebuilt exactly.",
     .tp_basicsize = sizeof(Side),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE, /* levels.CSide adds legacy-state restore */
+    .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Side_init,
     .tp_dealloc = (destructor)Side_dealloc,
