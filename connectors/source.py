@@ -41,9 +41,11 @@ ClientsFactory = Callable[[int, Any], list[Client]]  # (shard, queue.Queue | Jou
 
 
 class Decoder(Protocol):
-    """Turns journal records into events; its state (e.g. instruments) is part of the source snapshot."""
+    """Turns journal records into events; its state (e.g. instruments) is part of the source snapshot.
+    A record may decode into several events (a Bybit trade frame): they share the record's offset, and
+    arrive in one batch, so the exactly-once sink commits them together."""
 
-    def decode(self, record: JournalRecord) -> RawEvent | None: ...
+    def decode(self, record: JournalRecord) -> RawEvent | list[RawEvent] | None: ...
     def state(self) -> Any: ...
 
 
@@ -155,7 +157,13 @@ class JournalShardPartition(StatefulSourcePartition[RawEvent, JournalPosition]):
                     self.ended += 1
                 continue
             event = decode(record)
-            if event is not None:
+            if event is None:
+                continue
+            if type(event) is list:  # a frame of several events: they share the record's offset
+                for each in event:
+                    each.offset = record.offset
+                batch.extend(event)
+            else:
                 event.offset = record.offset
                 batch.append(event)
         self._awake = None

@@ -5,32 +5,36 @@ replacement, so the stream handed to the dataflow neither loses nor repeats a fr
 The venue-specific part is a `HandoverHandler`: it parses frames, emits the primary connection's events
 and buffers the replacement's until `overlap_done()` says both connections have delivered a common
 point on every stream; then the old connection is retired (its later frames are dropped) and the
-buffered events are emitted through the handler's duplicate filter. This module is the one place where
-connection-level hooks (egress address, journal of raw frames) can be added for every venue.
+buffered events are emitted through the handler's duplicate filter.
+
+`WsClient` below is the one base of every venue client (Binance lanes, and through
+`connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
+egress lease of every socket and REST call, reconnect loop, queue or journal output.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from connectors.client_io import put_until_stopped, sleep_unless_stopped
+from connectors.egress import EgressManager
 from connectors.http import HttpError, http_get
-from connectors.parse_errors import ParseError
-from connectors.signals import END
+from connectors.journal import JournalWriter, RecordKind
+from connectors.retry import Backoff, CircuitBreaker
+from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
-from cryptoflow.model import Kind, RawEvent
 from cryptoflow.observability import HEALTH
-from operators.book.tracker import BookSettings, BookTracker
 
 log = logging.getLogger(__name__)
 
@@ -276,111 +280,69 @@ class RotatingConnection:
 
 
 # ------------------------------------------------------------------------------------------------------
-# Venue clients that subscribe by message and keep a connection open (Coinbase, Kraken v2): a thread with
-# its own asyncio loop per connection, the connection itself a `RotatingConnection` (so the egress and
-# journal hooks added there apply), plus what those venues need beyond Binance: per-IP connect/message
-# budgets shared by every shard (`connectors.ratelimit`), a keepalive task, an idle watchdog, and
-# resubscribing the books the engine says are broken.
+# The one client base of every venue: a thread with its own asyncio loop per client, connections kept up
+# by `RotatingConnection`s behind one reconnect loop, every socket and REST call bound to the shard's
+# egress IP (`connectors.egress.EgressManager`: per-IP caps, reconnect pacing, 429/418 cool-down and
+# move to the next IP), and one output: the dataflow's queue, or the shard's journal (`JournalWriter`),
+# whose records a per-venue decoder turns into the same events after the journal.
 
 REPLAY_END_CLOSE_CODE = 4100  # the CryptoFlow simulator closes with it when a replay is exhausted
-NO_FORCED_EXPIRY_S = 10 * 365 * 86400.0  # Coinbase/Kraken do not expire connections: never rotate
+NO_FORCED_EXPIRY_S = 10 * 365 * 86400.0  # venues that do not expire connections: never rotate
+THROTTLE_STATUSES = (429, 418)  # 429 = slow down, 418 = IP banned (Binance); both may carry Retry-After
+_client_numbers = itertools.count(1)
 
 
 def now_us() -> int:
     return time.time_ns() // 1000
 
 
-class _PassThrough:
-    """`HandoverHandler` for venues that never rotate: every frame of the primary goes to the client."""
+@dataclass
+class EgressState:
+    """What one connection's last connect attempt used: its IP, and the wait a 429/418 on it asked for."""
 
-    def __init__(self, client: WsClient) -> None:
-        self.client = client
-
-    def on_frame(self, raw: str | bytes, primary: bool) -> None:
-        if primary:
-            self.client._on_frame(raw)
-
-    def wants_rotation(self, raw: str | bytes) -> bool:
-        return False
-
-    def overlap_done(self) -> bool:
-        return True
-
-    def promote(self) -> None:
-        pass
-
-    def abandon(self) -> None:
-        pass
+    ip: str | None = None
+    throttle_wait: float | None = None
+    connected: bool = False  # the connection got up since the last failure: back-off starts afresh
 
 
 class WsClient:
-    """Base of one connection's client. Subclasses implement `url`, `new_parser`, `subscribe_messages`,
-    `resubscribe_messages`, and optionally `prepare` (instruments), `keepalive_message`, `map_event`.
-    `book_scheme` (an `operators.book.tracker` scheme) makes the client run the dataflow's own book
-    engine on its events to learn when a book is broken (Kraken's checksum)."""
+    """Base of every venue client: life cycle, egress, reconnects, REST, and the output (queue/journal).
+
+    A subclass implements `_main` (which connections to keep, with `_keep_connected`) and how frames
+    become events. `out` is a `queue.Queue` (events) or a `JournalWriter` (raw records: `journal`)."""
 
     exchange = "?"
-    market = "spot"
-    book_scheme: str | None = None
-    keepalive_s: float | None = None
 
     def __init__(
         self,
         connector: Any,
-        symbols: list[str],
-        channels: set[str],
         shard: int,
         out: Any,
-        connect_budget: Any,
-        message_budget: Any | None = None,
-        idle_timeout_s: float = 60.0,
-        messages_per_s: float = 5.0,
+        *,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
+        label: str | None = None,
     ) -> None:
-        if not symbols:
-            raise ValueError("a client needs at least one symbol")
-        self.connector, self.symbols, self.channels = connector, list(symbols), set(channels)
-        self.shard, self.out, self.local_addr = shard, out, local_addr
-        self.connect_budget, self.message_budget = connect_budget, message_budget
-        self.idle_timeout_s, self.messages_per_s = idle_timeout_s, messages_per_s
-        self.parser: Any = None
-        self.trackers: dict[str, Any] = {}
-        self.resyncs = 0
-        self.frames = 0
-        self.connection: RotatingConnection | None = None
+        self.connector, self.shard, self.out = connector, shard, out
+        self.local_addr = local_addr
+        # Egress decides the local address before every connect / REST call; a bare `local_addr`
+        # becomes a one-shard override so a client can also run without a shared manager.
+        self.egress = egress or EgressManager(overrides={shard: local_addr} if local_addr else None)
+        # Journal mode: write what arrived instead of events; decoding happens after the journal.
+        self.journal: JournalWriter | None = out if isinstance(out, JournalWriter) else None
+        self.number = next(_client_numbers)
+        self._label = label or f"{self.exchange}-shard-{shard}-{self.number}"
+        self.ws_breaker = CircuitBreaker(f"{self._label}-ws", connector.breaker_failures,
+                                         connector.breaker_reset_s)  # fmt: skip
+        self.rest_breaker = CircuitBreaker(f"{self._label}-rest", connector.breaker_failures,
+                                           connector.breaker_reset_s)  # fmt: skip
+        self.connections = 0  # sockets opened (rotation replacements included)
+        self.ip: str | None = None  # egress IP of the latest connection
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._stop_async: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending_resync: set[str] = set()
-        self._books: dict[str, tuple[str, str]] = {}  # books read on this connection: symbol, market
-        self._last_frame = time.monotonic()
-        self._label = f"{self.exchange}-shard-{shard}-{id(self) & 0xFFFF:04x}"
-
-    # ------------------------------------------------------------------ venue hooks
-    def url(self) -> str:
-        raise NotImplementedError
-
-    def new_parser(self) -> Any:
-        raise NotImplementedError
-
-    def subscribe_messages(self) -> list[str]:
-        raise NotImplementedError
-
-    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
-        """Messages that get fresh book snapshots for `symbols` (unsubscribe + subscribe)."""
-        raise NotImplementedError
-
-    def keepalive_message(self) -> str | None:
-        return None
-
-    async def prepare(self) -> None:
-        """Before each connection (instrument refresh)."""
-
-    def map_event(self, event: Any) -> Any | None:
-        """Normalize the symbol from the instrument map; None drops the event (unknown symbol)."""
-        return event
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -391,191 +353,195 @@ class WsClient:
         self._stop.set()
         loop, stop_async = self._loop, self._stop_async
         if loop is not None and stop_async is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError):  # loop already finished
                 loop.call_soon_threadsafe(stop_async.set)
         if self._thread is not None:
             self._thread.join(timeout)
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            asyncio.run(self._start_main())
         except Exception:  # never let a client thread die silently
             log.exception("%s crashed", self._label)
         finally:
-            self._put(END)
+            if self.journal is not None:
+                self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
+                self.journal.sync()
+            else:
+                self._put(END)
             self.finished.set()
 
-    async def _main(self) -> None:
+    async def _start_main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_async = asyncio.Event()
-        backoff = self.connector.reconnect_initial_s
+        if self._stop.is_set():
+            self._stop_async.set()
+            return
+        await self._main()
+
+    async def _main(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ connections
+    async def _keep_connected(
+        self,
+        name: str,
+        connect: Callable[[EgressState], Awaitable[RotatingConnection | None]],
+        on_lost: Callable[[], None] | None = None,
+        watch: Callable[[RotatingConnection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Keep one logical connection up: `connect(state)` builds the next `RotatingConnection` (None:
+        nothing to connect); its loss is retried with full-jitter backoff (never sooner than a 429's
+        Retry-After) behind the client's WebSocket breaker. Returns on stop, or at a replay's end."""
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
+        state = EgressState()
         while not self._stop.is_set():
+            at_least = 0.0
             try:
-                await self.prepare()
-                messages = self.subscribe_messages()
-                await self.connect_budget.acquire(self.exchange, "connect")
-                if self.message_budget is not None:  # the subscribe messages count against the IP's budget
-                    for _ in messages:
-                        await self.message_budget.acquire(self.exchange, "message")
-                self._reset_connection_state()
-                kwargs = {"local_addr": (self.local_addr, 0)} if self.local_addr else {}
-                conn = self.connection = RotatingConnection(
-                    self._label, self.exchange, self.url(), messages, _PassThrough(self),
-                    messages_per_s=self.messages_per_s, rotate_after_s=NO_FORCED_EXPIRY_S, overlap_max_s=1.0,
-                    stop=self._stop_async, connect_kwargs=kwargs,
-                    on_state=lambda up: HEALTH.connection(self._label, up),
-                )  # fmt: skip
-                helpers = [self._loop.create_task(self._watch(conn))]
+                conn = await connect(state)
+                if conn is None:
+                    return
+                helper = asyncio.get_running_loop().create_task(watch(conn)) if watch is not None else None
                 try:
                     await conn.run()
                     return  # stopped
                 finally:
-                    for task in helpers:
-                        task.cancel()
+                    if helper is not None:
+                        helper.cancel()
             except ConnectionEnded as exc:
                 if exc.code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
-                    log.info("%s: replay ended", self._label)
+                    log.info("%s: replay ended", name)
                     return
                 reason = "closed"
-                log.warning("%s: %s; reconnecting", self._label, exc)
-                backoff = self.connector.reconnect_initial_s
+                log.warning("%s: %s; reconnecting", name, exc)
+            except InvalidStatus as exc:
+                reason = f"http_{exc.response.status_code}"
+                log.warning("%s: connect from %s refused with HTTP %s", name, state.ip,
+                            exc.response.status_code)  # fmt: skip
+                at_least = state.throttle_wait or 0.0
+                self.ws_breaker.record_failure()
             except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake) as exc:
-                reason = type(exc).__name__
-                log.warning("%s: connection lost (%s), reconnecting", self._label, exc)
+                if self._replay_ended(exc):  # closed while the subscribe messages were still going out
+                    log.info("%s: replay ended", name)
+                    return
+                reason = type(exc).__name__  # EgressExhausted (every IP full) is an OSError too
+                log.warning("%s: connection lost (%s), reconnecting", name, exc)
+                self.ws_breaker.record_failure()
+            state.throttle_wait = None
+            if state.connected:
+                backoff.reset()
+                state.connected = False
             metrics.RECONNECTS.labels(self.exchange, reason).inc()
-            self._connection_lost()
-            await self._sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, self.connector.reconnect_max_s)
-
-    def _connection_lost(self) -> None:
-        """Whatever the venue sent while we were away is lost: every book read on the connection is
-        invalid until the new connection's snapshot (a `gaps` row with reason `connection` each)."""
-        now = now_us()
-        for exchange_symbol, (symbol, market) in sorted(self._books.items()):
-            self._put(RawEvent(self.exchange, market, symbol, exchange_symbol, Kind.CONNECTION_GAP, None, now,
-                               self.shard, -1, None))  # fmt: skip
-        self._books.clear()
-
-    def _reset_connection_state(self) -> None:
-        self.parser = self.new_parser()  # connection state (Coinbase sequence_num) starts afresh
-        self.trackers = {}
-        self._pending_resync.clear()
-        self._last_frame = time.monotonic()
-
-    async def _watch(self, conn: RotatingConnection) -> None:
-        """While connected: send resubscribes the engine asked for, keepalives, and close a silent
-        connection after `idle_timeout_s` (the reconnect loop takes over)."""
-        last_keepalive = time.monotonic()
-        while True:
-            await asyncio.sleep(0.02)
-            ws = conn.primary
-            if ws is None:
-                continue
-            now = time.monotonic()
-            if self._pending_resync:
-                symbols = sorted(self._pending_resync)
-                self._pending_resync.clear()
-                self.resyncs += len(symbols)
-                for message in self.resubscribe_messages(symbols):
-                    await self.send(ws, message)
-            if self.keepalive_s is not None and now - last_keepalive >= self.keepalive_s:
-                message = self.keepalive_message()
-                if message is not None:
-                    await self.send(ws, message)
-                last_keepalive = now
-            if now - self._last_frame > self.idle_timeout_s:
-                log.warning("%s: no frame for %.0f s; reconnecting", self._label, self.idle_timeout_s)
-                metrics.RECONNECTS.labels(self.exchange, "idle").inc()
-                self._last_frame = now
-                await ws.close()
-
-    async def send(self, ws: ClientConnection, text: str) -> None:
-        """Every message after the subscribe goes through the venue's per-IP message budget."""
-        if self.message_budget is not None:
-            await self.message_budget.acquire(self.exchange, "message")
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send(text)
-
-    # ------------------------------------------------------------------ frames
-    def _on_frame(self, raw: str | bytes) -> None:
-        ingest = now_us()
-        self._last_frame = time.monotonic()
-        self.frames += 1
-        metrics.FRAMES.labels(self.exchange, self.market).inc()
-        try:
-            events = self.parser.parse(raw, ingest)
-        except ParseError as exc:
-            metrics.BAD_FRAMES.labels(self.exchange, exc.reason).inc()
-            log.warning("%s: dropped frame: %s", self._label, exc)
-            return
-        for event in events:
-            event.shard = self.shard
-            mapped = self.map_event(event)
-            if mapped is None:
-                metrics.UNKNOWN_SYMBOL.labels(self.exchange).inc()
-                continue
-            self.emit(mapped, raw)
-
-    def emit(self, event: Any, raw: str | bytes | None = None) -> None:
-        """Hand one event to the dataflow. `raw` is the frame it came from: the place to journal exactly
-        the frames the dataflow gets."""
-        if event.kind in (Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF):
-            self._books[event.exchange_symbol] = (event.symbol, event.market)
-            if self.book_scheme is not None:
-                self._track(event)
-        self._put(event)
-
-    def _track(self, event: Any) -> None:
-        tracker = self.trackers.get(event.exchange_symbol)
-        if tracker is None:
-            settings = BookSettings(emit=False, stream="connector")
-            tracker = self.trackers[event.exchange_symbol] = BookTracker(self.book_scheme, settings)  # type: ignore[arg-type]
-        step = tracker.on_event(event)
-        if step.resync:
-            self.request_resync(event.exchange_symbol, step.gaps[0].reason if step.gaps else "resync")
-
-    def request_resync(self, exchange_symbol: str, reason: str) -> None:
-        if exchange_symbol in self._pending_resync:
-            return
-        metrics.RESYNCS.labels(self.exchange, reason).inc()
-        log.warning("%s %s: book broken (%s), resubscribing", self._label, exchange_symbol, reason)
-        self._pending_resync.add(exchange_symbol)
-
-    async def _load_instruments(
-        self,
-        url: str,
-        parse: Callable[[bytes], dict[str, str]],
-        what: str,
-        refresh_s: float,
-        timeout_s: float,
-    ) -> None:
-        """(Re)load `self.instruments` (venue symbol -> BASE-QUOTE) from the venue's REST list when it is
-        older than `refresh_s`; retries with backoff (Retry-After honoured) until it works or we stop."""
-        loaded_at = getattr(self, "_instruments_at", 0.0)
-        if self.instruments and time.monotonic() - loaded_at < refresh_s:
-            return
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                response = await asyncio.to_thread(http_get, url, timeout_s, self.local_addr)
-                self.instruments = parse(response.body)
-                self._instruments_at = time.monotonic()
-                missing = [s for s in self.symbols if s not in self.instruments]
-                if missing:
-                    log.error("%s does not list %s; their messages are dropped", what, missing)
+            if on_lost is not None:
+                on_lost()
+            await self._sleep(max(backoff.next_delay(at_least), self.ws_breaker.retry_in()))
+            if self._stop.is_set():
                 return
-            except HttpError as exc:
-                wait = exc.response.retry_after_s or min(2**attempt, 30)
-                log.warning("%s: %s; retrying in %.1fs", what, exc, wait)
-            except (OSError, ParseError) as exc:
-                wait = min(2**attempt, 30)
-                log.warning("%s failed (%s); retrying in %.1fs", what, exc, wait)
-            attempt += 1
-            await self._sleep(wait)
 
-    # ------------------------------------------------------------------ helpers
+    def _replay_ended(self, exc: BaseException) -> bool:
+        rcvd = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+        return rcvd is not None and rcvd.code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end
+
+    def _connection(
+        self,
+        name: str,
+        url: str,
+        messages: list[str],
+        handler: HandoverHandler,
+        state: EgressState,
+        *,
+        messages_per_s: float,
+        rotate_after_s: float = NO_FORCED_EXPIRY_S,
+        overlap_max_s: float = 10.0,
+    ) -> RotatingConnection:
+        """A `RotatingConnection` whose every socket goes through the shard's egress lease."""
+
+        def on_state(up: bool) -> None:
+            HEALTH.connection(name, up)
+            if up:
+                state.connected = True
+                log.info("%s connected from %s", name, state.ip or "the default route")
+                self.ws_breaker.record_success()
+
+        assert self._stop_async is not None
+        return RotatingConnection(
+            name, self.exchange, url, messages, handler, messages_per_s=messages_per_s,
+            rotate_after_s=rotate_after_s, overlap_max_s=overlap_max_s, stop=self._stop_async,
+            on_state=on_state, opener=lambda: self._lease(state),
+        )  # fmt: skip
+
+    async def _before_connect(self, ip: str | None) -> None:
+        """Venue connect budget per source IP (shared by every shard on that IP); after egress pacing."""
+
+    async def _lease(self, state: EgressState) -> ConnectLease:
+        """Before each socket: the shard's egress IP, its reconnect budget (shared by all shards on that
+        IP), the venue's connect budget and a connection slot; the release reports a refused
+        handshake's 429/418 (the IP cools down and the shard moves on after repeated ones)."""
+        ip = self.egress.address_for(self.shard)
+        await self._sleep(self.egress.connect_delay(ip))
+        await self._before_connect(ip)
+        ip = self.egress.open(self.shard)  # EgressExhausted when every IP is at its cap
+        state.ip = self.ip = ip
+        self.connections += 1
+
+        def release(error: BaseException | None) -> None:
+            self.egress.close(ip)
+            if isinstance(error, InvalidStatus) and error.response.status_code in THROTTLE_STATUSES:
+                retry_after = error.response.headers.get("Retry-After")
+                state.throttle_wait = self._on_throttle(ip, error.response.status_code, retry_after)
+
+        return ({"local_addr": (ip, 0)} if ip else {}), release
+
+    def _on_throttle(self, ip: str | None, status: int, retry_after: str | float | None) -> float:
+        """Report a 429/418 to egress; how long to wait before the next try (Retry-After if we stay)."""
+        try:
+            retry_s = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            retry_s = None
+        self.egress.report_throttle(ip, status, retry_s)
+        next_ip = self.egress.address_for(self.shard)
+        if next_ip != ip:
+            return self.egress.cooling(next_ip)  # moved: a fresh IP needs no wait
+        return max(retry_s or 0.0, self.egress.cooling(ip) if status == 418 else 0.0)
+
+    # ------------------------------------------------------------------ REST
+    def _rest_wait(self, status: int, retry_after_s: float | None) -> float:
+        """The least wait after an HTTP error from the venue (beyond egress' Retry-After handling)."""
+        return 0.0
+
+    async def _get(self, url: str, what: str, timeout_s: float) -> bytes | None:
+        """GET from the shard's egress IP with 429/418 reporting, full-jitter backoff and the REST
+        breaker. Returns None only when the client is stopping; never retries faster than Retry-After."""
+        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
+        while not self._stop.is_set():
+            wait_open = self.rest_breaker.retry_in()
+            if wait_open > 0 or not self.rest_breaker.allow():
+                await self._sleep(max(wait_open, 0.1))
+                continue
+            ip = self.egress.address_for(self.shard)
+            at_least = 0.0
+            try:
+                response = await asyncio.to_thread(http_get, url, timeout_s, ip)
+                self.rest_breaker.record_success()
+                return response.body
+            except HttpError as exc:
+                status = exc.response.status
+                if status in THROTTLE_STATUSES:
+                    at_least = self._on_throttle(ip, status, exc.response.retry_after_s)
+                at_least = max(at_least, self._rest_wait(status, exc.response.retry_after_s))
+                reason = f"http_{status}"
+            except OSError as exc:
+                reason = type(exc).__name__
+            self.rest_breaker.record_failure()
+            metrics.REST_RETRIES.labels(self.exchange, reason).inc()
+            wait = backoff.next_delay(at_least)
+            log.warning("%s %s via %s failed (%s); retrying in %.1fs", self._label, what, ip, reason, wait)
+            await self._sleep(wait)
+        return None
+
+    # ------------------------------------------------------------------ output
     def _put(self, item: Any) -> None:
-        """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
+        """The one hand-over to the dataflow's queue (backpressure policy in `connectors.client_io`)."""
         put_until_stopped(self.out, item, self._stop)
 
     async def _sleep(self, seconds: float) -> None:

@@ -45,7 +45,8 @@ def _capture(args: argparse.Namespace) -> int:
     from cryptoflow.config import load_settings
 
     channels = {CHANNELS[c] for c in args.channels.split(",") if c}
-    return run_capture(load_settings(), Path(args.out), channels, args.duration)
+    venues = [v for v in args.venues.split(",") if v] if args.venues else None
+    return run_capture(load_settings(), Path(args.out), channels, args.duration, venues)
 
 
 def _channels(value: str) -> str:
@@ -53,6 +54,14 @@ def _channels(value: str) -> str:
     unknown = set(value.split(",")) - set(names)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown channel(s) {sorted(unknown)}; use {','.join(names)}")
+    return value
+
+
+def _venues(value: str) -> str:
+    names = ("binance", "binance-usdm", "bybit", "okx", "coinbase", "kraken")  # cryptoflow.capture.VENUES
+    unknown = set(value.split(",")) - set(names)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown venue(s) {sorted(unknown)}; use {','.join(names)}")
     return value
 
 
@@ -154,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         "capture", help="record raw exchange data into journal segments (replayable with journal.replay_dir)"
     )
     cap.add_argument(
-        "--out", required=True, help="directory; <source>/<shard> sub-directories (binance_spot/shard-00003)"
+        "--out",
+        required=True,
+        help="directory; <source>/<shard> sub-directories (binance_spot/shard-00003, okx/shard-00001)",
     )
     cap.add_argument(
         "--channels",
@@ -162,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated of depth,trades,bookTicker,liquidations,funding (default depth,trades)",
         type=_channels,
     )
+    cap.add_argument(
+        "--venues", default=None, type=_venues,
+        help="comma-separated of binance,binance-usdm,bybit,okx,coinbase,kraken (default: every enabled "
+        "venue with symbols)",
+    )  # fmt: skip
     cap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     cap.set_defaults(func=_capture)
 

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import orjson
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connectors.binance.parsing import (
     EXCHANGE,
@@ -50,24 +48,24 @@ from connectors.binance.parsing import (
     parse_exchange_info,
     parse_ws_frame,
 )
-from connectors.client_io import put_until_stopped, sleep_unless_stopped
 from connectors.egress import EgressManager
-from connectors.http import HttpError, http_get
 from connectors.journal import JournalWriter, RecordKind
-from connectors.retry import Backoff, CircuitBreaker
-from connectors.signals import END, RUN_ID
-from connectors.ws_client import ConnectionEnded, ConnectLease, RotatingConnection
+from connectors.signals import RUN_ID
+from connectors.ws_client import (
+    REPLAY_END_CLOSE_CODE,
+    THROTTLE_STATUSES,
+    EgressState,
+    RotatingConnection,
+    WsClient,
+    now_us,
+)
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, BinanceUsdmConfig, ConnectorConfig
 from cryptoflow.model import Kind, Market, RawEvent
-from cryptoflow.observability import HEALTH
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 
 log = logging.getLogger(__name__)
-
-REPLAY_END_CLOSE_CODE = 4100  # sent by the CryptoFlow simulator when a recording is exhausted
-THROTTLE_STATUSES = (429, 418)  # Binance: 429 = slow down, 418 = IP banned; both carry Retry-After
 
 CHANNEL_DEPTH = "depth"
 CHANNEL_TRADES = "trades"
@@ -78,18 +76,6 @@ CHANNEL_FUNDING = "funding"  # USD-M markPriceUpdate (funding rate, next funding
 SPOT, USDM = "spot", "usdm"
 # Ids the duplicate filter compares, per event kind (all increase along a stream).
 _FILTERED = (Kind.DEPTH_DIFF, Kind.BOOK_TICKER, Kind.TRADE, Kind.FUNDING, Kind.LIQUIDATION)
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass
-class _LaneEgress:
-    """What one lane's last connect attempt used: its IP, and the wait a 429/418 on it asked for."""
-
-    ip: str | None = None
-    throttle_wait: float | None = None
 
 
 def instruments_market(market: str) -> str:
@@ -241,8 +227,13 @@ class _LaneHandover:
         self.buffer, self.first = [], {}
 
 
-class BinanceClient:
+__all__ = ["REPLAY_END_CLOSE_CODE", "THROTTLE_STATUSES", "now_us"]  # re-exported for spot_client
+
+
+class BinanceClient(WsClient):
     """One shard's connections to Binance spot or USD-M for the given symbols and channels."""
+
+    exchange = EXCHANGE
 
     def __init__(
         self,
@@ -260,31 +251,16 @@ class BinanceClient:
             raise ValueError("a client needs at least one symbol")
         if market not in (SPOT, USDM):
             raise ValueError(f"unknown Binance market {market!r}")
-        self.market, self.cfg, self.connector = market, cfg, connector
-        self.symbols, self.channels, self.shard = symbols, channels, shard
-        self.out, self.local_addr = out, local_addr
-        # Egress decides the local address before every connect / REST call; a bare `local_addr`
-        # becomes a one-shard override so the client can also run without a shared manager.
-        self.egress = egress or EgressManager(overrides={shard: local_addr} if local_addr else None)
-        name = f"binance-{market}-{shard}"
-        self.ws_breaker = CircuitBreaker(f"{name}-ws", connector.breaker_failures, connector.breaker_reset_s)
-        self.rest_breaker = CircuitBreaker(
-            f"{name}-rest", connector.breaker_failures, connector.breaker_reset_s
-        )
-        # Journal mode: write what would go on the queue; decoding happens after the journal.
-        self.journal = out if isinstance(out, JournalWriter) else None
+        super().__init__(connector, shard, out, local_addr=local_addr, egress=egress,
+                         label=f"binance-{market}-shard-{shard}")  # fmt: skip
+        self.market, self.cfg = market, cfg
+        self.symbols, self.channels = symbols, channels
         self._journal_meta = RUN_ID[:8]
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self.filter = DuplicateFilter()
-        self.connections: list[RotatingConnection] = []
+        self.lane_connections: list[RotatingConnection] = []
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
-        self._stop = threading.Event()
-        self._stop_async: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.finished = threading.Event()
-        self._label = f"binance-{market}-shard-{shard}"
         self._frames = metrics.FRAMES.labels(EXCHANGE, Market.SPOT if market == SPOT else Market.PERP)
 
     # ------------------------------------------------------------------ venue specifics
@@ -316,37 +292,7 @@ class BinanceClient:
         return plan_lanes(self.stream_names(), self.market, self.cfg.max_streams_per_connection, layout)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self._label, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        loop, stop_async = self._loop, self._stop_async
-        if loop is not None and stop_async is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # loop already finished
-                loop.call_soon_threadsafe(stop_async.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except Exception:  # never let a client thread die silently
-            log.exception("%s crashed", self._label)
-        finally:
-            if self.journal is not None:
-                self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
-                self.journal.sync()
-            else:
-                self._put(END)
-            self.finished.set()
-
     async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop_async = asyncio.Event()
-        if self._stop.is_set():
-            return
         await self._load_instruments()
         verdict = spot_verdict if self.market == SPOT else usdm_verdict
         self.syncs = {s: DiffSync(verdict) for s in self.symbols}
@@ -361,79 +307,18 @@ class BinanceClient:
         """Keep one lane connected; returns on stop or (replay mode) at the end of the replay."""
         url = f"{self.cfg.ws_url}{lane.path}"
         name = f"{self._label}-lane-{index}"
-        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
-        state = _LaneEgress()
 
-        def on_state(up: bool) -> None:
-            HEALTH.connection(name, up)
-            if up:
-                log.info("%s connected from %s: %d streams", name, state.ip or "the default route",
-                         len(lane.streams))  # fmt: skip
-                self.ws_breaker.record_success()
-                backoff.reset()
-
-        while not self._stop.is_set():
-            handler = _LaneHandover(self, name)
+        async def connect(state: EgressState) -> RotatingConnection:
             messages = subscribe_messages(lane.streams, self.cfg.streams_per_subscribe)
-            conn = RotatingConnection(
-                name, EXCHANGE, url, messages, handler,
+            conn = self._connection(
+                name, url, messages, _LaneHandover(self, name), state,
                 messages_per_s=self.cfg.max_messages_per_s, rotate_after_s=self.cfg.rotate_after_s,
-                overlap_max_s=self.cfg.rotation_overlap_max_s, stop=self._stop_async,
-                on_state=on_state, opener=lambda: self._lease(name, state),
+                overlap_max_s=self.cfg.rotation_overlap_max_s,
             )  # fmt: skip
-            self.connections.append(conn)
-            at_least = 0.0
-            try:
-                await conn.run()
-                return  # stopped
-            except ConnectionEnded as exc:
-                if exc.code == REPLAY_END_CLOSE_CODE and self.connector.stop_at_replay_end:
-                    log.info("%s: replay ended", name)
-                    return
-                reason = "closed"
-                log.warning("%s: %s; reconnecting", name, exc)
-            except InvalidStatus as exc:
-                reason = f"http_{exc.response.status_code}"
-                log.warning(
-                    "%s: connect from %s refused with HTTP %s", name, state.ip, exc.response.status_code
-                )
-                at_least = state.throttle_wait or 0.0
-                self.ws_breaker.record_failure()
-            except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
-                reason = type(exc).__name__  # EgressExhausted (every IP full) is an OSError too
-                log.warning("%s: connection lost (%s), reconnecting", name, exc)
-                self.ws_breaker.record_failure()
-            state.throttle_wait = None
-            metrics.RECONNECTS.labels(EXCHANGE, reason).inc()
-            await self._sleep(max(backoff.next_delay(at_least), self.ws_breaker.retry_in()))
+            self.lane_connections.append(conn)
+            return conn
 
-    async def _lease(self, name: str, state: _LaneEgress) -> ConnectLease:
-        """Before each connection of a lane: the shard's egress IP, its reconnect budget (shared by all
-        shards on that IP) and a connection slot; the release reports a refused handshake's 429/418."""
-        ip = self.egress.address_for(self.shard)
-        await self._sleep(self.egress.connect_delay(ip))
-        ip = self.egress.open(self.shard)  # EgressExhausted when every IP is at its cap
-        state.ip = ip
-
-        def release(error: BaseException | None) -> None:
-            self.egress.close(ip)
-            if isinstance(error, InvalidStatus) and error.response.status_code in THROTTLE_STATUSES:
-                retry_after = error.response.headers.get("Retry-After")
-                state.throttle_wait = self._on_throttle(ip, error.response.status_code, retry_after)
-
-        return ({"local_addr": (ip, 0)} if ip else {}), release
-
-    def _on_throttle(self, ip: str | None, status: int, retry_after: str | float | None) -> float:
-        """Report a 429/418 to egress; how long to wait before the next try (Retry-After if we stay)."""
-        try:
-            retry_s = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            retry_s = None
-        self.egress.report_throttle(ip, status, retry_s)
-        next_ip = self.egress.address_for(self.shard)
-        if next_ip != ip:
-            return self.egress.cooling(next_ip)  # moved: a fresh IP needs no wait
-        return max(retry_s or 0.0, self.egress.cooling(ip) if status == 418 else 0.0)
+        await self._keep_connected(name, connect)
 
     # ------------------------------------------------------------------ frames
     def parse(self, raw: str | bytes) -> RawEvent | None:
@@ -482,7 +367,9 @@ class BinanceClient:
             await self._sleep(delay_s)
         query = urlencode({"symbol": exchange_symbol, "limit": self.cfg.snapshot_limit})
         response = await self._get(
-            f"{self.cfg.rest_url}{self._paths[0]}?{query}", f"snapshot {exchange_symbol}"
+            f"{self.cfg.rest_url}{self._paths[0]}?{query}",
+            f"snapshot {exchange_symbol}",
+            self.cfg.http_timeout_s,
         )
         if response is None:
             return
@@ -505,37 +392,6 @@ class BinanceClient:
         if step.outcome is Outcome.SNAPSHOT_TOO_OLD:
             self._snapshot_tasks.pop(exchange_symbol, None)
             self._request_snapshot(exchange_symbol, "snapshot_too_old", delay_s=1.0)
-
-    async def _get(self, url: str, what: str) -> bytes | None:
-        """GET with egress binding, 429/418 reporting, full-jitter backoff and the REST breaker.
-
-        Returns None only when the client is stopping. Never retry-loops faster than Retry-After.
-        """
-        backoff = Backoff(self.connector.reconnect_initial_s, self.connector.reconnect_max_s)
-        while not self._stop.is_set():
-            wait_open = self.rest_breaker.retry_in()
-            if wait_open > 0 or not self.rest_breaker.allow():
-                await self._sleep(max(wait_open, 0.1))
-                continue
-            ip = self.egress.address_for(self.shard)
-            at_least = 0.0
-            try:
-                response = await asyncio.to_thread(http_get, url, self.cfg.http_timeout_s, ip)
-                self.rest_breaker.record_success()
-                return response.body
-            except HttpError as exc:
-                status = exc.response.status
-                if status in THROTTLE_STATUSES:
-                    at_least = self._on_throttle(ip, status, exc.response.retry_after_s)
-                reason = f"http_{status}"
-            except OSError as exc:
-                reason = type(exc).__name__
-            self.rest_breaker.record_failure()
-            metrics.REST_RETRIES.labels(EXCHANGE, reason).inc()
-            wait = backoff.next_delay(at_least)
-            log.warning("%s %s via %s failed (%s); retrying in %.1fs", self._label, what, ip, reason, wait)
-            await self._sleep(wait)
-        return None
 
     async def _drain_snapshot_tasks(self) -> None:
         while True:
@@ -561,7 +417,7 @@ class BinanceClient:
         try:
             body = INSTRUMENTS.fresh(url, max_age_s)  # another shard may have fetched it meanwhile
             if body is None:
-                body = await self._get(url, what)
+                body = await self._get(url, what, self.cfg.http_timeout_s)
                 if body is not None:
                     INSTRUMENTS.put(url, body)
             return body
@@ -611,11 +467,3 @@ class BinanceClient:
             with contextlib.suppress(ParseError):
                 self._adopt_instruments(self._parse_instruments(body))
                 self._journal_instruments(body)
-
-    # ------------------------------------------------------------------ helpers
-    def _put(self, item: RawEvent | object) -> None:
-        """Backpressure policy `wait`: block this client's loop until the dataflow drains the queue."""
-        put_until_stopped(self.out, item, self._stop)
-
-    async def _sleep(self, seconds: float) -> None:
-        await sleep_unless_stopped(seconds, self._stop)

@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable, Iterator, Mapping
 
 import orjson
 
 from connectors.bybit.instruments import instruments_url, parse_instruments_page
 from connectors.bybit.parsing import EXCHANGE, BybitParser
+from connectors.egress import EgressManager
 from connectors.instruments import Instrument
+from connectors.journal import JournalWriter
 from connectors.parse_errors import ParseError
-from connectors.venue_ws_client import VenueWsClient, chunk_by_budget, now_us
+from connectors.subscribe_client import InstrumentMap, SubscribeClient
 from cryptoflow.config import BybitConfig, ConnectorConfig
 from cryptoflow.model import Kind, RawEvent
 from operators.sequencing.bybit import delta_verdict
@@ -33,6 +36,24 @@ CHANNEL_TRADES = "trades"
 CHANNEL_FUNDING = "funding"  # linear tickers
 CHANNEL_LIQUIDATIONS = "liquidations"  # linear allLiquidation
 CATEGORIES = ("spot", "linear")
+
+
+def chunk_by_budget(items: list[str], max_items: int, max_chars: int | None = None) -> list[list[str]]:
+    """Split `items` into consecutive groups of at most `max_items` and at most `max_chars` in total."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    chars = 0
+    for item in items:
+        if current and (
+            len(current) >= max_items or (max_chars is not None and chars + len(item) > max_chars)
+        ):
+            groups.append(current)
+            current, chars = [], 0
+        current.append(item)
+        chars += len(item)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def topics_for(symbols: list[str], channels: set[str], category: str, depth: int) -> list[str]:
@@ -68,9 +89,10 @@ def split_symbols(
     return groups
 
 
-class BybitClient(VenueWsClient):
+class BybitClient(SubscribeClient):
     exchange = EXCHANGE
-    connects_per_s = 500 / 300  # <= 500 new connections per 5 minutes per domain
+    connect_limit = (500, 300.0)  # <= 500 new connections per 5 minutes per IP
+    messages_per_s = 1000.0  # the subscribe requests go out in one burst (no per-socket message limit)
 
     def __init__(
         self,
@@ -80,20 +102,17 @@ class BybitClient(VenueWsClient):
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
         if category not in CATEGORIES:
             raise ValueError(f"Bybit category must be spot or linear, not {category!r}")
-        if not symbols:
-            raise ValueError("a client needs at least one symbol")
-        self.market_label = category
-        super().__init__(
-            connector, f"{cfg.ws_url}/v5/public/{category}", shard, out,
-            ping_interval_s=cfg.ping_interval_s, pong_timeout_s=cfg.pong_timeout_s,
-            resync_timeout_s=cfg.resync_timeout_s, http_timeout_s=cfg.http_timeout_s, local_addr=local_addr,
-        )  # fmt: skip
-        self.cfg, self.category, self.symbols, self.channels = cfg, category, symbols, channels
+        self.market = self.journal_key = category  # before the base binds the frames metric to it
+        super().__init__(connector, symbols, channels, shard, out, local_addr=local_addr, egress=egress)
+        self.cfg, self.category = cfg, category
+        self.keepalive_s, self.pong_timeout_s = cfg.ping_interval_s, cfg.pong_timeout_s
+        self.resync_timeout_s = cfg.resync_timeout_s
         self._topics = topics_for(symbols, channels, category, cfg.book_depth)
         chars = sum(len(t) for t in self._topics)
         if chars > cfg.max_args_chars_per_connection:
@@ -103,21 +122,20 @@ class BybitClient(VenueWsClient):
         self.instruments_at: float | None = None
         self.symbol_map: dict[str, str] = {}
         self.market_map: dict[str, str] = {}
-        self.parser = BybitParser("spot" if category == "spot" else "perp", self.symbol_map, shard,
-                                  self.market_map)  # fmt: skip
         self.last_u: dict[str, int | None] = {}
         self._req_id = 0
 
     # ------------------------------------------------------------------ instruments
-    async def load_instruments(self) -> None:
+    async def prepare(self) -> None:
         if not self.instruments_stale():
             return
         found: dict[str, Instrument] = {}
         cursor = None
         while True:
-            response = await self.http(instruments_url(self.cfg.rest_url, self.category, cursor))
+            url = instruments_url(self.cfg.rest_url, self.category, cursor)
+            body = await self._rest(url, "bybit instruments-info", self.cfg.http_timeout_s)
             try:
-                page, cursor = parse_instruments_page(response.body, self.category)
+                page, cursor = parse_instruments_page(body, self.category)
             except ParseError as exc:
                 raise ConnectionError(f"bybit instruments-info unusable: {exc}") from None
             found.update(page)
@@ -133,17 +151,25 @@ class BybitClient(VenueWsClient):
         self.market_map.clear()
         self.market_map.update({s: i.market for s, i in found.items() if s in self.symbols})
 
-    def http_retry_s(self, status: int, retry_after_s: float | None, attempt: int) -> float:
+    def _rest_wait(self, status: int, retry_after_s: float | None) -> float:
         """Bybit `403 access too frequent`: stop HTTP traffic for at least 10 minutes."""
-        if status == 403:
-            return max(600.0, retry_after_s or 0.0)
-        return super().http_retry_s(status, retry_after_s, attempt)
+        return max(600.0, retry_after_s or 0.0) if status == 403 else 0.0
 
     def instruments_stale(self) -> bool:
         at = self.instruments_at
         return at is None or time.monotonic() - at >= self.cfg.instruments_refresh_s
 
+    def instrument_map(self) -> InstrumentMap:
+        return {s: (self.market_map[s], self.symbol_map[s]) for s in self.symbol_map}
+
     # ------------------------------------------------------------------ protocol
+    def url(self) -> str:
+        return f"{self.cfg.ws_url}/v5/public/{self.category}"
+
+    def new_parser(self) -> BybitParser:
+        """A fresh parser per connection: the new connection starts with ticker snapshots."""
+        return bybit_parser(self.category, self.symbol_map, self.shard, self.market_map)
+
     def topics(self) -> list[str]:
         return self._topics
 
@@ -154,17 +180,21 @@ class BybitClient(VenueWsClient):
             requests.append(orjson.dumps({"req_id": str(self._req_id), "op": op, "args": group}).decode())
         return requests
 
-    def ping_frame(self) -> str:
+    def subscribe_messages(self) -> list[str]:
+        return self.subscribe_requests(self._topics)
+
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        topics = [self.book_topic(s) for s in symbols]
+        return self.subscribe_requests(topics, "unsubscribe") + self.subscribe_requests(topics)
+
+    def keepalive_message(self) -> str:
         return '{"op":"ping"}'
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> list[RawEvent]:
-        return self.parser.parse(raw, ingest_us)
+    def book_topic(self, exchange_symbol: str) -> str:
+        return f"orderbook.{self.cfg.book_depth}.{exchange_symbol}"
 
-    def book_topic(self, event: RawEvent) -> str:
-        return f"orderbook.{self.cfg.book_depth}.{event.exchange_symbol}"
-
-    def is_book_topic(self, topic) -> bool:
-        return str(topic).startswith("orderbook.")
+    def handover_books(self) -> set:
+        return {t for t in self._topics if t.startswith("orderbook.")}
 
     def snapshot_topic(self, raw: str | bytes):
         text = raw if isinstance(raw, str) else raw.decode()
@@ -176,26 +206,48 @@ class BybitClient(VenueWsClient):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
 
-    def gap(self, event: RawEvent) -> bool:
+    def sequence(self, event: RawEvent) -> None:
+        """`u` must be the previous `u` + 1 (operators/sequencing/bybit.py); else resync the book."""
         if event.kind is Kind.DEPTH_SNAPSHOT:
             self.last_u[event.exchange_symbol] = event.seq
-            return False
+            return
         verdict = delta_verdict(self.last_u.get(event.exchange_symbol), event.seq)
         if verdict is Verdict.APPLY:
             self.last_u[event.exchange_symbol] = event.seq
-            return False
-        if verdict is Verdict.GAP:
+        elif verdict is Verdict.GAP:
             self.last_u[event.exchange_symbol] = None  # nothing continues until the new snapshot
-            return True
-        return False
+            self.request_resync(event.exchange_symbol, "gap")
 
-    def reset_books(self) -> list[RawEvent]:
-        gaps = [
-            RawEvent(EXCHANGE, self.market_map.get(s, self.parser.market), self.symbol_map.get(s, s), s,
-                     Kind.CONNECTION_GAP, None, now_us(), self.shard, -1, None, seq=u)
-            for s, u in self.last_u.items() if u is not None
-        ]  # fmt: skip
+    def reset_sequencing(self) -> None:
         self.last_u.clear()
-        self.pending_resync.clear()
-        self.parser.tickers.clear()  # the new connection starts with ticker snapshots
-        return gaps
+
+    def lost_seq(self, exchange_symbol: str) -> int | None:
+        return self.last_u.get(exchange_symbol)
+
+
+class _Column(Mapping):
+    """One field of the decoder's instrument map as the dict the parser expects (kept live)."""
+
+    def __init__(self, instruments: InstrumentMap, index: int) -> None:
+        self.instruments, self.index = instruments, index
+
+    def __getitem__(self, key: str) -> str:
+        return self.instruments[key][self.index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.instruments)
+
+    def __len__(self) -> int:
+        return len(self.instruments)
+
+    def __bool__(self) -> bool:  # an empty map is still the live one (the parser keeps it)
+        return True
+
+
+def bybit_parser(category: str, symbols: Mapping, shard: int, markets: Mapping) -> BybitParser:
+    return BybitParser("spot" if category == "spot" else "perp", symbols, shard, markets)  # type: ignore[arg-type]
+
+
+def bybit_decoder_parser(shard: int) -> Callable[[str, InstrumentMap], BybitParser]:
+    """The decoder's parser factory: the journal key is the category."""
+    return lambda key, instruments: bybit_parser(key, _Column(instruments, 1), shard, _Column(instruments, 0))

@@ -3,21 +3,25 @@ symbols (the 21,000-character args budget), for the channels a stream needs."""
 
 from __future__ import annotations
 
-import queue
+from typing import Any
 
-from connectors.backpressure import channel_spec
 from connectors.bybit.client import (
     CHANNEL_DEPTH,
     CHANNEL_FUNDING,
     CHANNEL_LIQUIDATIONS,
     CHANNEL_TRADES,
     BybitClient,
+    bybit_decoder_parser,
     split_symbols,
 )
 from connectors.bybit.parsing import EXCHANGE
+from connectors.egress import EgressManager
+from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
+from connectors.venue_source import PlannedClients, subscribe_source
 from cryptoflow.config import Settings
-from cryptoflow.sharding import group_by_shard
+
+SOURCE = "bybit"  # the registry's name; also the journal's sub-directory
 
 # stream -> (category, channels) pairs it reads
 STREAMS: dict[str, list[tuple[str, set[str]]]] = {
@@ -31,17 +35,17 @@ STREAMS: dict[str, list[tuple[str, set[str]]]] = {
 }
 
 
-def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
-    """None when Bybit is disabled, has no symbols for this stream, or does not offer it."""
+def bybit_clients(settings: Settings, wanted: list[tuple[str, set[str]]]) -> PlannedClients | None:
+    """This replica's shards for the (category, channels) pairs, and its clients per shard (one per
+    category and per connection's worth of symbols); None when no symbol is configured."""
     cfg = settings.exchanges.bybit
-    if not cfg.enabled or stream not in STREAMS:
+    if not cfg.enabled:
         return None
-    total = settings.sharding.total_shards
     plan: dict[int, list[tuple[str, list[str], set[str]]]] = {}
-    for category, channels in STREAMS[stream]:
+    for category, channels in wanted:
         symbols = cfg.spot_symbols if category == "spot" else cfg.linear_symbols
         # spot and linear share exchange symbols: shard on the category-qualified name
-        by_shard = group_by_shard(EXCHANGE, [f"{category}:{s}" for s in symbols], total)
+        by_shard = owned_shard_groups(settings, EXCHANGE, [f"{category}:{s}" for s in symbols])
         for shard, qualified in by_shard.items():
             names = [q.split(":", 1)[1] for q in qualified]
             for group in split_symbols(
@@ -50,14 +54,20 @@ def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
                 plan.setdefault(shard, []).append((category, group, channels))
     if not plan:
         return None
-    spec = channel_spec(settings, EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[BybitClient]:
-        local_addr = settings.sharding.per_shard_ip_override.get(shard)
+    def make_clients(shard: int, out: Any, egress: EgressManager) -> list[BybitClient]:
         return [
-            BybitClient(cfg, settings.connector, category, group, channels, shard, out, local_addr)
+            BybitClient(cfg, settings.connector, category, group, channels, shard, out, egress=egress)
             for category, group, channels in plan[shard]
         ]
 
-    return ShardedSource(sorted(plan), make_clients, spec, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms, stream=stream, source=EXCHANGE)  # fmt: skip
+    return sorted(plan), make_clients
+
+
+def bybit_source(settings: Settings, stream: str) -> ShardedSource | None:
+    """None when Bybit is disabled, has no symbols for this stream, or does not offer it."""
+    planned = bybit_clients(settings, STREAMS[stream]) if stream in STREAMS else None
+    if planned is None:
+        return None
+    shards, make_clients = planned
+    return subscribe_source(settings, SOURCE, EXCHANGE, stream, shards, make_clients, bybit_decoder_parser)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from connectors.bybit.source import STREAMS, bybit_source
+from connectors.bybit.source import SOURCE, STREAMS, bybit_source
 from connectors.registry import register
 
 for _stream in STREAMS:
     register(
-        _stream, "bybit", partial(lambda settings, stream: bybit_source(settings, stream), stream=_stream)
+        _stream, SOURCE, partial(lambda settings, stream: bybit_source(settings, stream), stream=_stream)
     )

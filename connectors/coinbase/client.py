@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 
 import orjson
 
 from connectors.coinbase.instruments import parse_products
 from connectors.coinbase.parsing import EXCHANGE, CoinbaseParser
-from connectors.ratelimit import budget
-from connectors.ws_client import WsClient
+from connectors.egress import EgressManager
+from connectors.journal import JournalWriter
+from connectors.subscribe_client import InstrumentMap, SubscribeClient
 from cryptoflow.config import CoinbaseConfig, ConnectorConfig
-from cryptoflow.model import Kind, RawEvent
+from cryptoflow.model import Kind, Market, RawEvent
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ CHANNEL_HEARTBEATS = "heartbeats"  # always subscribed: without it idle channels
 PRODUCTS_PATH = "/api/v3/brokerage/market/products"
 
 
-class CoinbaseClient(WsClient):
+class CoinbaseClient(SubscribeClient):
     """The only book break Coinbase can show is the connection's `CONNECTION_GAP` (no checksum exists),
     so the client resubscribes on that event directly instead of mirroring 46,000-level books."""
 
@@ -47,16 +49,15 @@ class CoinbaseClient(WsClient):
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
-        super().__init__(
-            connector, symbols, channels, shard, out,
-            connect_budget=budget(EXCHANGE, "connect", local_addr, max(1, int(cfg.connects_per_s)), 1.0),
-            message_budget=budget(EXCHANGE, "message", local_addr, max(1, int(cfg.messages_per_s)), 1.0),
-            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=cfg.messages_per_s, local_addr=local_addr,
-        )  # fmt: skip
+        super().__init__(connector, symbols, channels, shard, out, local_addr=local_addr, egress=egress)
         self.cfg = cfg
+        self.connect_limit = (max(1, int(cfg.connects_per_s)), 1.0)
+        self.message_limit = (max(1, int(cfg.messages_per_s)), 1.0)
+        self.idle_timeout_s, self.messages_per_s = cfg.idle_timeout_s, cfg.messages_per_s
         self.instruments: dict[str, str] = {}  # product_id -> BASE-QUOTE
         self._instruments_at = 0.0
 
@@ -71,6 +72,9 @@ class CoinbaseClient(WsClient):
             f"{self.cfg.rest_url}{PRODUCTS_PATH}", parse_products, "coinbase products endpoint",
             self.cfg.instruments_refresh_s, self.cfg.http_timeout_s,
         )  # fmt: skip
+
+    def instrument_map(self) -> InstrumentMap:
+        return {s: (Market.SPOT, self.instruments[s]) for s in self.symbols if s in self.instruments}
 
     def _message(self, kind: str, channel: str, products: list[str]) -> str:
         return orjson.dumps({"type": kind, "product_ids": products, "channel": channel}).decode()
@@ -96,3 +100,8 @@ class CoinbaseClient(WsClient):
             )
             self.request_resync(event.exchange_symbol, "connection")
         return event
+
+
+def coinbase_parser(shard: int) -> Callable[[str, InstrumentMap], CoinbaseParser]:
+    """The decoder's parser factory (`connectors.subscribe_client.SubscribeDecoder`)."""
+    return lambda key, instruments: CoinbaseParser(shard)

@@ -26,6 +26,7 @@ class RecordKind(IntEnum):
     REST_SNAPSHOT = 2  # a REST order-book snapshot body; meta = exchange symbol
     INSTRUMENTS = 3  # the exchange's instrument list body (needed to decode what follows)
     END = 4  # a client finished (replay end); meta = run id of the writing process
+    EVENTS = 5  # events a client made itself (connection gaps), JSON; meta = the client family
 
 
 @dataclass(frozen=True, slots=True)

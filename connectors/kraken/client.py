@@ -17,15 +17,17 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+from collections.abc import Callable
 
 import orjson
 
+from connectors.egress import EgressManager
+from connectors.journal import JournalWriter
 from connectors.kraken.instruments import parse_asset_pairs
 from connectors.kraken.parsing import EXCHANGE, KrakenV2Parser
-from connectors.ratelimit import budget
-from connectors.ws_client import WsClient
+from connectors.subscribe_client import InstrumentMap, SubscribeClient
 from cryptoflow.config import ConnectorConfig, KrakenConfig
-from cryptoflow.model import RawEvent
+from cryptoflow.model import Market, RawEvent
 from operators.book.tracker import KRAKEN
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ ASSET_PAIRS_PATH = "/0/public/AssetPairs"
 MESSAGES_PER_S = 5.0  # Kraken publishes no inbound limit; stay polite
 
 
-class KrakenClient(WsClient):
+class KrakenClient(SubscribeClient):
     exchange = EXCHANGE
     book_scheme = KRAKEN
 
@@ -47,14 +49,13 @@ class KrakenClient(WsClient):
         symbols: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
+        egress: EgressManager | None = None,
     ) -> None:
-        super().__init__(
-            connector, symbols, channels, shard, out,
-            connect_budget=budget(EXCHANGE, "connect", local_addr, cfg.connects_per_10min, 600.0),
-            idle_timeout_s=cfg.idle_timeout_s, messages_per_s=MESSAGES_PER_S, local_addr=local_addr,
-        )  # fmt: skip
+        super().__init__(connector, symbols, channels, shard, out, local_addr=local_addr, egress=egress)
+        self.connect_limit = (cfg.connects_per_10min, 600.0)
+        self.idle_timeout_s, self.messages_per_s = cfg.idle_timeout_s, MESSAGES_PER_S
         if CHANNEL_BOOK not in channels:
             self.book_scheme = None
         self.cfg = cfg
@@ -75,6 +76,9 @@ class KrakenClient(WsClient):
             f"{self.cfg.rest_url}{ASSET_PAIRS_PATH}", parse_asset_pairs, "kraken AssetPairs",
             self.cfg.instruments_refresh_s, self.cfg.http_timeout_s,
         )  # fmt: skip
+
+    def instrument_map(self) -> InstrumentMap:
+        return {s: (Market.SPOT, self.instruments[s]) for s in self.symbols if s in self.instruments}
 
     def _request(self, method: str, params: dict) -> str:
         return orjson.dumps({"method": method, "params": params, "req_id": next(self._req_ids)}).decode()
@@ -125,3 +129,8 @@ class KrakenClient(WsClient):
             return None
         event.symbol = symbol
         return event
+
+
+def kraken_parser(cfg: KrakenConfig, shard: int) -> Callable[[str, InstrumentMap], KrakenV2Parser]:
+    """The decoder's parser factory (`connectors.subscribe_client.SubscribeDecoder`)."""
+    return lambda key, instruments: KrakenV2Parser(cfg.book_depth, shard)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from functools import partial
 
 from connectors.kraken.client import CHANNEL_BOOK, CHANNEL_TRADE
-from connectors.kraken.source import kraken_source
+from connectors.kraken.source import SOURCE, kraken_source
 from connectors.registry import register
 
 OFFERS = {"ticks": {CHANNEL_TRADE}, "spot_delta": {CHANNEL_BOOK}, "spot_ob": {CHANNEL_BOOK}}
 
 for stream, channels in OFFERS.items():
-    register(stream, "kraken_spot", partial(kraken_source, channels=channels, stream=stream))
+    register(stream, SOURCE, partial(kraken_source, channels=channels, stream=stream))

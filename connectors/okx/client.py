@@ -7,7 +7,7 @@ Keepalive: the text `ping` after `ping_interval_s` (< 30 s, after which OKX drop
 connection) without any inbound frame, `pong` expected back within `pong_timeout_s`. A `notice` with
 code 64008 (service upgrade: the connection will close in 60 s) makes the client hand over to a new
 connection at once, overlapping the two until the new one holds a snapshot of every book (see
-`VenueWsClient._hand_over`): no frame is lost and no gap is declared. Limits: at most
+`connectors.subscribe_client.SubscribeClient`): no frame is lost and no gap is declared. Limits: at most
 `subscribe_ops_per_hour` (480) subscribe/unsubscribe requests per connection per hour, at most
 `connects_per_s` (3) new connections per second per source IP (shared by all clients of the process).
 A `prevSeqId` that is not the last `seqId` (operators/sequencing/okx.py) resyncs the book by
@@ -21,14 +21,19 @@ import logging
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 
 import orjson
+from websockets.asyncio.client import ClientConnection
 
+from connectors.bybit.client import chunk_by_budget
+from connectors.egress import EgressManager
 from connectors.instruments import Instrument
+from connectors.journal import JournalWriter
 from connectors.okx.instruments import inst_type_of, instruments_url, parse_instruments
 from connectors.okx.parsing import EXCHANGE, OkxParser
 from connectors.parse_errors import ParseError
-from connectors.venue_ws_client import VenueWsClient, chunk_by_budget, now_us
+from connectors.subscribe_client import InstrumentMap, SubscribeClient
 from cryptoflow.config import ConnectorConfig, OkxConfig
 from cryptoflow.model import Kind, Market, RawEvent
 from operators.sequencing.okx import update_verdict
@@ -47,10 +52,11 @@ Topic = tuple[str, str]  # (channel, instId) or ("liquidation-orders", instType)
 _INST_TYPE_OF_MARKET = {Market.SPOT: "SPOT", Market.PERP: "SWAP", Market.FUTURE: "FUTURES"}
 
 
-class OkxClient(VenueWsClient):
+class OkxClient(SubscribeClient):
     exchange = EXCHANGE
-    market_label = "public"
+    market = "public"
     ping_when_idle_only = True  # "arm an N-second timer (N < 30) on every inbound message"
+    messages_per_s = 1000.0  # the subscribe requests go out in one burst (no per-socket message limit)
 
     def __init__(
         self,
@@ -59,38 +65,37 @@ class OkxClient(VenueWsClient):
         inst_ids: list[str],
         channels: set[str],
         shard: int,
-        out: queue.Queue,
+        out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
         markets: frozenset[str] = frozenset({Market.SPOT, Market.PERP, Market.FUTURE}),
+        egress: EgressManager | None = None,
     ) -> None:
         """`markets`: which of the instruments (by the market the REST list gives them) this stream
         collects, e.g. only spot ones for `spot_delta`."""
         if not inst_ids:
             raise ValueError("a client needs at least one instrument")
-        super().__init__(
-            connector, f"{cfg.ws_url}/ws/v5/public", shard, out,
-            ping_interval_s=cfg.ping_interval_s, pong_timeout_s=cfg.pong_timeout_s,
-            resync_timeout_s=cfg.resync_timeout_s, http_timeout_s=cfg.http_timeout_s, local_addr=local_addr,
-        )  # fmt: skip
-        self.cfg, self.inst_ids, self.channels, self.markets = cfg, inst_ids, channels, markets
-        self.connects_per_s = cfg.connects_per_s
+        super().__init__(connector, inst_ids, channels, shard, out, local_addr=local_addr, egress=egress)
+        self.cfg, self.inst_ids, self.markets = cfg, inst_ids, markets
+        self.connect_limit = (max(1, int(cfg.connects_per_s)), 1.0)
+        self.keepalive_s, self.pong_timeout_s = cfg.ping_interval_s, cfg.pong_timeout_s
+        self.resync_timeout_s = cfg.resync_timeout_s
         self.instruments: dict[str, Instrument] = {}
         self.instruments_at: float | None = None
-        self.inst_map: dict[str, tuple[str, str]] = {}  # instId -> (market, symbol), shared with the parser
-        self.parser = OkxParser(shard, self.inst_map)
+        self.inst_map: InstrumentMap = {}  # instId -> (market, symbol), shared with the parser
         self.last_seq: dict[str, int | None] = {}
         self.ops: deque[float] = deque()  # times of this connection's (un)subscribe requests
         self.notices_seen = 0
 
     # ------------------------------------------------------------------ instruments
-    async def load_instruments(self) -> None:
+    async def prepare(self) -> None:
         if not self.instruments_stale():
             return
         found: dict[str, Instrument] = {}
         for inst_type in sorted({inst_type_of(i) for i in self.inst_ids}):
-            response = await self.http(instruments_url(self.cfg.rest_url, inst_type))
+            url = instruments_url(self.cfg.rest_url, inst_type)
+            body = await self._rest(url, "okx instruments", self.cfg.http_timeout_s)
             try:
-                found.update(parse_instruments(response.body, inst_type))
+                found.update(parse_instruments(body, inst_type))
             except ParseError as exc:
                 raise ConnectionError(f"okx instruments unusable: {exc}") from None
         self.instruments, self.instruments_at = found, time.monotonic()
@@ -104,7 +109,16 @@ class OkxClient(VenueWsClient):
         at = self.instruments_at
         return at is None or time.monotonic() - at >= self.cfg.instruments_refresh_s
 
+    def instrument_map(self) -> InstrumentMap:
+        return dict(self.inst_map)
+
     # ------------------------------------------------------------------ protocol
+    def url(self) -> str:
+        return f"{self.cfg.ws_url}/ws/v5/public"
+
+    def new_parser(self) -> OkxParser:
+        return OkxParser(self.shard, self.inst_map)
+
     def topics(self) -> list[Topic]:
         out: list[Topic] = []
         inst_types: set[str] = set()
@@ -142,11 +156,21 @@ class OkxClient(VenueWsClient):
             requests.append(orjson.dumps({"op": op, "args": args}).decode())
         return requests
 
-    async def before_connect(self) -> None:
-        await super().before_connect()
+    def subscribe_messages(self) -> list[str]:
+        return self.subscribe_requests(self.topics())
+
+    def resubscribe_messages(self, symbols: list[str]) -> list[str]:
+        topics = [(self.cfg.book_channel, s) for s in symbols]
+        return self.subscribe_requests(topics, "unsubscribe") + self.subscribe_requests(topics)
+
+    async def _before_connect(self, ip: str | None) -> None:
+        await super()._before_connect(ip)
         self.ops.clear()  # the op budget is per connection
+        for _ in range(self._subscribe_count):
+            self.ops.append(time.monotonic())
 
     async def before_request(self) -> None:
+        """At most `subscribe_ops_per_hour` (un)subscribe requests per connection per hour: wait."""
         now = time.monotonic()
         while self.ops and now - self.ops[0] >= 3600:
             self.ops.popleft()
@@ -157,22 +181,27 @@ class OkxClient(VenueWsClient):
             await self._sleep(wait)
         self.ops.append(time.monotonic())
 
-    def ping_frame(self) -> str:
-        return "ping"
+    async def send(self, ws: ClientConnection, text: str) -> None:
+        if text != "ping":
+            await self.before_request()
+        await super().send(ws, text)
 
-    def parse(self, raw: str | bytes, ingest_us: int) -> list[RawEvent]:
-        return self.parser.parse(raw, ingest_us)
+    def keepalive_message(self) -> str:
+        return "ping"
 
     def after_frame(self) -> None:
         while self.parser.notices:
             notice = self.parser.notices.pop(0)
             self.notices_seen += 1
             log.warning("okx shard %s: notice %s", self.shard, notice)
-            if str(notice.get("code")) == NOTICE_RECONNECT:
-                self._handover = True
 
-    def is_book_topic(self, topic: Topic) -> bool:
-        return topic[0] == self.cfg.book_channel
+    def wants_rotation(self, raw: str | bytes) -> bool:
+        """Notice 64008: the connection closes in 60 s for a service upgrade: hand over at once."""
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        return NOTICE_RECONNECT in text and '"notice"' in text
+
+    def handover_books(self) -> set:
+        return {t for t in self.topics() if t[0] == self.cfg.book_channel}
 
     def snapshot_topic(self, raw: str | bytes) -> Topic | None:
         text = raw if isinstance(raw, str) else raw.decode()
@@ -185,32 +214,28 @@ class OkxClient(VenueWsClient):
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
 
-    def book_topic(self, event: RawEvent) -> Topic:
-        return (self.cfg.book_channel, event.exchange_symbol)
-
-    def gap(self, event: RawEvent) -> bool:
+    def sequence(self, event: RawEvent) -> None:
+        """`prevSeqId` must be the last `seqId` (operators/sequencing/okx.py); else resync the book."""
         inst = event.exchange_symbol
         if event.kind is Kind.DEPTH_SNAPSHOT:
             self.last_seq[inst] = event.seq
-            return False
+            return
         verdict = update_verdict(self.last_seq.get(inst), event.prev_seq, event.seq)
         if verdict is None:
-            return False  # no ids in these frames: only the downstream checksum can tell
+            return  # no ids in these frames: only the downstream checksum can tell
         if verdict is Verdict.APPLY:
             self.last_seq[inst] = event.seq
-            return False
-        if verdict is Verdict.GAP:
+        elif verdict is Verdict.GAP:
             self.last_seq[inst] = None
-            return True
-        return False
+            self.request_resync(inst, "gap")
 
-    def reset_books(self) -> list[RawEvent]:
-        gaps = []
-        for inst, seq in self.last_seq.items():
-            if inst in self.inst_map:
-                market, symbol = self.inst_map[inst]
-                gaps.append(RawEvent(EXCHANGE, market, symbol, inst, Kind.CONNECTION_GAP, None, now_us(),
-                                     self.shard, -1, None, seq=seq))  # fmt: skip
+    def reset_sequencing(self) -> None:
         self.last_seq.clear()
-        self.pending_resync.clear()
-        return gaps
+
+    def lost_seq(self, exchange_symbol: str) -> int | None:
+        return self.last_seq.get(exchange_symbol)
+
+
+def okx_parser(shard: int) -> Callable[[str, InstrumentMap], OkxParser]:
+    """The decoder's parser factory (`connectors.subscribe_client.SubscribeDecoder`)."""
+    return lambda key, instruments: OkxParser(shard, instruments)

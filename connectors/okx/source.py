@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
-import queue
+from typing import Any
 
-from connectors.backpressure import channel_spec
+from connectors.egress import EgressManager
 from connectors.okx.client import (
     CHANNEL_DEPTH,
     CHANNEL_FUNDING,
     CHANNEL_LIQUIDATIONS,
     CHANNEL_TRADES,
     OkxClient,
+    okx_parser,
 )
 from connectors.okx.parsing import EXCHANGE
+from connectors.registry import owned_shard_groups
 from connectors.source import ShardedSource
+from connectors.venue_source import PlannedClients, subscribe_source
 from cryptoflow.config import Settings
 from cryptoflow.model import Market
-from cryptoflow.sharding import group_by_shard
+
+SOURCE = "okx"  # the registry's name; also the journal's sub-directory
 
 _DERIVATIVES = frozenset({Market.PERP, Market.FUTURE})
 _ALL = frozenset({Market.SPOT, Market.PERP, Market.FUTURE})
@@ -34,26 +38,39 @@ STREAMS: dict[str, tuple[frozenset[str], set[str]]] = {
 }
 
 
-def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
+def okx_clients(settings: Settings, markets: frozenset[str], channels: set[str]) -> PlannedClients | None:
+    """This replica's shards and its clients per shard (one per group of instruments); None when OKX
+    is disabled or has no instruments."""
     cfg = settings.exchanges.okx
-    if not cfg.enabled or not cfg.symbols or stream not in STREAMS:
+    if not cfg.enabled or not cfg.symbols:
         return None
-    markets, channels = STREAMS[stream]
-    by_shard = group_by_shard(EXCHANGE, cfg.symbols, settings.sharding.total_shards)
+    by_shard = owned_shard_groups(settings, EXCHANGE, cfg.symbols)
     per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
     if CHANNEL_DEPTH in channels:
         per_conn = min(per_conn, cfg.max_books_per_connection)
-    spec = channel_spec(settings, EXCHANGE, stream)
 
-    def make_clients(shard: int, out: queue.Queue) -> list[OkxClient]:
-        local_addr = settings.sharding.per_shard_ip_override.get(shard)
+    def make_clients(shard: int, out: Any, egress: EgressManager) -> list[OkxClient]:
         ids = by_shard[shard]
         return [
             OkxClient(
-                cfg, settings.connector, ids[i : i + per_conn], channels, shard, out, local_addr, markets
+                cfg,
+                settings.connector,
+                ids[i : i + per_conn],
+                channels,
+                shard,
+                out,
+                markets=markets,
+                egress=egress,
             )
             for i in range(0, len(ids), per_conn)
         ]
 
-    return ShardedSource(sorted(by_shard), make_clients, spec, settings.connector.batch_size,
-                         settings.connector.idle_poll_ms, stream=stream, source=EXCHANGE)  # fmt: skip
+    return sorted(by_shard), make_clients
+
+
+def okx_source(settings: Settings, stream: str) -> ShardedSource | None:
+    planned = okx_clients(settings, *STREAMS[stream]) if stream in STREAMS else None
+    if planned is None:
+        return None
+    shards, make_clients = planned
+    return subscribe_source(settings, SOURCE, EXCHANGE, stream, shards, make_clients, okx_parser)

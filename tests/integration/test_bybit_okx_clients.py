@@ -87,7 +87,7 @@ def test_bybit_rows_equal_the_recording():
     )
     # normalized from instruments-info, markets from the URL / contractType
     assert {(e.market, e.symbol) for e in events} >= {("spot", "BTC-USDT"), ("perp", "DOGE-USDT")}
-    assert sum(c.resubscribes for c in clients) == 0
+    assert sum(c.resyncs for c in clients) == 0
 
 
 def test_bybit_spot_refuses_more_than_ten_args_and_the_client_respects_it():
@@ -106,7 +106,7 @@ def test_bybit_dropped_delta_resyncs_with_a_fresh_snapshot():
     assert venue.sub_stats.dropped == 1
     assert venue.sub_stats.topics[("unsubscribe", "orderbook.200.BTCUSDT")] == 1
     assert venue.sub_stats.snapshots_served["orderbook.200.BTCUSDT"] == 1
-    assert sum(c.resubscribes for c in clients) == 1
+    assert sum(c.resyncs for c in clients) == 1
     spot_btc = [
         e for e in events if e.market == "spot" and e.exchange_symbol == "BTCUSDT" and e.seq is not None
     ]
@@ -160,7 +160,7 @@ def test_okx_rows_equal_the_recording():
     # acks per arg, subscriptions: books + trades per id, funding for the swap, liquidations per type
     subscribed = {t for (op, t), n in venue.sub_stats.topics.items() if op == "subscribe"}
     assert ("funding-rate", "UNI-USD-SWAP") in subscribed and ("liquidation-orders", "FUTURES") in subscribed
-    assert ("funding-rate", "BTC-USDT") not in subscribed and client.resubscribes == 0
+    assert ("funding-rate", "BTC-USDT") not in subscribed and client.resyncs == 0
 
 
 def test_okx_dropped_update_resyncs_by_seq_id_chain():
@@ -170,7 +170,7 @@ def test_okx_dropped_update_resyncs_by_seq_id_chain():
     ]
     venue = OkxVenue.from_cryptofeed_v1(stamp_seq_ids=True, drop={(WS_PATH, uni[40])})
     events, client = _run_okx(venue, speed=10)  # 12 s recorded: the replay must outlast the resubscribe
-    assert venue.sub_stats.dropped == 1 and client.resubscribes == 1
+    assert venue.sub_stats.dropped == 1 and client.resyncs == 1
     assert venue.sub_stats.topics[("unsubscribe", ("books", "UNI-USD-SWAP"))] == 1
     book_events = [e for e in events if e.exchange_symbol == "UNI-USD-SWAP" and e.kind in
                    (Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF)]  # fmt: skip

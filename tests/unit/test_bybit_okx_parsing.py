@@ -6,13 +6,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from connectors.bybit.client import split_symbols, topics_for
+from connectors.bybit.client import chunk_by_budget, split_symbols, topics_for
 from connectors.bybit.instruments import parse_instruments_page
 from connectors.bybit.parsing import BybitParser
 from connectors.okx.instruments import parse_instruments
 from connectors.okx.parsing import OkxParser
 from connectors.parse_errors import ParseError
-from connectors.venue_ws_client import chunk_by_budget
 from cryptoflow.model import Kind, Liquidation
 
 

@@ -6,7 +6,9 @@ CFTEST_FAULT picks where the process SIGKILLs itself:
   after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
   random:S        after S seconds, wherever the process is
 CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
-several epochs. Each point prints a marker line so the test can tell which fault really fired.
+several epochs; with it, the first non-empty batch prints `CRYPTOFLOW-READING` so a test can act while
+the source is mid-stream instead of after a fixed sleep. Each fault point prints a marker line so the
+test can tell which fault really fired.
 """
 
 import os
@@ -38,6 +40,8 @@ def _install() -> None:
             time.sleep(pace)
         if batch:
             reads[0] += 1
+            if pace and reads[0] == 1:
+                print("CRYPTOFLOW-READING", file=sys.stderr, flush=True)
             if point == "read" and reads[0] == int(arg):
                 _die(f"read:{arg} offset={self.reader.next_offset}")
         return batch
