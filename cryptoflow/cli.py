@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve bybit and okx from the synthetic market instead of their recordings (books, trades, "
         "liquidations, funding; symbols S0000-USDT..., OKX ids S0000-USDT, S0001-USDT-SWAP, S0002-USD-261225)",
     )  # fmt: skip
+    sim.add_argument(
+        "--wall-clock", action="store_true",
+        help="kraken: exchange timestamps are the real time each message is made (latency benchmarks)",
+    )  # fmt: skip
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")

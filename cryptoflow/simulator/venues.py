@@ -53,7 +53,7 @@ def _coinbase(speed: float = 1.0, **_: object) -> Venue:
 
 def _kraken(
     speed: float = 1.0, symbols: int = 10, depth: int = 50, seed: int = 0, messages: int = 100_000,
-    rate: float = 1000.0, **_: object,
+    rate: float = 1000.0, wall_clock: bool = False, **_: object,
 ) -> Venue:  # fmt: skip
     """Kraken v2 from the synthetic market (no contiguous v2 recording exists) + the v1 replays."""
     from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
@@ -61,7 +61,11 @@ def _kraken(
     from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
     market = SyntheticMarket(
-        [f"S{i:04d}-USD" for i in range(symbols)], depth=depth, seed=seed, keep_truth=False
+        [f"S{i:04d}-USD" for i in range(symbols)],
+        depth=depth,
+        seed=seed,
+        keep_truth=False,
+        wall_clock=wall_clock,
     )
     v1 = KrakenV1ReplayVenue.from_recordings(speed=speed)
     return KrakenV2SyntheticVenue(market, messages=messages, rate=rate, v1=v1)
@@ -145,7 +149,7 @@ def start_venues(
             options = {
                 k: v
                 for k, v in (synthetic or {}).items()
-                if k in ("symbols", "depth", "seed", "messages", "rate")
+                if k in ("symbols", "depth", "seed", "messages", "rate", "wall_clock")
             }
             venue = OPTIONED[name](speed=speed, **options)
         else:
