@@ -17,6 +17,11 @@ client missed) and the recording, never from the collector's view:
 * memory is flat: the median RSS of the last third of the run is within `RSS_BOUND_MB` of the first
   third's (after a warm-up).
 
+The same process reads Kraken v2 from the synthetic market (snapshots on the WebSocket) behind its own
+faulty simulator: every connection the simulator broke while the client held a book must be one
+`connection` gaps row from the last book frame that client received, and the rebuilt books must equal
+the market's truth (`tests/support/chaos_kraken.py`).
+
 `make test` runs it for 75 s; `make chaos` for CRYPTOFLOW_CHAOS_SECONDS (default 600).
 """
 

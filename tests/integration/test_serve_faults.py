@@ -113,3 +113,35 @@ def test_ban_drops_the_live_socket_of_a_serve_venue():
     [session] = stats.sessions
     assert session.ended_by == "ban_drop" and session.last == last_book_frames(frames)
     assert stats.refused == {} and sim.faults.is_banned("127.0.0.1")
+
+
+def test_subscribe_session_venues_get_the_same_faults_okx_synthetic():
+    """OKX/Bybit synthetic venues run `session` instead of `serve`: same disconnect path, no end-of-replay
+    close after an injected disconnect, and the lost frames logged under the connection's path."""
+    from cryptoflow.simulator.okx import WS_PATH
+    from cryptoflow.simulator.synthetic_venues import OkxSyntheticVenue
+
+    market = SyntheticMarket(["BTC-USDT", "ETH-USDT"], depth=20, seed=6)
+    okx = OkxSyntheticVenue(market, messages=5000, trade_every=0, liquidation_every=0, funding_every=0,
+                            start_after_s=0.2)  # fmt: skip
+
+    async def run(url: str) -> tuple[list[str], int | None]:
+        frames: list[str] = []
+        async with connect(url, max_size=None, ping_interval=None) as ws:
+            args = [{"channel": "books", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]
+            await ws.send(json.dumps({"op": "subscribe", "args": args}))
+            try:
+                async for raw in ws:
+                    frames.append(raw if isinstance(raw, str) else raw.decode())
+            except ConnectionClosed:
+                pass
+            return frames, ws.close_code
+
+    with ExchangeSimulator(okx, faults=FaultPlan(seed=7, disconnect_prob=0.02)) as sim:
+        frames, code = asyncio.run(run(f"{sim.ws_url}{WS_PATH}"))
+        stats = sim.stats
+    [session] = stats.sessions
+    assert code == 1011 and session.ended_by == "disconnect" and stats.replays_finished == 0
+    assert session.delivered == len(frames) and any('"action":"snapshot"' in f for f in frames)
+    lost = [text for path, text in stats.skipped if path == WS_PATH]
+    assert len(lost) == session.lost >= 1 and not set(lost) & set(frames)
