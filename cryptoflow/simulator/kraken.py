@@ -94,9 +94,6 @@ class KrakenV2SyntheticVenue:
         if self.v1 is not None and ws.request is not None and self.v1.frames_for(ws.request.path) is not None:
             await self.v1.serve(ws, stats)  # v1 (`/`): the 2021 recordings
             return
-        if self.feed.task is not None and self.feed.task.done():
-            await ws.close(4100, "end of replay")  # the market is over (a client that reconnected late)
-            return
         session = KrakenSession(ws)
         self.sessions.append(session)
         await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
