@@ -99,12 +99,28 @@ class KrakenV2SyntheticVenue:
         await ws.send(orjson.dumps({"channel": "status", "type": "update", "data": [
             {"api_version": "v2", "connection_id": next(self._ids), "system": "online", "version": "2.0.10"}
         ]}).decode())  # fmt: skip
-        self.feed.subscribers.append(lambda event: self._deliver(session, event, stats))
-        self.feed.flushers.append(lambda: self._flush(session, stats))
+        subscriber, flusher = (
+            lambda event: self._deliver(session, event, stats),
+            lambda: self._flush(session, stats),
+        )
+        self.feed.subscribers.append(subscriber)
+        self.feed.flushers.append(flusher)
         self.feed.start(self._close_all)
-        async for raw in ws:
-            await self._flush(session, stats)  # what was generated before this request goes first
-            await self._request(session, raw)
+        try:
+            async for raw in ws:
+                await self._flush(session, stats)  # what was generated before this request goes first
+                await self._request(session, raw)
+        finally:  # a closed connection stops costing an encoder pass per change (chaos runs reconnect a lot)
+            self.feed.subscribers.remove(subscriber)
+            self.feed.flushers.remove(flusher)
+
+    @staticmethod
+    def frame_key(text: str) -> str | None:
+        """`book:<symbol>` for a book frame (the simulator logs the last one each client received)."""
+        if not text.startswith('{"channel":"book"'):
+            return None
+        start = text.index('"symbol":"') + 10
+        return "book:" + text[start : text.index('"', start)]
 
     async def _request(self, session: KrakenSession, raw: str | bytes) -> None:
         ws = session.ws

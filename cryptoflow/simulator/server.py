@@ -40,6 +40,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.fault_socket import BurstTempo, FaultySocket, SessionLog
 from cryptoflow.simulator.faults import FaultInjector, FaultPlan, FrameFault
 
 CONTROL_GRACE_S = 0.2  # how long a finished SUBSCRIBE session still answers control messages
@@ -86,6 +87,7 @@ class SimulatorStats:
     frames_skipped: int = 0  # published while the subscriber was away (continuous mode)
     skipped: deque = field(default_factory=lambda: deque(maxlen=10_000))  # (path, frame text), latest
     open_connections: int = 0
+    sessions: list[SessionLog] = field(default_factory=list)  # `serve` connections under a FaultPlan
 
 
 @dataclass
@@ -129,6 +131,8 @@ class ExchangeSimulator:
         self._live: dict[ServerConnection, str] = {}  # open WebSocket -> peer ip
         self._dropped: set[ServerConnection] = set()
         self._keys: dict[ServerConnection, str] = {}  # open WebSocket -> its continuous cursor key
+        self._sessions: dict[ServerConnection, SessionLog] = {}  # open `serve` WebSocket -> its log
+        self._tempo = BurstTempo()  # burst faults speed up the feeds of `serve` venues
         self.port: int | None = None
         self.stats = SimulatorStats()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -183,6 +187,9 @@ class ExchangeSimulator:
                 if peer == ip:
                     self.stats.faults["ban_drop"] += 1
                     self._dropped.add(ws)  # its handler must not publish another frame
+                    session = self._sessions.get(ws)
+                    if session is not None and session.ended_by is None:
+                        session.ended_by = "ban_drop"
                     key = self._keys.get(ws)
                     if self.continuous and key is not None:  # the market moves on while it is locked out
                         frames = self.venue.frames_for(key) or []
@@ -253,6 +260,12 @@ class ExchangeSimulator:
         self.stats.ws_paths[ws.request.path.split("?", 1)[0]] += 1
         session = getattr(self.venue, "session", None)
         if session is not None:  # subscribe-message venues (Bybit, OKX) drive the connection themselves
+            if self.faults is not None:
+                if await self._serve_faulty(ws, peer_ip, lambda sock: session(sock, self.stats, self.speed)):
+                    with contextlib.suppress(ConnectionClosed):
+                        self.stats.replays_finished += 1
+                        await ws.close(REPLAY_END_CODE, REPLAY_END_REASON)
+                return
             try:
                 await session(ws, self.stats, self.speed)
                 self.stats.replays_finished += 1
@@ -262,6 +275,9 @@ class ExchangeSimulator:
             return
         serve = getattr(self.venue, "serve", None)
         if serve is not None:
+            if self.faults is not None:
+                await self._serve_faulty(ws, peer_ip, lambda sock: serve(sock, self.stats))
+                return
             with contextlib.suppress(ConnectionClosed):
                 await serve(ws, self.stats)
             return
@@ -282,6 +298,35 @@ class ExchangeSimulator:
         finally:
             self._live.pop(ws, None)
             self._keys.pop(ws, None)
+            self._dropped.discard(ws)
+            self.stats.open_connections -= 1
+
+    async def _serve_faulty(self, ws: ServerConnection, peer_ip: str, serve) -> bool:
+        """A `serve`/`session` venue's connection under the fault plan: its frames go through a
+        `FaultySocket`, a ban drops it, and its `SessionLog` records what the client really received.
+        True if the venue ended the connection's service itself (no fault, no ban, client still there)."""
+        for feed in _feeds_of(self.venue):
+            feed.tempo = self._tempo
+        session = SessionLog(peer_ip, ws.request.path)
+        self.stats.sessions.append(session)
+        self._sessions[ws] = session
+        self._live[ws] = peer_ip
+        self.stats.open_connections += 1
+        faulty = FaultySocket(
+            ws, self.faults, self.stats, session, lambda: ws in self._dropped, self._tempo,
+            getattr(self.venue, "frame_key", None),
+        )  # fmt: skip
+        ended = False
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                await serve(faulty)
+                ended = not faulty.lost
+            return ended
+        finally:
+            session.ended_by = session.ended_by or "closed"
+            session.close_code = ws.close_code
+            self._sessions.pop(ws, None)
+            self._live.pop(ws, None)
             self._dropped.discard(ws)
             self.stats.open_connections -= 1
 
@@ -423,3 +468,9 @@ class ExchangeSimulator:
                 await asyncio.sleep(0)
             await ws.send(frame.text)
             self.stats.frames_sent += 1
+
+
+def _feeds_of(venue: Venue) -> list:
+    """The synthetic feeds a `serve` venue paces its frames with (Kraken v2: `feed`; Bybit/OKX: `feeds`)."""
+    feed = getattr(venue, "feed", None)
+    return [feed] if feed is not None else list(getattr(venue, "feeds", {}).values())

@@ -17,6 +17,11 @@ client missed) and the recording, never from the collector's view:
 * memory is flat: the median RSS of the last third of the run is within `RSS_BOUND_MB` of the first
   third's (after a warm-up).
 
+The same process reads Kraken v2 from the synthetic market (snapshots on the WebSocket) behind its own
+faulty simulator: every connection the simulator broke while the client held a book must be one
+`connection` gaps row from the last book frame that client received, and the rebuilt books must equal
+the market's truth (`tests/support/chaos_kraken.py`).
+
 `make test` runs it for 75 s; `make chaos` for CRYPTOFLOW_CHAOS_SECONDS (default 600).
 """
 
@@ -43,6 +48,7 @@ from cryptoflow.demo import demo_environment
 from cryptoflow.simulator.faults import FaultPlan
 from cryptoflow.simulator.server import ExchangeSimulator
 from tests.integration.test_binance_spot_end_to_end import read
+from tests.support import chaos_kraken
 from tests.support.recording_truth import binance_true_book
 
 pytestmark = pytest.mark.integration
@@ -72,10 +78,13 @@ def rss_kb(pid: int) -> int | None:
 DELTA_COLUMNS = ("exchange_symbol", "side", "price", "qty", "seq", "first_seq", "is_snapshot")
 
 
-def read_columns(env: dict[str, str], table: str, columns: tuple[str, ...]) -> list[dict]:
+def read_columns(
+    env: dict[str, str], table: str, columns: tuple[str, ...], where: str = "True"
+) -> list[dict]:
     """Only the columns the checks need: a 10-minute run commits millions of level rows."""
     settings = load_settings(environ={**os.environ, **env})
-    scan = load_catalog(settings.catalog).load_table(("cryptoflow", table)).scan(selected_fields=columns)
+    table_ = load_catalog(settings.catalog).load_table(("cryptoflow", table))
+    scan = table_.scan(row_filter=where, selected_fields=columns)
     return scan.to_arrow().to_pylist()
 
 
@@ -186,10 +195,21 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         burst_prob=0.01, burst_frames=40, burst_factor=10.0, connect_429_prob=0.25, rest_429_prob=0.1,
         retry_after_s=1, ban_after_429s=6, ban_s=3,
     )  # fmt: skip
+    # Kraken v2 (synthetic market, snapshots on the WebSocket): frame faults per frame sent, 429s on
+    # connect with 418 bans after repeated ones, and the Banner's bans; its market runs into the calm
+    kraken_plan = FaultPlan(
+        seed=SEED + 1, disconnect_prob=0.004, stall_prob=0.004, stall_s=0.4, burst_prob=0.004,
+        burst_frames=40, burst_factor=10.0, connect_429_prob=0.2, retry_after_s=1, ban_after_429s=6, ban_s=3,
+    )  # fmt: skip
+    kraken_venue = chaos_kraken.venue(SEED, DURATION_S + 0.8 * CALM_S)
     log_path = tmp_path / "spot_delta.log"
-    with ExchangeSimulator(binance_spot_venue, speed=10, continuous=True, loop=True, faults=plan) as sim:
+    with (
+        ExchangeSimulator(binance_spot_venue, speed=10, continuous=True, loop=True, faults=plan) as sim,
+        ExchangeSimulator(kraken_venue, faults=kraken_plan) as kr,
+    ):
         env = {
             **demo_environment(sim, tmp_path / "warehouse"),
+            **chaos_kraken.env(kr),
             "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__SYMBOLS": "[" + ", ".join(SYMBOLS) + "]",
             "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__SNAPSHOT_LIMIT": "5000",  # whole books: exact checks
             "CRYPTOFLOW_SHARDING__EGRESS_POOL": "[" + ", ".join(POOL) + "]",
@@ -201,7 +221,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         }
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_delta",
                "-r", str(tmp_path / "recovery"), "-s", "2", "-b", "30"]  # fmt: skip
-        banner = Banner(sim)
+        banner, kraken_banner = Banner(sim), Banner(kr)
         samples: list[tuple[float, int]] = []
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(
@@ -210,6 +230,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
             try:
                 start = time.monotonic()
                 banner.start()
+                kraken_banner.start()
                 while time.monotonic() - start < DURATION_S and proc.poll() is None:
                     rss = rss_kb(proc.pid)
                     if rss is not None:
@@ -219,18 +240,21 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
                     f"the flow died during the chaos run:\n{log_path.read_text()[-4000:]}"
                 )
                 # calm: faults off, bans lifted, and the replay ends after the current pass
-                banner.stop.set()
-                banner.join(5)
-                plan.disconnect_prob = plan.stall_prob = plan.burst_prob = 0.0
-                plan.connect_429_prob = plan.rest_429_prob = 0.0
-                plan.ban_after_429s = 0
-                for ip in POOL:
-                    sim.faults.unban(ip)
+                for b in (banner, kraken_banner):
+                    b.stop.set()
+                    b.join(5)
+                for p, s in ((plan, sim), (kraken_plan, kr)):
+                    p.disconnect_prob = p.stall_prob = p.burst_prob = 0.0
+                    p.connect_429_prob = p.rest_429_prob = 0.0
+                    p.ban_after_429s = 0
+                    for ip in POOL:
+                        s.faults.unban(ip)
                 time.sleep(CALM_S)  # every book resyncs before the end (a late break needs its snapshot)
                 sim.loop = False
                 proc.wait(timeout=240)
             finally:
                 banner.stop.set()
+                kraken_banner.stop.set()
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
@@ -238,11 +262,15 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         assert proc.returncode == 0, output[-4000:]
         published = published_diffs(sim)
         stats, fault_counts = sim.stats, dict(sim.faults.counts)
+        kraken_stats, kraken_faults = kr.stats, dict(kr.faults.counts)
     assert "Traceback" not in output and "crashed" not in output, output[-4000:]
 
     stride = binance_spot_venue.id_stride
-    gaps = read(env, "gaps")
-    delta = read_columns(env, "spot_delta", DELTA_COLUMNS)
+    all_gaps = read(env, "gaps")
+    gaps = [g for g in all_gaps if g["exchange"] == "binance"]
+    kraken_gaps = [g for g in all_gaps if g["exchange"] == "kraken"]
+    assert len(gaps) + len(kraken_gaps) == len(all_gaps)
+    delta = read_columns(env, "spot_delta", DELTA_COLUMNS, "exchange == 'binance'")
     assert {g["reason"] for g in gaps} <= {"sequence", "snapshot_too_old"}
     gap_rows = Counter((g["exchange_symbol"], g["seq_from"], g["seq_to"], g["reason"]) for g in gaps)
     assert max(gap_rows.values(), default=1) == 1, "a gap was written twice"
@@ -313,4 +341,49 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     assert lost_breaks > 0  # lost frames did cause breaks, not only the loop passes
     assert problems == [], problems[:10]
     assert resyncs >= sum(1 for g in gaps if g["reason"] == "sequence") > 0
+    check_kraken(env, kraken_venue, kraken_stats, kraken_faults, kraken_gaps, kraken_banner.bans)
+    tenth = max(1, len(rss_mb) // 10)
+    print(
+        "RSS MB by tenth:",
+        [round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)],
+    )
     assert last_mb - first_mb < RSS_BOUND_MB, f"RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
+
+
+def check_kraken(env, venue, stats, fault_counts, gaps, bans) -> None:
+    """Kraken: every connection the simulator broke while the client held a book is one `connection`
+    gap row from the last book frame that client received, every gap row is such a break (or a
+    connection the client itself replaced), every gap is followed by a fresh snapshot, and the book
+    rebuilt from the committed rows is the market's truth at each snapshot, before each resync and at
+    the end."""
+    rows = read_columns(env, "spot_delta", chaos_kraken.COLUMNS, "exchange == 'kraken'")
+    broken, ended = chaos_kraken.breaks(stats)
+    gap_keys = Counter((g["symbol"], chaos_kraken.us(g["time_from"])) for g in gaps)
+    problems, resyncs, by_symbol = [], 0, defaultdict(list)
+    for r in rows:
+        by_symbol[r["symbol"]].append(r)
+    for symbol in chaos_kraken.SYMBOLS:
+        snapshots, symbol_problems = chaos_kraken.rebuild_and_check(venue.market, symbol, by_symbol[symbol])
+        problems += symbol_problems
+        resyncs += max(0, len(snapshots) - 1)
+        for g in gaps:
+            if g["symbol"] == symbol and not any(s > g["source_offset"] for s in snapshots):
+                problems.append(f"{symbol}: no snapshot after the gap at offset {g['source_offset']}")
+    missing = sorted(broken - set(gap_keys))
+    unreal = sorted(set(gap_keys) - ended)
+    ends = Counter(s.ended_by for s in stats.sessions)
+    print(
+        f"kraken: faults {dict(stats.faults)} {fault_counts}, bans {len(bans)}, sessions {dict(ends)}, "
+        f"frames lost {stats.frames_skipped}, connections {dict(stats.connections_by_ip)}, "
+        f"breaks with a live book {len(broken)}, gap rows {len(gaps)} {dict(Counter(g['reason'] for g in gaps))}, "
+        f"resyncs {resyncs}, delta rows {len(rows)}, market changes {venue.feed.changes_sent}"
+    )
+    assert stats.faults["disconnect"] > 0 and stats.faults["stall"] > 0 and stats.faults["burst"] > 0
+    assert fault_counts.get("ws_429", 0) > 0 and bans and stats.faults["ban_drop"] > 0
+    assert venue.feed.task is not None and venue.feed.task.done()  # the market ran to its end
+    assert {g["reason"] for g in gaps} <= {"connection"}  # no frame lost on a live connection
+    assert max(gap_keys.values(), default=1) == 1, "a gap was written twice"
+    assert missing == [], missing[:5]
+    assert unreal == [], unreal[:5]
+    assert problems == [], problems[:10]
+    assert resyncs >= len(gaps) > 0

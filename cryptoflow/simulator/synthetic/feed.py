@@ -44,6 +44,8 @@ class SyntheticFeed:
         self.flushers: list[Callable[[], Awaitable[None]]] = []
         self.changes_sent = 0
         self.task: asyncio.Task | None = None
+        # speed factor per paced change (the simulator's burst faults set it); None = always `rate`
+        self.tempo: Callable[[], float] | None = None
 
     def start(self, on_end: Callable[[], Awaitable[None]]) -> None:
         """Start once (on the first connection); `on_end` runs when the plan is exhausted."""
@@ -62,11 +64,15 @@ class SyntheticFeed:
         plan, market = self.plan, self.market
         await asyncio.sleep(plan.start_after_s)
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = due = loop.time()
         try:
             for i in range(plan.messages):
                 if plan.rate > 0:
-                    delay = start + i / plan.rate - loop.time()
+                    if self.tempo is None:
+                        due = start + i / plan.rate
+                    elif i:
+                        due += 1 / (plan.rate * self.tempo())
+                    delay = due - loop.time()
                     if delay > 0:
                         await self._flush()
                         await asyncio.sleep(delay)
