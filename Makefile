@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test crash-test lint bench bench-quick bench-book bench-journal bench-synthetic chaos clean-warehouse
+.PHONY: demo test crash-test lint bench bench-quick bench-book bench-latency bench-journal bench-synthetic chaos clean-warehouse
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py operators/book/_levels.c
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -51,8 +51,11 @@ lint: $(STAMP)
 bench-synthetic: $(STAMP)  ## synthetic-mode frames/s per protocol (1,000 symbols)
 	$(PY) -m benchmarks.bench_synthetic
 
-bench-book: $(STAMP)  ## order-book level-updates/s and bytes per level (issue 7 targets)
+bench-book: $(STAMP)  ## order-book ns per level update, bytes per level, RSS of 1,000 x 2,000-level books (issue 7)
 	$(PY) -m benchmarks.bench_book
+
+bench-latency: $(STAMP)  ## p50/p90/p99/max exchange->ingest->normalized->committed at 10k and 50k offered changes/s
+	$(PY) -m benchmarks.latency
 
 clean-warehouse:
 	rm -rf warehouse

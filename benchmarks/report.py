@@ -127,7 +127,66 @@ def markdown(r: dict) -> str:
         for a, b in zip(prof["self"][:15], prof["inclusive"][:15], strict=False):
             lines.append(f"| {a['share']:.1%} | {a['function']} | | {b['share']:.1%} | {b['function']} |")
         lines.append("")
-    lines += ["## Not measured yet", ""]
-    lines += [f"* {r[k]}" for k in ("book_level_updates", "book_rss_1000x2000", "latency_percentiles")]
-    lines.append("")
+    lines += _book_and_latency(r)
+    todo = [k for k, section in (("book_level_updates", "book"), ("book_rss_1000x2000", "book"),
+                                 ("latency_percentiles", "latency")) if section not in r]  # fmt: skip
+    if todo:
+        lines += ["## Not measured yet", ""]
+        lines += [f"* {r[k]}" for k in todo]
+        lines.append("")
     return "\n".join(lines)
+
+
+def _ms(p: dict) -> str:
+    if not p.get("count"):
+        return "no samples | | | |"
+    top = f"{p['max_ms']:.2f}" if "max_ms" in p else f"<= {p['max_le_ms']:.2f}"
+    return f"{p['p50_ms']:.2f} | {p['p90_ms']:.2f} | {p['p99_ms']:.2f} | {top} |"
+
+
+def _book_and_latency(r: dict) -> list[str]:
+    """Sections of `benchmarks.bench_book.measure()` and `benchmarks.latency.measure()`, when present."""
+    lines: list[str] = []
+    book = r.get("book")
+    if book:
+        lines += [
+            f"## Order book (`make bench-book`; {book['updates']:,} level updates per mix, {book['clock']}, "
+            f"best of {book['repeats']}; default side: {book['default']})",
+            "",
+            "| side | churn ns/update (batch / interleaved) | qty-only ns/update (batch / interleaved) | "
+            "Kraken replay ns | bytes/level (tracemalloc) | RSS 1,000 x 2,000/side: MB, bytes/level | "
+            "epoch snapshot us, KB (deep copy us) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name, x in book["impls"].items():
+            rss, snap = x["rss"], x["snapshot"]
+            lines.append(
+                f"| {name} | {x['churn_batch_ns']:.0f} / {x['churn_interleaved_ns']:.0f} | "
+                f"{x['qty_only_batch_ns']:.0f} / {x['qty_only_interleaved_ns']:.0f} | {x['kraken_replay_ns']:.0f} | "
+                f"{x['bytes_per_level_tracemalloc']:.0f} | {rss['rss_delta_mb']:,.0f} MB ({rss['symbols']:,} symbols), "
+                f"{rss['bytes_per_level']:.0f} | {snap['snapshot_us']:,.0f}, {snap['snapshot_bytes'] / 1024:,.0f} "
+                f"({snap['deepcopy_us']:,.0f}) |"
+            )
+        lines.append("")
+    lat = r.get("latency")
+    if lat:
+        lines += [f"## Latency (`make bench-latency`; {lat['venue']} -> `{lat['flow']}`)", ""]
+        for x in lat["runs"]:
+            lines += [
+                f"Offered {x['offered_changes_per_s']:,.0f} changes/s for {x['seconds']:.0f} s over "
+                f"{x['symbols']} symbols: achieved {x['achieved_changes_per_s'] or 0:,.0f} changes/s, "
+                f"{x['achieved_frames_per_s'] or 0:,.0f} frames/s, "
+                f"**{'sustained' if x['sustained'] else 'not sustained'}**; {x['book_frames_made']:,} book frames "
+                f"made on {x['connections']} connection(s), {x['events_seen_by_histogram']:,} book events in the "
+                "flow's histogram.",
+                "",
+                "| ms | p50 | p90 | p99 | max |",
+                "|---|---:|---:|---:|---:|",
+                f"| exchange -> ingest | {_ms(x['exchange_to_ingest'])}",
+                f"| ingest -> normalized | {_ms(x['ingest_to_normalized'])}",
+                f"| exchange -> normalized | {_ms(x['exchange_to_normalized'])}",
+                f"| ingest -> committed (flush {x['flush_interval_ms']} ms) | {_ms(x['ingest_to_committed'])}",
+                f"| (connector.idle_poll_ms {x['idle_poll_ms']}) | | | | |",
+                "",
+            ]
+    return lines

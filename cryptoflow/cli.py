@@ -19,12 +19,19 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from cryptoflow.simulator.venues import start_venues
+    from connectors.recordings.records import RecordingFormatError
+    from cryptoflow.simulator.venues import start_capture_venues, start_venues
 
-    names = [n.strip() for n in args.venues.split(",") if n.strip()]
+    names = [n.strip() for n in (args.venues or "").split(",") if n.strip()]
     try:
-        sims = start_venues(names, args.host, args.port, args.speed, args.clock, synthetic=vars(args))
-    except ValueError as exc:
+        if args.capture:
+            sims = start_capture_venues(
+                Path(args.capture), args.host, args.port, args.speed, args.clock, names
+            )
+        else:
+            names = names or ["binance", "binance-usdm"]
+            sims = start_venues(names, args.host, args.port, args.speed, args.clock, synthetic=vars(args))
+    except (ValueError, RecordingFormatError) as exc:
         print(f"cryptoflow: {exc}")
         return 2
     for name, sim in sims.items():
@@ -80,7 +87,7 @@ def _verify(args: argparse.Namespace) -> int:
     from cryptoflow.verify import format_text, ok, verify_paths
 
     paths = [Path(p) for p in args.captures]
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing = [str(p) for p in paths if not p.exists()]  # a `cryptoflow capture` output is a directory
     if missing:
         print(f"cryptoflow: no such recording: {', '.join(missing)}", file=sys.stderr)
         return 2
@@ -122,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the book engine. Exit status 0 when every book synced with no gap, crossed book or failed check.",
     )
     verify.add_argument(
-        "captures", nargs="+", metavar="CAPTURE", help="recording files (merged by receive time)"
+        "captures",
+        nargs="+",
+        metavar="CAPTURE",
+        help="recording files or `cryptoflow capture` directories (merged by receive time)",
     )
     verify.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     verify.set_defaults(func=_verify)
@@ -141,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve bybit and okx from the synthetic market instead of their recordings (books, trades, "
         "liquidations, funding; symbols S0000-USDT..., OKX ids S0000-USDT, S0001-USDT-SWAP, S0002-USD-261225)",
     )  # fmt: skip
+    sim.add_argument(
+        "--wall-clock", action="store_true",
+        help="kraken: exchange timestamps are the real time each message is made (latency benchmarks)",
+    )  # fmt: skip
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9443)
     sim.add_argument("--speed", type=float, default=1.0, help="0 = as fast as possible, 1 = recorded speed")
@@ -149,9 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="shared: one live-like timeline that later connections join (needs --speed > 0)",
     )  # fmt: skip
     sim.add_argument(
-        "--venues", default="binance,binance-usdm",
+        "--venues", default=None,
         help="comma-separated: binance, binance-usdm, bybit, bybit-v1, bybit-synthetic, okx, okx-synthetic, "
-        "coinbase, kraken (consecutive ports from --port)",
+        "coinbase, kraken (consecutive ports from --port; default binance,binance-usdm, with --capture "
+        "every venue in the capture)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--capture", default=None, metavar="DIR",
+        help="serve a `cryptoflow capture --out DIR` directory instead of the bundled recordings: each "
+        "venue in it (binance, binance-usdm, bybit, okx, coinbase, kraken v2) on its own port",
     )  # fmt: skip
     sim.set_defaults(func=_simulate)
 

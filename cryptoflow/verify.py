@@ -100,6 +100,8 @@ class _Item:
 def _detect(path: Path) -> str:
     if is_journal_capture(path):
         return "journal"
+    if path.is_dir():
+        raise RecordingFormatError(f"{path}: a directory with no `cryptoflow capture` journals (*.seg)")
     with path.open("rb") as handle:
         first = handle.readline()
     if is_capture(first):

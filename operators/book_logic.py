@@ -3,8 +3,9 @@ emitting `BookRow`s (snapshots / checkpoints) and `GapRow`s. Pure: no I/O; count
 
 from __future__ import annotations
 
-import copy
 import logging
+import pickle
+import time
 from typing import Any
 
 from bytewax.operators import StatefulLogic
@@ -21,11 +22,16 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
     """`scheme=None`: learn it from the first event (`operators.schemes.scheme_of`), for flows that
     read several venues (Bytewax builds the logic before it sees the key)."""
 
-    def __init__(self, scheme: str | None, settings: BookSettings, resume: BookTracker | None = None) -> None:
+    def __init__(
+        self, scheme: str | None, settings: BookSettings, resume: bytes | BookTracker | None = None
+    ) -> None:
         self.settings = settings
-        self.tracker: BookTracker | None = resume
+        # `resume` is what `snapshot` returned (bytes), or a tracker from recovery data written before that
+        self.tracker: BookTracker | None = pickle.loads(resume) if isinstance(resume, bytes) else resume
         if self.tracker is None and scheme is not None:
             self.tracker = BookTracker(scheme, settings)
+        self._since_ingest = metrics.NORMALIZE_LATENCY.labels(settings.stream, "ingest")
+        self._since_exchange = metrics.NORMALIZE_LATENCY.labels(settings.stream, "exchange")
 
     def on_item(self, value: RawEvent) -> tuple[list[BookRow | GapRow], bool]:
         if self.tracker is None:
@@ -41,10 +47,17 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         if (after.book_ticker.mismatch, after.checksum.mismatch, after.crossed) != checks:
             metrics.seq_event(value.exchange, "check_mismatch").inc()
         out: list[BookRow | GapRow] = [*step.gaps, *step.rows]
+        now_us = time.time_ns() // 1000  # "normalized": the event is in the book and its rows are built
+        self._since_ingest.observe((now_us - value.ingest_ts_us) / 1e6)
+        if value.exchange_ts_us is not None:
+            self._since_exchange.observe((now_us - value.exchange_ts_us) / 1e6)
         return out, StatefulLogic.RETAIN
 
-    def snapshot(self) -> BookTracker:
-        return copy.deepcopy(self.tracker)
+    def snapshot(self) -> bytes:
+        """Bytewax calls this at every epoch end for every key touched, recovery on or off: the tracker as
+        pickle bytes (immutable, so no copy; each book side is one flat byte string of its levels, see
+        operators/book/_levels.c) instead of a deep copy of every level object."""
+        return pickle.dumps(self.tracker, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def book_settings(book_cfg: Any, stream: str) -> BookSettings:

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,8 +28,11 @@ from websockets.asyncio.server import ServerConnection
 
 from connectors.recordings.capture import is_capture, read_capture
 from connectors.recordings.cryptofeed_v3 import read_cryptofeed_v3
+from connectors.recordings.journal_capture import is_journal_capture, read_journal_capture
+from connectors.recordings.records import Record
 from cryptoflow import paths
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.connections import merge_connections
 from cryptoflow.simulator.synthetic.encoders import rfc3339
 from operators.book.levels import OrderBook
 
@@ -85,14 +89,20 @@ class CoinbaseVenue:
     @classmethod
     def from_recording(cls, path: Path = paths.COINBASE_V3, speed: float = 0.0,
                        drop: set[int] | None = None) -> CoinbaseVenue:  # fmt: skip
-        """A cryptofeed v3 recording or a CryptoFlow capture (`connectors/recordings/capture.py`): a live
-        session taken with the capture format replays without a code change."""
+        """A cryptofeed v3 recording, a CryptoFlow capture file (`connectors/recordings/capture.py`) or a
+        `cryptoflow capture` directory: a live session taken with either replays without a code change."""
         frames: list[CoinbaseFrame] = []
         products = b'{"products":[]}'
-        with Path(path).open("rb") as handle:
-            first = handle.readline()
-        reader = read_capture if is_capture(first) else read_cryptofeed_v3
-        for record in reader(path):
+        records: Iterable[Record]
+        if is_journal_capture(path):  # `cryptoflow capture`: one connection per shard (and reconnect)
+            captured = list(read_journal_capture(path))
+            received = merge_connections(captured, lambda r: _SEQ.sub("", r.data, count=1))
+            records = [r for r in captured if r.kind == "http"] + received
+        else:
+            with Path(path).open("rb") as handle:
+                first = handle.readline()
+            records = (read_capture if is_capture(first) else read_cryptofeed_v3)(path)
+        for record in records:
             if record.kind == "http" and PRODUCTS_PATH in (record.url or ""):
                 products = record.data.encode()
             elif record.kind == "recv":

@@ -3,11 +3,14 @@
 `cryptoflow simulate --venues binance,binance-usdm,bybit,okx` starts them on consecutive ports from `--port`;
 `--synthetic` (or the names `bybit-synthetic`, `okx-synthetic`) serves Bybit and OKX from the synthetic
 market: liquidations, funding and OKX books with `seqId` + checksum, which no recording has.
+`--capture DIR` serves a `cryptoflow capture` directory instead: each venue in it on its own port.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from cryptoflow.simulator.server import ExchangeSimulator, Venue
 
@@ -50,7 +53,7 @@ def _coinbase(speed: float = 1.0, **_: object) -> Venue:
 
 def _kraken(
     speed: float = 1.0, symbols: int = 10, depth: int = 50, seed: int = 0, messages: int = 100_000,
-    rate: float = 1000.0, **_: object,
+    rate: float = 1000.0, wall_clock: bool = False, **_: object,
 ) -> Venue:  # fmt: skip
     """Kraken v2 from the synthetic market (no contiguous v2 recording exists) + the v1 replays."""
     from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
@@ -58,7 +61,11 @@ def _kraken(
     from cryptoflow.simulator.synthetic.market import SyntheticMarket
 
     market = SyntheticMarket(
-        [f"S{i:04d}-USD" for i in range(symbols)], depth=depth, seed=seed, keep_truth=False
+        [f"S{i:04d}-USD" for i in range(symbols)],
+        depth=depth,
+        seed=seed,
+        keep_truth=False,
+        wall_clock=wall_clock,
     )
     v1 = KrakenV1ReplayVenue.from_recordings(speed=speed)
     return KrakenV2SyntheticVenue(market, messages=messages, rate=rate, v1=v1)
@@ -142,10 +149,72 @@ def start_venues(
             options = {
                 k: v
                 for k, v in (synthetic or {}).items()
-                if k in ("symbols", "depth", "seed", "messages", "rate")
+                if k in ("symbols", "depth", "seed", "messages", "rate", "wall_clock")
             }
             venue = OPTIONED[name](speed=speed, **options)
         else:
             venue = VENUES[name]()
         sims[name] = ExchangeSimulator(venue, host=host, port=port, speed=speed, clock=clock).start()
     return sims
+
+
+# ---------------------------------------------------------------- `cryptoflow capture` directories
+def _capture_venue(source: str, path: Path, speed: float) -> tuple[str, Venue]:
+    """The simulator venue (by its `--venues` name) serving one venue's part of a capture."""
+    if source == "binance_spot":
+        from cryptoflow.simulator.binance_spot import BinanceSpotVenue
+
+        return "binance", BinanceSpotVenue.from_recording(path)
+    if source == "binance_usdm":
+        from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue
+
+        return "binance-usdm", BinanceUsdmVenue.from_recording(path)
+    if source == "bybit":
+        from cryptoflow.simulator.bybit import BybitVenue
+
+        return "bybit", BybitVenue.from_recordings([path])
+    if source == "okx":
+        from cryptoflow.simulator.okx import OkxVenue
+
+        return "okx", OkxVenue.from_recordings([path])  # seqIds as captured
+    if source == "coinbase_spot":
+        from cryptoflow.simulator.coinbase import CoinbaseVenue
+
+        return "coinbase", CoinbaseVenue.from_recording(path, speed=speed)
+    from cryptoflow.simulator.kraken_replay import KrakenV2ReplayVenue
+
+    return "kraken", KrakenV2ReplayVenue.from_recordings([path])
+
+
+def capture_venues(capture: Path, speed: float = 0.0) -> dict[str, Venue]:
+    """`--venues` name -> venue, for every venue in a `cryptoflow capture` directory
+    (`<capture>/<source>/<shard>/*.seg`), in the order of `cryptoflow.capture.VENUES`."""
+    from connectors.recordings.journal_capture import SOURCES, sources_of
+
+    found = sources_of(capture)
+    if not found:
+        raise ValueError(f"{capture}: no `cryptoflow capture` journals (<source>/<shard>/*.seg) found")
+    out = {}
+    for source in sorted(found, key=SOURCES.index):
+        path = Path(os.path.commonpath(found[source]))
+        name, venue = _capture_venue(source, path, speed)
+        out[name] = venue
+    return out
+
+
+def start_capture_venues(
+    capture: Path, host: str, first_port: int, speed: float, clock: str = "per_connection",
+    names: list[str] | None = None,
+) -> dict[str, ExchangeSimulator]:  # fmt: skip
+    """One simulator per venue in the capture (only `names` if given), on consecutive ports."""
+    venues = capture_venues(capture, speed)
+    missing = sorted(set(names or []) - set(venues))
+    if missing:
+        raise ValueError(f"{capture} holds no capture of {missing}; it has {sorted(venues)}")
+    chosen = [n for n in venues if not names or n in names]
+    return {
+        name: ExchangeSimulator(
+            venues[name], host=host, port=first_port + i if first_port else 0, speed=speed, clock=clock
+        ).start()
+        for i, name in enumerate(chosen)
+    }

@@ -32,6 +32,9 @@ def _kraken_digits(text: str) -> str:
 
 
 def kraken_checksum(book: OrderBook) -> int:
+    asks, bids = book.asks, book.bids
+    if hasattr(asks, "kraken_digits"):  # the compiled side builds the same bytes from its integers
+        return zlib.crc32(asks.kraken_digits(10) + bids.kraken_digits(10))
     parts: list[str] = []
     for price, qty in book.asks.top(10):
         parts.append(_kraken_digits(price))

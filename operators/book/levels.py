@@ -1,6 +1,11 @@
-"""One L2 order book: price -> quantity per side, kept as the exchange's decimal text.
+"""One L2 order book: price -> quantity per side.
 
-Why this structure: most level updates change the quantity of a price already in the book, so the hot
+Two implementations of a side, same behaviour: `Side` is the compiled one (operators/book/_levels.c: one
+32-byte struct per level in a sorted array, the exchange's text rebuilt exactly from integers; used
+whenever the extension is built) and `PySide` is the pure-Python fallback described here. Set
+`CRYPTOFLOW_PURE_PYTHON_BOOK=1` to force the fallback.
+
+Why the fallback's structure: most level updates change the quantity of a price already in the book, so the hot
 path is one dict lookup keyed by the exchange's own price text (`qty[price] = new_qty`, no parsing at
 all). Only when a price appears or disappears is the exact integer sort key computed (`price_key`: the
 price scaled to 18 decimals, exact decimal ordering without binary floats or `Decimal` objects) and a
@@ -12,6 +17,7 @@ sort key is compared on every insert.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
@@ -43,8 +49,8 @@ def is_zero(qty: str) -> bool:
     return not z or z[0] in "Ee"
 
 
-class Side:
-    """One side of a book: `qty[price_text]`, plus `keys` (ascending integer sort keys) and `texts`
+class PySide:
+    """One side of a book (pure Python): `qty[price_text]`, plus `keys` (ascending integer sort keys) and `texts`
     (the price text of each key, same order), whatever the side."""
 
     __slots__ = ("descending", "horizon", "keys", "qty", "texts")
@@ -60,6 +66,36 @@ class Side:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def __contains__(self, price: str) -> bool:
+        return price in self.qty or self.get(price) is not None
+
+    def get(self, price: str) -> str | None:
+        """Quantity text at `price` (any writing of the same value), or None."""
+        qty = self.qty.get(price)
+        if qty is not None:
+            return qty
+        key = price_key(price)
+        i = bisect_left(self.keys, key)
+        return self.qty[self.texts[i]] if i < len(self.keys) and self.keys[i] == key else None
+
+    def apply(self, levels: Iterable[Sequence[str]], cap: int | None = None) -> int:
+        """`set` every level in order (the common case, a new quantity for a price already held, inline),
+        then cut the side to `cap` levels. Returns the number of levels seen."""
+        n = 0
+        book, slow = self.qty, self.set
+        for level in levels:
+            n += 1
+            price, qty = level[0], level[1]
+            if price in book:
+                z = qty.strip("0.")
+                if z and z[0] not in "Ee":
+                    book[price] = qty
+                    continue
+            slow(price, qty)
+        if cap is not None and len(self.keys) > cap:
+            self.truncate(cap)
+        return n
 
     def set(self, price: str, qty: str) -> bool:
         """Insert, replace or (zero qty) delete one level. Returns whether a level was added or removed."""
@@ -151,15 +187,28 @@ class Side:
         return n
 
 
+try:
+    # The compiled side also restores a pickled `PySide` (recovery data written before it existed holds
+    # the pure-Python side under the name `Side`). Not subclassed here: that costs ~40 ns per call.
+    from operators.book._levels import Side as CSide
+except ImportError:  # not compiled (no C compiler at install time): the pure-Python side
+    CSide = None
+
+Side = PySide if CSide is None or os.environ.get("CRYPTOFLOW_PURE_PYTHON_BOOK") == "1" else CSide
+SIDES = {"python": PySide} if CSide is None else {"c": CSide, "python": PySide}  # for tests and benchmarks
+
+
 class OrderBook:
-    """Both sides of one book. `depth_cap` bounds each side (worst levels are dropped)."""
+    """Both sides of one book. `depth_cap` bounds each side (worst levels are dropped). `side`: the side
+    implementation (default `Side`)."""
 
     __slots__ = ("asks", "bids", "depth_cap")
 
-    def __init__(self, depth_cap: int = 2000) -> None:
+    def __init__(self, depth_cap: int = 2000, side: type | None = None) -> None:
         self.depth_cap = depth_cap
-        self.bids = Side(descending=True)
-        self.asks = Side(descending=False)
+        cls = side or Side
+        self.bids = cls(descending=True)
+        self.asks = cls(descending=False)
 
     def clear(self) -> None:
         self.bids.clear()
@@ -173,27 +222,9 @@ class OrderBook:
         return n
 
     def apply(self, bids: Iterable[Sequence[str]], asks: Iterable[Sequence[str]]) -> int:
-        """Apply absolute level updates (qty 0 deletes), then enforce the depth cap. Returns level count.
-
-        The common case (new quantity for a price already in the book) is handled inline here."""
-        n = 0
-        for side, levels in ((self.bids, bids), (self.asks, asks)):
-            book, slow = side.qty, side.set
-            for level in levels:
-                n += 1
-                price, qty = level[0], level[1]
-                if price in book:
-                    z = qty.strip("0.")
-                    if z and z[0] not in "Ee":
-                        book[price] = qty
-                        continue
-                slow(price, qty)
+        """Apply absolute level updates (qty 0 deletes), then enforce the depth cap. Returns level count."""
         cap = self.depth_cap
-        if len(self.bids.keys) > cap:
-            self.bids.truncate(cap)
-        if len(self.asks.keys) > cap:
-            self.asks.truncate(cap)
-        return n
+        return self.bids.apply(bids, cap) + self.asks.apply(asks, cap)
 
     def crossed(self) -> bool:
         """Best bid at or above best ask: impossible on a correct book."""

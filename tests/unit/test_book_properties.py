@@ -1,14 +1,16 @@
 """Property-based tests: the engine's book against a naive reference (tests/support/book_truth.NaiveBook:
-two Decimal dicts, sorted on every read) over random streams of snapshots and level updates."""
+two Decimal dicts, sorted on every read) over random streams of snapshots and level updates, for every
+side implementation (`levels.SIDES`: the compiled one and the pure-Python fallback)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.book.levels import OrderBook, price_key
+from operators.book.levels import SIDES, OrderBook, price_key
 from tests.support.book_truth import NaiveBook
 
 
@@ -27,17 +29,21 @@ level = st.tuples(decimals_text, qty_text)
 message = st.tuples(st.lists(level, max_size=8), st.lists(level, max_size=8))
 
 
+each_side = pytest.mark.parametrize("impl", list(SIDES.values()), ids=list(SIDES))
+
+
 def _same_side(engine: list[tuple[str, str]], reference: list[tuple[Decimal, Decimal]]) -> bool:
     return [(Decimal(p), Decimal(q)) for p, q in engine] == reference
 
 
+@each_side
 @settings(max_examples=300, deadline=None)
 @given(st.lists(message, min_size=1, max_size=40), st.integers(1, 12))
-def test_book_is_an_exact_prefix_of_the_naive_reference(messages, cap):
+def test_book_is_an_exact_prefix_of_the_naive_reference(impl, messages, cap):
     """With a depth cap the engine keeps the best `cap` levels and ignores updates beyond the worst
     level it kept (their neighbours are unknown): each side must be exactly the best levels of the full
     reference book, and complete (min(cap, reference size)) while nothing has been cut since the load."""
-    book, ref = OrderBook(depth_cap=cap), NaiveBook()
+    book, ref = OrderBook(depth_cap=cap, side=impl), NaiveBook()
     (bids, asks), *rest = messages
     book.load(bids, asks)
     ref.load(bids, asks)
@@ -54,10 +60,11 @@ def test_book_is_an_exact_prefix_of_the_naive_reference(messages, cap):
             assert book.crossed() == bool(ref.bids and ref.asks and max(ref.bids) >= min(ref.asks))
 
 
+@each_side
 @settings(max_examples=300, deadline=None)
 @given(st.lists(message, min_size=1, max_size=40))
-def test_uncapped_book_equals_naive_reference(messages):
-    book, ref = OrderBook(depth_cap=10_000), NaiveBook()
+def test_uncapped_book_equals_naive_reference(impl, messages):
+    book, ref = OrderBook(depth_cap=10_000, side=impl), NaiveBook()
     for bids, asks in messages:
         book.apply(bids, asks)
         ref.apply(bids, asks)
@@ -82,8 +89,9 @@ def test_price_key_handles_exponent_text(d):
     assert price_key(text) == int(d.scaleb(18))
 
 
-def test_same_price_written_differently_is_one_level():
-    book = OrderBook()
+@each_side
+def test_same_price_written_differently_is_one_level(impl):
+    book = OrderBook(side=impl)
     book.apply([["1.50", "2"]], [])
     book.apply([["1.5", "3"]], [])
     assert len(book.bids) == 1 and book.best_bid() == ("1.5", "3")

@@ -367,12 +367,11 @@ class KrakenV2Encoder:
         zero = self.market.qty_text(0)
         for view_side, true_side in ((view.bids, true_book.bids), (view.asks, true_book.asks)):
             new_top = true_side.top(self.depth)
-            held = view_side.qty
-            changed = [[p, q] for p, q in new_top if held.get(p) != q]
-            if changed or len(new_top) != len(held):
+            changed = [[p, q] for p, q in new_top if view_side.get(p) != q]
+            if changed or len(new_top) != len(view_side):
                 new_prices = {p for p, _ in new_top}
-                for p in list(held):
-                    if p not in new_prices and p not in true_side.qty:  # deleted (not merely pushed out)
+                for p, _ in view_side.top(len(view_side)):
+                    if p not in new_prices and p not in true_side:  # deleted (not merely pushed out)
                         changed.append([p, zero])
                 for p, q in changed:
                     view_side.set(p, q)

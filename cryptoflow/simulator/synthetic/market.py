@@ -14,6 +14,7 @@ which is what makes Kraken's text checksum fragile, on purpose.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 from operators.book.levels import OrderBook
@@ -71,7 +72,9 @@ class Truth:
 
 
 class SyntheticMarket:
-    """`symbols` x `depth` levels per side, seeded. `step_us` of exchange time passes per message."""
+    """`symbols` x `depth` levels per side, seeded. `step_us` of exchange time passes per message, or with
+    `wall_clock` exchange time is the real time the message is made (latency benchmarks measure
+    exchange time -> ingest against it)."""
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class SyntheticMarket:
         start_us: int = 1_785_000_000_000_000,
         step_us: int = 1_000,
         keep_truth: bool = True,
+        wall_clock: bool = False,
     ) -> None:
         if depth < 2:
             raise ValueError("depth must be at least 2")
@@ -90,7 +94,8 @@ class SyntheticMarket:
         self.rng = random.Random(seed)
         self.pd, self.qd = price_decimals, qty_decimals
         self.pscale, self.qscale = 10**price_decimals, 10**qty_decimals
-        self.now_us, self.step_us = start_us, step_us
+        self.wall_clock = wall_clock
+        self.now_us, self.step_us = (time.time_ns() // 1000 if wall_clock else start_us), step_us
         self.keep_truth = keep_truth
         self.truth = Truth()
         self.books: dict[str, OrderBook] = {}
@@ -138,6 +143,9 @@ class SyntheticMarket:
         return symbol
 
     def tick(self) -> int:
+        if self.wall_clock:  # strictly increasing, like an exchange's stamps
+            self.now_us = max(self.now_us + 1, time.time_ns() // 1000)
+            return self.now_us
         self.now_us += self.step_us
         return self.now_us
 
@@ -153,18 +161,18 @@ class SyntheticMarket:
             if rng.random() < 0.5:
                 self.mid[symbol] = m = m + 1
                 crossing = self.price_text(m)
-                if crossing in book.asks.qty:
+                if crossing in book.asks:
                     asks.append([crossing, self._zero_qty])
             else:
                 self.mid[symbol] = m = m - 1
                 crossing = self.price_text(m)
-                if crossing in book.bids.qty:
+                if crossing in book.bids:
                     bids.append([crossing, self._zero_qty])
         for _ in range(rng.randint(1, 3)):
             bid = rng.random() < 0.5
             k = rng.randint(1, self.depth)
             price = self.price_text(m - k if bid else m + k)
-            present = price in (book.bids.qty if bid else book.asks.qty)
+            present = price in (book.bids if bid else book.asks)
             qty = self._zero_qty if present and rng.random() < 0.25 else self._random_qty()
             (bids if bid else asks).append([price, qty])
         book.apply(bids, asks)

@@ -1,0 +1,300 @@
+"""Latency at a fixed offered rate (issue 7: p99 ingest -> normalized < 2 ms at 10k frames/s).
+
+The synthetic Kraken v2 market (cryptoflow/simulator/synthetic, as `cryptoflow simulate --venues kraken
+--wall-clock` serves it) runs in this process, paced at the offered rate, with exchange timestamps taken
+from the wall clock when each message is made. A real `python -m bytewax.run dataflows.spot_ob -w 1`
+subscribes to every symbol over loopback and writes `spot_ob` into a temporary SqlCatalog warehouse.
+Reported, as p50 / p90 / p99 / max:
+
+* exchange -> ingest: `ingest_ts - exchange_ts` of the committed rows (generation, socket, parse);
+* ingest -> normalized and exchange -> normalized: the `cryptoflow_normalize_latency_seconds` histogram
+  the book logic observes per event when it has applied it and built its rows (operators/book_logic.py),
+  scraped from the flow's /metrics endpoint; percentiles are bucket upper bounds (linear inside a bucket);
+* ingest -> committed: Iceberg commit time (the snapshot that added the row's data file) minus
+  `ingest_ts`, per committed row; dominated by `parquet.flush_interval_ms` (default 5,000 ms).
+
+Whether the rate was sustained is reported as offered vs achieved: book changes made per second and book
+frames delivered per second (the simulator's socket writes wait for the flow to read, so a flow that
+falls behind slows both), the book frames made for all connections (one connection per source shard; more
+connections mean the flow reconnected and resubscribed) and the book events the flow's histogram saw.
+Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--json`. Run with `make bench-latency`;
+`benchmarks.run` includes `measure()` in `make bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.iceberg.catalog import load_catalog
+from cryptoflow.config import load_settings
+from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
+from cryptoflow.simulator.server import ExchangeSimulator
+from cryptoflow.simulator.synthetic.market import SyntheticMarket
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METRIC = "cryptoflow_normalize_latency_seconds"
+START_AFTER_S = 4.0  # the feed starts this long after the first connection: every symbol has subscribed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, list[tuple[float, float]]]:
+    """`since` label -> cumulative [(le, count)] of the normalize histogram."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    out: dict[str, list[tuple[float, float]]] = {}
+    for line in text.splitlines():
+        if not line.startswith(METRIC + "_bucket{"):
+            continue
+        labels, value = line[len(METRIC) + 8 :].rsplit("} ", 1)
+        fields = dict(part.split("=", 1) for part in labels.split(","))
+        le = fields["le"].strip('"')
+        out.setdefault(fields["since"].strip('"'), []).append((float(le), float(value)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _minus(end: list[tuple[float, float]], start: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    before = dict(start)
+    return [(le, count - before.get(le, 0.0)) for le, count in end]
+
+
+def histogram_percentiles(buckets: list[tuple[float, float]]) -> dict:
+    """p50/p90/p99 (linear inside the bucket) and max (upper bound of the last non-empty bucket), ms."""
+    total = buckets[-1][1] if buckets else 0
+    out: dict = {"count": int(total)}
+    if not total:
+        return out
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        want, lo_bound, lo_count = q * total, 0.0, 0.0
+        for le, count in buckets:
+            if count >= want:
+                if le == float("inf"):
+                    out[name + "_ms"] = float("inf")
+                else:
+                    share = (want - lo_count) / (count - lo_count) if count > lo_count else 1.0
+                    out[name + "_ms"] = (lo_bound + share * (le - lo_bound)) * 1000
+                break
+            lo_bound, lo_count = le, count
+    prev = 0.0
+    for le, count in buckets:
+        if count > prev:
+            out["max_le_ms"] = le * 1000
+        prev = count
+    return out
+
+
+def exact_percentiles(values_us: list[int]) -> dict:
+    if not values_us:
+        return {"count": 0}
+    v = sorted(values_us)
+    pick = lambda q: v[min(len(v) - 1, int(q * len(v)))] / 1000  # noqa: E731
+    return {
+        "count": len(v),
+        "p50_ms": pick(0.5),
+        "p90_ms": pick(0.9),
+        "p99_ms": pick(0.99),
+        "max_ms": v[-1] / 1000,
+    }
+
+
+def committed_latencies(env: dict[str, str], since_us: int) -> tuple[list[int], list[int]]:
+    """(ingest - exchange, commit - ingest) in µs for every committed spot_ob row ingested from `since_us`
+    on (rows made from the subscription snapshots, before the paced feed started, are left out)."""
+    cfg = load_settings(environ=env).catalog
+    table = load_catalog(cfg).load_table((cfg.namespace, "spot_ob"))
+    commit_us = {s.snapshot_id: s.timestamp_ms * 1000 for s in table.snapshots()}
+    entries = table.inspect.entries().to_pylist()
+    to_ingest, to_commit = [], []
+    for entry in entries:
+        if entry["data_file"]["content"] != 0:  # data files only
+            continue
+        path = urlparse(entry["data_file"]["file_path"]).path
+        cols = pq.read_table(path, columns=["exchange_ts", "ingest_ts"])
+        ex = pc.cast(cols["exchange_ts"], "int64").to_pylist()
+        ing = pc.cast(cols["ingest_ts"], "int64").to_pylist()
+        committed = commit_us[entry["snapshot_id"]]
+        for e, i in zip(ex, ing, strict=True):
+            if i < since_us:
+                continue
+            to_commit.append(committed - i)
+            if e is not None:
+                to_ingest.append(i - e)
+    return to_ingest, to_commit
+
+
+def run_rate(
+    rate: float, seconds: float, symbols: int, flush_ms: int | None = None, idle_poll_ms: int | None = None
+) -> dict:
+    messages = int(rate * seconds)
+    names = [f"S{i:04d}-USD" for i in range(symbols)]
+    market = SyntheticMarket(names, depth=10, seed=1, keep_truth=False, wall_clock=True)
+    venue = KrakenV2SyntheticVenue(
+        market, messages=messages, rate=rate, trade_every=0, start_after_s=START_AFTER_S
+    )
+    metrics_port = _free_port()
+    with (
+        tempfile.TemporaryDirectory(prefix="cryptoflow-bench-latency-") as tmp,
+        ExchangeSimulator(venue, speed=0.0) as sim,
+    ):
+        root = Path(tmp)
+        env = {
+            "CRYPTOFLOW_EXCHANGES__BINANCE__SPOT__ENABLED": "false",
+            "CRYPTOFLOW_EXCHANGES__BINANCE__USDM__ENABLED": "false",
+            "CRYPTOFLOW_EXCHANGES__BYBIT__ENABLED": "false",
+            "CRYPTOFLOW_EXCHANGES__OKX__ENABLED": "false",
+            "CRYPTOFLOW_EXCHANGES__COINBASE__ENABLED": "false",
+            "CRYPTOFLOW_EXCHANGES__KRAKEN__ENABLED": "true",
+            "CRYPTOFLOW_EXCHANGES__KRAKEN__WS_URL": f"{sim.ws_url}/v2",
+            "CRYPTOFLOW_EXCHANGES__KRAKEN__REST_URL": sim.http_url,
+            "CRYPTOFLOW_EXCHANGES__KRAKEN__SYMBOLS": "["
+            + ", ".join(n.replace("-", "/") for n in names)
+            + "]",
+            "CRYPTOFLOW_EXCHANGES__KRAKEN__MAX_SYMBOLS_PER_CONNECTION": str(max(symbols, 1)),
+            "CRYPTOFLOW_CONNECTOR__STOP_AT_REPLAY_END": "true",
+            "CRYPTOFLOW_CATALOG__TYPE": "sql",
+            "CRYPTOFLOW_CATALOG__URI": f"sqlite:///{root / 'catalog.db'}",
+            "CRYPTOFLOW_CATALOG__WAREHOUSE": str(root),
+            "CRYPTOFLOW_METRICS__PORT": str(metrics_port),
+            "CRYPTOFLOW_LOG_LEVEL": "WARNING",
+        }
+        if flush_ms is not None:
+            env["CRYPTOFLOW_PARQUET__FLUSH_INTERVAL_MS"] = str(flush_ms)
+        if idle_poll_ms is not None:
+            env["CRYPTOFLOW_CONNECTOR__IDLE_POLL_MS"] = str(idle_poll_ms)
+        cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
+        log_path = root / "flow.log"
+        feed_start = feed_end = last_frame_at = None
+        feed_start_us = 1 << 62  # no feed, no rows
+        frames_at_start = frames_at_end = 0
+        last: dict = {}
+        baseline: dict = {}
+        next_scrape = 0.0
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
+            deadline = time.monotonic() + seconds * 20 + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                sent, now = venue.feed.changes_sent, time.monotonic()
+                if feed_start is None and sent > 0:
+                    feed_start, frames_at_start = (now, sent), sim.stats.frames_sent
+                    feed_start_us = time.time_ns() // 1000 - 50_000  # poll period + margin
+                if feed_end is None and sent >= messages:
+                    feed_end = now
+                if feed_start is not None and sim.stats.frames_sent > frames_at_end:
+                    frames_at_end, last_frame_at = sim.stats.frames_sent, now  # delivered (socket drained)
+                if now >= next_scrape or (feed_start is None and now >= next_scrape - 0.4):
+                    # cumulative counts: the last scrape before the feed starts is the baseline (the
+                    # subscription snapshots), the last one before the flow exits the end
+                    next_scrape = now + 0.5
+                    with contextlib.suppress(OSError):
+                        last = scrape(metrics_port)
+                        if feed_start is None:
+                            baseline = last
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.kill()
+            code = proc.wait()
+        if code != 0:
+            sys.stderr.write(log_path.read_text()[-3000:])
+            raise RuntimeError(f"dataflows.spot_ob exited with {code}")
+        to_ingest, to_commit = committed_latencies(env, feed_start_us)
+    achieved = frames_per_s = None
+    if feed_start is not None and feed_end is not None and feed_end > feed_start[0]:
+        achieved = (messages - feed_start[1]) / (feed_end - feed_start[0])
+    if feed_start is not None and last_frame_at is not None and last_frame_at > feed_start[0]:
+        frames_per_s = (frames_at_end - frames_at_start) / (last_frame_at - feed_start[0])
+    ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
+    return {
+        "offered_changes_per_s": rate,
+        "seconds": seconds,
+        "symbols": symbols,
+        "messages": messages,
+        "achieved_changes_per_s": achieved,
+        "achieved_frames_per_s": frames_per_s,
+        # made and delivered (the simulator's writes wait for the socket to drain) at >= 95 % of the offer
+        "sustained": bool(achieved and frames_per_s and min(achieved, frames_per_s) >= 0.95 * rate),
+        "book_frames_sent": sim.stats.frames_sent,  # written to a socket (the last writes may be missing)
+        "book_frames_made": sum(x.book_frames for x in venue.sessions),  # for all connections
+        "connections": len(venue.sessions),  # one per source shard; more = reconnects (and resubscriptions)
+        "events_seen_by_histogram": ingest.get("count", 0),  # feed events only (baseline subtracted)
+        "exchange_to_ingest": exact_percentiles(to_ingest),
+        "ingest_to_normalized": ingest,
+        "exchange_to_normalized": histogram_percentiles(
+            _minus(last.get("exchange", []), baseline.get("exchange", []))
+        ),
+        "ingest_to_committed": exact_percentiles(to_commit),
+        "flush_interval_ms": flush_ms or load_settings(environ=env).parquet.flush_interval_ms,
+        "idle_poll_ms": idle_poll_ms or load_settings(environ=env).connector.idle_poll_ms,
+    }
+
+
+def measure(quick: bool = False, rates: tuple[float, ...] = (10_000, 50_000), **options: int | None) -> dict:
+    seconds, symbols = (3.0, 50) if quick else (10.0, 100)
+    return {"flow": "dataflows.spot_ob -w 1", "venue": "synthetic kraken v2, book depth 10",
+            "runs": [run_rate(r, seconds, symbols, **options) for r in rates]}  # fmt: skip
+
+
+def _fmt(p: dict, key: str = "max_ms") -> str:
+    if not p.get("count"):
+        return "no samples"
+    mx = p.get("max_ms", p.get("max_le_ms"))
+    bound = "<=" if "max_le_ms" in p else ""
+    return f"p50 {p['p50_ms']:.2f}  p90 {p['p90_ms']:.2f}  p99 {p['p99_ms']:.2f}  max {bound}{mx:.2f} ms (n={p['count']:,})"
+
+
+def print_report(m: dict) -> None:
+    print(f"latency, {m['flow']}, {m['venue']}")
+    for r in m["runs"]:
+        ach = r["achieved_changes_per_s"]
+        print(f"offered {r['offered_changes_per_s']:,.0f} changes/s for {r['seconds']:.0f} s, {r['symbols']} symbols: "
+              f"achieved {ach or 0:,.0f} changes/s, {r['achieved_frames_per_s'] or 0:,.0f} frames/s "
+              f"({'sustained' if r['sustained'] else 'NOT sustained'}); {r['book_frames_made']:,} book frames made "
+              f"on {r['connections']} connection(s), the flow's histogram saw {r['events_seen_by_histogram']:,} "
+              "book events")  # fmt: skip
+        print(f"  exchange -> ingest:     {_fmt(r['exchange_to_ingest'])}")
+        print(f"  ingest -> normalized:   {_fmt(r['ingest_to_normalized'])}")
+        print(f"  exchange -> normalized: {_fmt(r['exchange_to_normalized'])}")
+        print(f"  ingest -> committed:    {_fmt(r['ingest_to_committed'])} "
+              f"(parquet.flush_interval_ms {r['flush_interval_ms']}, connector.idle_poll_ms {r['idle_poll_ms']})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per rate, 50 symbols")
+    parser.add_argument(
+        "--rates", default="10000,50000", help="offered book changes per second, comma-separated"
+    )
+    parser.add_argument(
+        "--flush-ms", type=int, help="parquet.flush_interval_ms for the flow (default: config)"
+    )
+    parser.add_argument(
+        "--idle-poll-ms", type=int, help="connector.idle_poll_ms for the flow (default: config)"
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rates = tuple(float(r) for r in args.rates.split(","))
+    m = measure(args.quick, rates, flush_ms=args.flush_ms, idle_poll_ms=args.idle_poll_ms)
+    if args.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print_report(m)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,798 @@
+/* One side of an L2 order book in C: a sorted array of fixed-size levels, no Python object per level.
+ *
+ * Why: the pure-Python side (operators/book/levels.py, `PySide`) keeps two str objects, one int and a
+ * dict entry per level (~208 bytes) and pays 0.5-2 us of interpreter time per level update. Here a level
+ * is 32 bytes in one array and an update is a parse + binary search + (rarely) a short memmove.
+ *
+ * Exactness: a price is parsed once into an exact integer at 18 decimal places (the same number as
+ * `levels.price_key`) and its own count of decimals; a quantity into an integer mantissa and its count
+ * of decimals. The exchange's text is rebuilt from those two numbers, and it is byte-identical to what
+ * was sent because only canonical decimal text is accepted (`digits[.digits]`, no sign, no exponent, no
+ * leading zero except a lone "0" before the point); anything else raises ValueError, which the tracker
+ * counts as a bad event. Zero quantities ("0", "0.000", "0E-8") delete a level, as in `levels.is_zero`.
+ *
+ * Layout: levels are kept in ascending order of `skey` with the best level last, whatever the side
+ * (bids: skey = key, asks: skey = -key), so the busy end of the book is the end of the array and inserts
+ * and deletes near the top move only a few levels. Levels dropped from the worst end advance `start`
+ * instead of moving the array.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef __int128 i128;
+typedef unsigned __int128 u128;
+
+#define SCALE 18
+#define MAX_INT_DIGITS 20 /* prices below 1e20 (the tables hold decimal(38, 18)) */
+#define STATE_VERSION 1
+
+typedef struct {
+    i128 skey;    /* price * 10^18, negated on the ask side */
+    int64_t qty;  /* quantity mantissa */
+    uint8_t pp;   /* decimals of the price text */
+    uint8_t qp;   /* decimals of the quantity text */
+} Level;
+
+typedef struct {
+    PyObject_HEAD
+    Level *lv;
+    Py_ssize_t start, len, cap;
+    int descending;
+    int has_horizon;
+    i128 horizon; /* skey of the worst level kept when we cut the side to our depth cap */
+} Side;
+
+static u128 POW10[39];
+
+/* ------------------------------------------------------------------------------------------- text */
+
+/* `levels.is_zero`: the first character that is not '0' or '.' is missing or an exponent marker. */
+static int is_zero(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '0' || c == '.') continue;
+        return c == 'e' || c == 'E';
+    }
+    return 1;
+}
+
+/* Canonical decimal text -> mantissa and decimals. Returns 0, or -1 if not canonical / too long.
+ * Accumulates in 64 bits (up to 19 digits, every real price and size) and only then in 128 bits. */
+static int parse_dec(const char *s, Py_ssize_t n, u128 *mant, int *places, int *int_digits) {
+    if (n <= 0 || n > 40) return -1;
+    if (s[0] == '0' && n > 1 && s[1] != '.') return -1; /* leading zero */
+    uint64_t m64 = 0;
+    u128 m = 0;
+    int nd = 0;
+    Py_ssize_t dot = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d <= 9) {
+            if (nd < 19) m64 = m64 * 10 + d;
+            else {
+                if (nd == 19) m = m64;
+                m = m * 10 + d;
+            }
+            nd++;
+        } else if (s[i] == '.' && dot < 0 && i > 0 && i < n - 1) {
+            dot = i;
+        } else {
+            return -1;
+        }
+    }
+    *mant = nd <= 19 ? (u128)m64 : m;
+    *places = dot < 0 ? 0 : (int)(n - 1 - dot);
+    *int_digits = dot < 0 ? (int)n : (int)dot;
+    return 0;
+}
+
+static int parse_price(PyObject *obj, i128 *key, int *places) {
+    Py_ssize_t n;
+    const char *s;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "price must be str, not %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    s = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (s == NULL) return -1;
+    u128 m;
+    int pl, id;
+    if (parse_dec(s, n, &m, &pl, &id) < 0 || pl > SCALE || id > MAX_INT_DIGITS) {
+        PyErr_Format(PyExc_ValueError, "price %R is not a canonical decimal (digits[.digits], < 1e20, <= 18 places)", obj);
+        return -1;
+    }
+    *key = (i128)(m * POW10[SCALE - pl]);
+    *places = pl;
+    return 0;
+}
+
+/* Returns 1 if zero (delete), 0 if parsed, -1 on error. */
+static int parse_qty(PyObject *obj, int64_t *mant, int *places) {
+    Py_ssize_t n;
+    const char *s;
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "quantity must be str, not %.100s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    s = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (s == NULL) return -1;
+    if (is_zero(s, n)) return 1;
+    u128 m;
+    int pl, id;
+    if (parse_dec(s, n, &m, &pl, &id) < 0 || pl > SCALE || m > (u128)INT64_MAX) {
+        PyErr_Format(PyExc_ValueError, "quantity %R is not a canonical decimal (digits[.digits], < 2^63 units)", obj);
+        return -1;
+    }
+    *mant = (int64_t)m;
+    *places = pl;
+    return 0;
+}
+
+/* Mantissa + decimals -> the canonical text (what parse_dec accepted). */
+static PyObject *format_dec(u128 m, int places) {
+    char digits[48], out[52];
+    int nd = 0;
+    if (m <= UINT64_MAX) {
+        uint64_t v = (uint64_t)m;
+        do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
+    } else {
+        do { digits[nd++] = (char)('0' + (int)(m % 10)); m /= 10; } while (m);
+    }
+    while (nd <= places) digits[nd++] = '0'; /* at least one digit before the point */
+    int k = 0;
+    for (int i = nd - 1; i >= 0; i--) {
+        if (i == places - 1) out[k++] = '.';
+        out[k++] = digits[i];
+    }
+    return PyUnicode_FromStringAndSize(out, k);
+}
+
+static PyObject *price_text(const Side *self, const Level *l) {
+    i128 key = self->descending ? l->skey : -l->skey;
+    return format_dec((u128)key / POW10[SCALE - l->pp], l->pp);
+}
+
+static PyObject *qty_text(const Level *l) { return format_dec((u128)l->qty, l->qp); }
+
+static PyObject *int128_to_py(i128 v) {
+    if (v >= INT64_MIN && v <= INT64_MAX) return PyLong_FromLongLong((long long)v);
+    char buf[48];
+    int neg = v < 0, k = sizeof(buf) - 1;
+    u128 m = neg ? (u128)(-v) : (u128)v;
+    buf[k] = 0;
+    do { buf[--k] = (char)('0' + (int)(m % 10)); m /= 10; } while (m);
+    if (neg) buf[--k] = '-';
+    return PyLong_FromString(buf + k, NULL, 10);
+}
+
+/* ---------------------------------------------------------------------------------------- storage */
+
+/* First position (relative to start) whose skey is >= `skey`. Updates cluster at the top of the book,
+ * which is the end of the array: gallop back from the end (1, 2, 4, ... levels) to bracket the position,
+ * then bisect the bracket, so a level k places from the top costs about 2*log2(k) comparisons. */
+static Py_ssize_t lower_bound(const Side *self, i128 skey) {
+    const Level *lv = self->lv + self->start;
+    Py_ssize_t n = self->len, hi = n, step = 1, lo;
+    for (;;) {
+        Py_ssize_t probe = n - step;
+        if (probe <= 0) {
+            lo = 0;
+            break;
+        }
+        if (lv[probe].skey < skey) {
+            lo = probe + 1;
+            break;
+        }
+        hi = probe;
+        step <<= 1;
+    }
+    /* branch-free bisection of [lo, hi): the comparison result moves `lo` (a cmov, no misprediction) */
+    Py_ssize_t count = hi - lo;
+    while (count > 0) {
+        Py_ssize_t half = count >> 1;
+        int less = lv[lo + half].skey < skey;
+        lo = less ? lo + half + 1 : lo;
+        count = less ? count - half - 1 : half;
+    }
+    return lo;
+}
+
+static int reserve_one(Side *self) {
+    if (self->start + self->len < self->cap) return 0;
+    if (self->start > 0 && self->start >= self->cap / 8) {
+        memmove(self->lv, self->lv + self->start, (size_t)self->len * sizeof(Level));
+        self->start = 0;
+        return 0;
+    }
+    Py_ssize_t cap = self->cap + (self->cap >> 2) + 16;
+    Level *lv = PyMem_Realloc(self->lv, (size_t)cap * sizeof(Level));
+    if (lv == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->lv = lv;
+    self->cap = cap;
+    return 0;
+}
+
+static int insert_at(Side *self, Py_ssize_t i, const Level *l) {
+    if (reserve_one(self) < 0) return -1;
+    Level *base = self->lv + self->start;
+    memmove(base + i + 1, base + i, (size_t)(self->len - i) * sizeof(Level));
+    base[i] = *l;
+    self->len++;
+    return 0;
+}
+
+static void delete_at(Side *self, Py_ssize_t i) {
+    Level *base = self->lv + self->start;
+    if (i < self->len - 1 - i) { /* fewer levels on the worst side: move those and advance start */
+        memmove(base + 1, base, (size_t)i * sizeof(Level));
+        self->start++;
+    } else {
+        memmove(base + i, base + i + 1, (size_t)(self->len - 1 - i) * sizeof(Level));
+    }
+    self->len--;
+}
+
+static void shrink(Side *self) {
+    if (self->cap <= 64 || self->len * 2 >= self->cap) return;
+    memmove(self->lv, self->lv + self->start, (size_t)self->len * sizeof(Level));
+    self->start = 0;
+    Py_ssize_t cap = self->len + (self->len >> 3) + 16;
+    Level *lv = PyMem_Realloc(self->lv, (size_t)cap * sizeof(Level));
+    if (lv != NULL) {
+        self->lv = lv;
+        self->cap = cap;
+    }
+}
+
+/* One level: insert, replace or delete. Returns 1 if a level was added or removed, 0 if not, -1 error. */
+static int set_level(Side *self, PyObject *price, PyObject *qty) {
+    i128 key;
+    int pp, qp = 0;
+    int64_t qm = 0;
+    int zero = parse_qty(qty, &qm, &qp);
+    if (zero < 0) return -1;
+    if (parse_price(price, &key, &pp) < 0) return -1;
+    i128 skey = self->descending ? key : -key;
+    Py_ssize_t i = lower_bound(self, skey);
+    Level *base = self->lv + self->start;
+    int present = i < self->len && base[i].skey == skey;
+    if (zero) {
+        if (!present) return 0; /* deleting a level we do not hold is normal (beyond snapshot depth) */
+        delete_at(self, i);
+        return 1;
+    }
+    if (present) { /* new quantity; a price written differently ("1.5" vs "1.50") keeps the newest text */
+        base[i].qty = qm;
+        base[i].qp = (uint8_t)qp;
+        base[i].pp = (uint8_t)pp;
+        return 0;
+    }
+    if (self->has_horizon && skey < self->horizon) return 0; /* beyond our depth cap: unknown neighbours */
+    Level l;
+    memset(&l, 0, sizeof(l)); /* padding too: snapshots of equal books are equal bytes */
+    l.skey = skey;
+    l.qty = qm;
+    l.pp = (uint8_t)pp;
+    l.qp = (uint8_t)qp;
+    if (insert_at(self, i, &l) < 0) return -1;
+    return 1;
+}
+
+static int level_items(PyObject *level, PyObject **price, PyObject **qty) {
+    if (PyList_Check(level)) {
+        if (PyList_GET_SIZE(level) < 2) goto short_level;
+        *price = PyList_GET_ITEM(level, 0);
+        *qty = PyList_GET_ITEM(level, 1);
+        return 0;
+    }
+    if (PyTuple_Check(level)) {
+        if (PyTuple_GET_SIZE(level) < 2) goto short_level;
+        *price = PyTuple_GET_ITEM(level, 0);
+        *qty = PyTuple_GET_ITEM(level, 1);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "a level must be a list or tuple, not %.100s", Py_TYPE(level)->tp_name);
+    return -1;
+short_level:
+    PyErr_SetString(PyExc_IndexError, "a level needs a price and a quantity");
+    return -1;
+}
+
+static Py_ssize_t truncate_to(Side *self, Py_ssize_t depth, int remember) {
+    if (depth < 0) depth = 0;
+    Py_ssize_t extra = self->len - depth;
+    if (extra <= 0) return 0;
+    self->start += extra; /* the worst levels are at the front */
+    self->len = depth;
+    if (remember && self->len > 0) {
+        self->has_horizon = 1;
+        self->horizon = self->lv[self->start].skey;
+    }
+    shrink(self);
+    return extra;
+}
+
+/* ---------------------------------------------------------------------------------------- methods */
+
+static int Side_init(Side *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"descending", NULL};
+    int descending;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "p", kwlist, &descending)) return -1;
+    self->descending = descending;
+    PyMem_Free(self->lv);
+    self->lv = NULL;
+    self->start = self->len = self->cap = 0;
+    self->has_horizon = 0;
+    self->horizon = 0;
+    return 0;
+}
+
+static void Side_dealloc(Side *self) {
+    PyMem_Free(self->lv);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static Py_ssize_t Side_len(Side *self) { return self->len; }
+
+static PyObject *Side_set(Side *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set(price, qty)");
+        return NULL;
+    }
+    int r = set_level(self, args[0], args[1]);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "apply(levels, cap=None)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "levels must be iterable");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *price, *qty;
+        if (level_items(items[k], &price, &qty) < 0 || set_level(self, price, qty) < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (nargs == 2 && args[1] != Py_None) {
+        Py_ssize_t cap = PyLong_AsSsize_t(args[1]);
+        if (cap == -1 && PyErr_Occurred()) return NULL;
+        if (self->len > cap) truncate_to(self, cap, 1);
+    }
+    return PyLong_FromSsize_t(n);
+}
+
+typedef struct {
+    Level l;
+    Py_ssize_t order;
+    int zero;
+} Loading;
+
+static int cmp_loading(const void *a, const void *b) {
+    const Loading *x = a, *y = b;
+    if (x->l.skey != y->l.skey) return x->l.skey < y->l.skey ? -1 : 1;
+    return x->order < y->order ? -1 : (x->order > y->order);
+}
+
+static PyObject *Side_load(Side *self, PyObject *levels) {
+    PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Loading *tmp = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Loading)); /* zeroed padding */
+    if (tmp == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    int sorted = 1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *price, *qty;
+        i128 key;
+        int pp, qp = 0;
+        int64_t qm = 0;
+        int zero;
+        if (level_items(items[k], &price, &qty) < 0 || (zero = parse_qty(qty, &qm, &qp)) < 0 ||
+            parse_price(price, &key, &pp) < 0) {
+            PyMem_Free(tmp);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        Loading *t = &tmp[k];
+        t->l.skey = self->descending ? key : -key;
+        t->l.qty = qm;
+        t->l.pp = (uint8_t)pp;
+        t->l.qp = (uint8_t)qp;
+        t->order = k;
+        t->zero = zero;
+        if (k > 0 && tmp[k - 1].l.skey >= t->l.skey) sorted = 0;
+    }
+    Py_DECREF(seq);
+    if (!sorted) qsort(tmp, (size_t)n, sizeof(Loading), cmp_loading);
+    /* Of several levels at one price the last one sent wins; a zero one removes the price. */
+    Py_ssize_t kept = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (k + 1 < n && tmp[k + 1].l.skey == tmp[k].l.skey) continue;
+        if (!tmp[k].zero) tmp[kept++].l = tmp[k].l;
+    }
+    Level *lv = PyMem_Malloc((size_t)(kept > 0 ? kept : 1) * sizeof(Level));
+    if (lv == NULL) {
+        PyMem_Free(tmp);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t k = 0; k < kept; k++) lv[k] = tmp[k].l;
+    PyMem_Free(tmp);
+    PyMem_Free(self->lv);
+    self->lv = lv;
+    self->start = 0;
+    self->len = self->cap = kept;
+    self->has_horizon = 0;
+    self->horizon = 0;
+    return PyLong_FromSsize_t(n);
+}
+
+static PyObject *Side_truncate(Side *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"depth", "remember", NULL};
+    Py_ssize_t depth;
+    int remember = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|p", kwlist, &depth, &remember)) return NULL;
+    return PyLong_FromSsize_t(truncate_to(self, depth, remember));
+}
+
+static PyObject *Side_clear(Side *self, PyObject *Py_UNUSED(ignored)) {
+    PyMem_Free(self->lv);
+    self->lv = NULL;
+    self->start = self->len = self->cap = 0;
+    self->has_horizon = 0;
+    self->horizon = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *level_tuple(const Side *self, const Level *l) {
+    PyObject *p = price_text(self, l);
+    if (p == NULL) return NULL;
+    PyObject *q = qty_text(l);
+    if (q == NULL) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    PyObject *t = PyTuple_Pack(2, p, q);
+    Py_DECREF(p);
+    Py_DECREF(q);
+    return t;
+}
+
+static PyObject *Side_top(Side *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0) n = 0;
+    if (n > self->len) n = self->len;
+    PyObject *out = PyList_New(n);
+    if (out == NULL) return NULL;
+    const Level *best = self->lv + self->start + self->len - 1;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *t = level_tuple(self, best - k);
+        if (t == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, t);
+    }
+    return out;
+}
+
+/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
+static int digits_of(u128 m, char *out) {
+    char tmp[48];
+    int n = 0;
+    while (m) {
+        tmp[n++] = (char)('0' + (int)(m % 10));
+        m /= 10;
+    }
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Kraken's checksum text of the best n levels: each level's price then quantity text with the '.'
+ * removed and leading zeros stripped, which for canonical text is exactly the mantissa's digits. */
+static PyObject *Side_kraken_digits(Side *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 0) n = 0;
+    if (n > self->len) n = self->len;
+    char *buf = PyMem_Malloc((size_t)(n > 0 ? n : 1) * 80);
+    if (buf == NULL) return PyErr_NoMemory();
+    size_t k = 0;
+    const Level *best = self->lv + self->start + self->len - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Level *l = best - i;
+        i128 key = self->descending ? l->skey : -l->skey;
+        k += (size_t)digits_of((u128)key / POW10[SCALE - l->pp], buf + k);
+        k += (size_t)digits_of((u128)l->qty, buf + k);
+    }
+    PyObject *out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)k);
+    PyMem_Free(buf);
+    return out;
+}
+
+static PyObject *Side_best(Side *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->len == 0) Py_RETURN_NONE;
+    return level_tuple(self, self->lv + self->start + self->len - 1);
+}
+
+static PyObject *Side_best_key(Side *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->len == 0) Py_RETURN_NONE;
+    i128 s = self->lv[self->start + self->len - 1].skey;
+    return int128_to_py(self->descending ? s : -s);
+}
+
+/* Index of `price` in the side, or -1 (not held), -2 (error). */
+static Py_ssize_t find(Side *self, PyObject *price) {
+    i128 key;
+    int pp;
+    if (parse_price(price, &key, &pp) < 0) return -2;
+    i128 skey = self->descending ? key : -key;
+    Py_ssize_t i = lower_bound(self, skey);
+    return (i < self->len && self->lv[self->start + i].skey == skey) ? i : -1;
+}
+
+static int Side_contains(Side *self, PyObject *price) {
+    Py_ssize_t i = find(self, price);
+    if (i == -2) {
+        if (PyErr_ExceptionMatches(PyExc_ValueError) || PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    return i >= 0;
+}
+
+static PyObject *Side_get(Side *self, PyObject *price) {
+    Py_ssize_t i = find(self, price);
+    if (i == -2) return NULL;
+    if (i < 0) Py_RETURN_NONE;
+    return qty_text(self->lv + self->start + i);
+}
+
+static PyObject *Side_getstate(Side *self, PyObject *Py_UNUSED(ignored)) {
+    /* version, horizon flag, horizon, then the levels as they lie in memory: one memcpy each way */
+    size_t head = 2 * sizeof(i128), body = (size_t)self->len * sizeof(Level);
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(head + body));
+    if (blob == NULL) return NULL;
+    char *p = PyBytes_AS_STRING(blob);
+    i128 flags = STATE_VERSION | (self->has_horizon ? 0x100 : 0);
+    memcpy(p, &flags, sizeof(i128));
+    memcpy(p + sizeof(i128), &self->horizon, sizeof(i128));
+    if (body) memcpy(p + head, self->lv + self->start, body);
+    return blob;
+}
+
+static int Side_set_horizon(Side *self, PyObject *value, void *closure);
+static PyObject *Side_load(Side *self, PyObject *levels);
+
+/* The pickled state of a pure-Python side (`levels.PySide`: pickle's (None, {slot: value})). Recovery
+ * data written before the compiled side existed holds those under the name `levels.Side`. */
+static PyObject *setstate_from_python_side(Side *self, PyObject *slots) {
+    PyObject *descending = PyDict_GetItemString(slots, "descending");
+    PyObject *texts = PyDict_GetItemString(slots, "texts");
+    PyObject *qty = PyDict_GetItemString(slots, "qty");
+    PyObject *horizon = PyDict_GetItemString(slots, "horizon");
+    if (descending == NULL || texts == NULL || qty == NULL || !PyDict_Check(qty)) {
+        PyErr_SetString(PyExc_ValueError, "not a Side state");
+        return NULL;
+    }
+    int desc = PyObject_IsTrue(descending);
+    if (desc < 0) return NULL;
+    self->descending = desc;
+    PyObject *seq = PySequence_Fast(texts, "texts must be a sequence");
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *levels = PyList_New(n);
+    if (levels == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *text = PySequence_Fast_GET_ITEM(seq, k);
+        PyObject *q = PyDict_GetItemWithError(qty, text);
+        PyObject *pair = q == NULL ? NULL : PyTuple_Pack(2, text, q);
+        if (pair == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "Side state: a price without quantity");
+            Py_DECREF(levels);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyList_SET_ITEM(levels, k, pair);
+    }
+    Py_DECREF(seq);
+    PyObject *r = Side_load(self, levels);
+    Py_DECREF(levels);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    if (Side_set_horizon(self, horizon, NULL) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Side_setstate(Side *self, PyObject *blob) {
+    if (PyTuple_Check(blob) && PyTuple_GET_SIZE(blob) == 2 && PyDict_Check(PyTuple_GET_ITEM(blob, 1)))
+        return setstate_from_python_side(self, PyTuple_GET_ITEM(blob, 1));
+    if (PyDict_Check(blob)) return setstate_from_python_side(self, blob);
+    if (!PyBytes_Check(blob)) {
+        PyErr_SetString(PyExc_TypeError, "Side state must be bytes");
+        return NULL;
+    }
+    size_t head = 2 * sizeof(i128), size = (size_t)PyBytes_GET_SIZE(blob);
+    const char *p = PyBytes_AS_STRING(blob);
+    i128 flags;
+    if (size < head || (size - head) % sizeof(Level) != 0) goto bad;
+    memcpy(&flags, p, sizeof(i128));
+    if ((flags & 0xff) != STATE_VERSION) goto bad;
+    Py_ssize_t n = (Py_ssize_t)((size - head) / sizeof(Level));
+    Level *lv = PyMem_Malloc((size_t)(n > 0 ? n : 1) * sizeof(Level));
+    if (lv == NULL) return PyErr_NoMemory();
+    if (n) memcpy(lv, p + head, (size_t)n * sizeof(Level));
+    PyMem_Free(self->lv);
+    self->lv = lv;
+    self->start = 0;
+    self->len = self->cap = n;
+    self->has_horizon = (flags & 0x100) != 0;
+    memcpy(&self->horizon, p + sizeof(i128), sizeof(i128));
+    Py_RETURN_NONE;
+bad:
+    PyErr_SetString(PyExc_ValueError, "not a Side state (other version or corrupt)");
+    return NULL;
+}
+
+static PyObject *Side_reduce(Side *self, PyObject *Py_UNUSED(ignored)) {
+    PyObject *state = Side_getstate(self, NULL);
+    if (state == NULL) return NULL;
+    return Py_BuildValue("O(O)N", (PyObject *)Py_TYPE(self), self->descending ? Py_True : Py_False, state);
+}
+
+static PyObject *Side_copy(Side *self, PyObject *Py_UNUSED(ignored)) {
+    Side *other = (Side *)PyType_GenericAlloc(Py_TYPE(self), 0);
+    if (other == NULL) return NULL;
+    other->descending = self->descending;
+    other->has_horizon = self->has_horizon;
+    other->horizon = self->horizon;
+    other->lv = PyMem_Malloc((size_t)(self->len > 0 ? self->len : 1) * sizeof(Level));
+    if (other->lv == NULL) {
+        Py_DECREF(other);
+        return PyErr_NoMemory();
+    }
+    if (self->len) memcpy(other->lv, self->lv + self->start, (size_t)self->len * sizeof(Level));
+    other->start = 0;
+    other->len = other->cap = self->len;
+    return (PyObject *)other;
+}
+
+static PyObject *Side_deepcopy(Side *self, PyObject *Py_UNUSED(memo)) { return Side_copy(self, NULL); }
+
+static PyObject *Side_sizeof(Side *self, PyObject *Py_UNUSED(ignored)) {
+    return PyLong_FromSsize_t((Py_ssize_t)sizeof(Side) + self->cap * (Py_ssize_t)sizeof(Level));
+}
+
+static PyObject *Side_get_horizon(Side *self, void *Py_UNUSED(closure)) {
+    if (!self->has_horizon) Py_RETURN_NONE;
+    return int128_to_py(self->descending ? self->horizon : -self->horizon);
+}
+
+/* Set from a price key (levels.price_key units) or None; used to restore a pure-Python side's state. */
+static int Side_set_horizon(Side *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (value == NULL || value == Py_None) {
+        self->has_horizon = 0;
+        self->horizon = 0;
+        return 0;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "horizon must be an int (a price key) or None");
+        return -1;
+    }
+    PyObject *text = PyObject_Str(value);
+    if (text == NULL) return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    int neg = s != NULL && n > 0 && s[0] == '-';
+    u128 m = 0;
+    int ok = s != NULL && n - neg >= 1 && n - neg <= 38;
+    for (Py_ssize_t i = neg; ok && i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') ok = 0;
+        else m = m * 10 + (unsigned)(s[i] - '0');
+    }
+    Py_DECREF(text);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "horizon out of range");
+        return -1;
+    }
+    i128 key = neg ? -(i128)m : (i128)m;
+    self->horizon = self->descending ? key : -key;
+    self->has_horizon = 1;
+    return 0;
+}
+
+static PyObject *Side_get_descending(Side *self, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(self->descending);
+}
+
+static PyMethodDef Side_methods[] = {
+    {"set", (PyCFunction)(void (*)(void))Side_set, METH_FASTCALL,
+     "set(price, qty) -> bool: insert, replace or (zero qty) delete one level; True if one was added or removed."},
+    {"apply", (PyCFunction)(void (*)(void))Side_apply, METH_FASTCALL,
+     "apply(levels, cap=None) -> int: `set` every [price, qty] in order, then cut to `cap` levels."},
+    {"load", (PyCFunction)Side_load, METH_O, "load(levels) -> int: replace the side with a snapshot."},
+    {"truncate", (PyCFunction)(void (*)(void))Side_truncate, METH_VARARGS | METH_KEYWORDS,
+     "truncate(depth, remember=True) -> int: drop the worst levels beyond depth."},
+    {"clear", (PyCFunction)Side_clear, METH_NOARGS, "Empty the side and forget the horizon."},
+    {"top", (PyCFunction)Side_top, METH_O, "top(n) -> [(price, qty)]: the best n levels, best first."},
+    {"best", (PyCFunction)Side_best, METH_NOARGS, "best() -> (price, qty) | None"},
+    {"best_key", (PyCFunction)Side_best_key, METH_NOARGS, "best_key() -> int | None (levels.price_key units)"},
+    {"get", (PyCFunction)Side_get, METH_O, "get(price) -> qty text | None"},
+    {"kraken_digits", (PyCFunction)Side_kraken_digits, METH_O,
+     "kraken_digits(n) -> bytes: the best n levels as Kraken's checksum input (see checksums.py)."},
+    {"__getstate__", (PyCFunction)Side_getstate, METH_NOARGS, NULL},
+    {"__setstate__", (PyCFunction)Side_setstate, METH_O, NULL},
+    {"__reduce__", (PyCFunction)Side_reduce, METH_NOARGS, NULL},
+    {"__copy__", (PyCFunction)Side_copy, METH_NOARGS, NULL},
+    {"__deepcopy__", (PyCFunction)Side_deepcopy, METH_O, NULL},
+    {"__sizeof__", (PyCFunction)Side_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Side_getset[] = {
+    {"horizon", (getter)Side_get_horizon, (setter)Side_set_horizon,
+     "Worst price key kept after our own depth cut, or None.", NULL},
+    {"descending", (getter)Side_get_descending, NULL, "True for bids.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Side_as_sequence = {
+    .sq_length = (lenfunc)Side_len,
+    .sq_contains = (objobjproc)Side_contains,
+};
+
+static PyTypeObject SideType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "operators.book._levels.Side",
+    .tp_doc = "One side of an order book: price -> quantity, 32 bytes per level, texts rebuilt exactly.",
+    .tp_basicsize = sizeof(Side),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Side_init,
+    .tp_dealloc = (destructor)Side_dealloc,
+    .tp_methods = Side_methods,
+    .tp_getset = Side_getset,
+    .tp_as_sequence = &Side_as_sequence,
+};
+
+static struct PyModuleDef levels_module = {
+    PyModuleDef_HEAD_INIT, "operators.book._levels", "Compiled order-book side (see operators/book/levels.py).", -1,
+};
+
+PyMODINIT_FUNC PyInit__levels(void) {
+    POW10[0] = 1;
+    for (int k = 1; k < 39; k++) POW10[k] = POW10[k - 1] * 10;
+    if (PyType_Ready(&SideType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&levels_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&SideType);
+    if (PyModule_AddObject(m, "Side", (PyObject *)&SideType) < 0) {
+        Py_DECREF(&SideType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "LEVEL_BYTES", (long)sizeof(Level));
+    return m;
+}
