@@ -41,6 +41,7 @@ from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.registry import sources_for
 from connectors.signals import END
 from connectors.source import ShardedSource
+from connectors.ws_client import MAX_BATCH_FRAMES
 from cryptoflow.config import CatalogConfig, Settings, load_settings
 from cryptoflow.model import Market
 from cryptoflow.schemas import TABLES
@@ -51,6 +52,9 @@ from operators.sequencing.sync import DiffSync
 from operators.venue_delta import VenueDeltaLogic
 
 EPOCH = timedelta(seconds=10)
+# Frames per `_on_frames` call: what one socket read hands over when the client is the bottleneck
+# (the socket then holds up to websockets' `max_queue` messages, `connectors.ws_client.MAX_BATCH_FRAMES`).
+FEED_BATCH = MAX_BATCH_FRAMES
 
 
 @dataclass
@@ -73,8 +77,11 @@ class E2EResult:
 class RecordingFeeder:
     """Stands in for the socket of one shard's client: same frame path, no network."""
 
-    def __init__(self, client: BinanceClient, schedule: list[tuple[str, str]], corpus: BinanceCorpus):
-        self.client, self.schedule, self.corpus = client, schedule, corpus
+    def __init__(
+        self, client: BinanceClient, schedule: list[tuple[str, str]], corpus: BinanceCorpus,
+        batch: int = FEED_BATCH,
+    ) -> None:  # fmt: skip
+        self.client, self.schedule, self.corpus, self.batch = client, schedule, corpus, batch
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -87,16 +94,24 @@ class RecordingFeeder:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        client = self.client
+        client, batch, size = self.client, [], self.batch
         try:
             for kind, item in self.schedule:
                 if kind == "ws":
-                    client._on_frame(item)
+                    batch.append(item)
+                    if len(batch) >= size:
+                        client._on_frames(batch)
+                        batch = []
                     continue
+                if batch:
+                    client._on_frames(batch)
+                    batch = []
                 inst = client.instruments[item]  # mirror of BinanceClient._fetch_snapshot
                 event = parse_depth_snapshot(self.corpus.snapshots[item].body, inst, client.shard, now_us())
                 client.syncs[item].on_snapshot(None, event.seq)
                 client._put(event)
+            if batch:
+                client._on_frames(batch)
         finally:
             client._put(END)
 
@@ -127,7 +142,7 @@ def _split_schedule(corpus: BinanceCorpus, symbols: set[str]) -> list[tuple[str,
     return out
 
 
-def build_flow(corpus: BinanceCorpus, settings: Settings) -> Dataflow:
+def build_flow(corpus: BinanceCorpus, settings: Settings, feed_batch: int = FEED_BATCH) -> Dataflow:
     """`dataflows.spot_delta.build_flow` (USD-M: `futures_delta`) exactly as deployed, except that each
     shard's client reads the corpus from a feeder thread instead of a socket."""
     stream = stream_of(corpus)
@@ -154,7 +169,7 @@ def build_flow(corpus: BinanceCorpus, settings: Settings) -> Dataflow:
         # The live client would start an HTTP fetch here; the feeder delivers the recorded snapshot at
         # its recorded position in the stream instead.
         client._request_snapshot = lambda *args, **kwargs: None
-        return [RecordingFeeder(client, schedules[shard], corpus)]
+        return [RecordingFeeder(client, schedules[shard], corpus, feed_batch)]
 
     source.make_clients = make_clients
     book = settings.book
@@ -173,14 +188,16 @@ def committed(catalog_cfg: CatalogConfig, stream: str = "spot_delta") -> tuple[i
     return rows, len(table.metadata.snapshots)
 
 
-def run_inproc(corpus: BinanceCorpus, warehouse: Path | None = None, profiler=None) -> E2EResult:
+def run_inproc(
+    corpus: BinanceCorpus, warehouse: Path | None = None, profiler=None, feed_batch: int = FEED_BATCH
+) -> E2EResult:
     with tempfile.TemporaryDirectory(prefix="cryptoflow-bench-") as tmp:
         root = Path(warehouse or tmp)
         settings = _settings(corpus, root)
         stream, catalog = stream_of(corpus), load_catalog(settings.catalog)
         for table in (stream, "gaps"):
             ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
-        flow = build_flow(corpus, settings)
+        flow = build_flow(corpus, settings, feed_batch)
         if profiler is not None:
             profiler.start()
         started_at = time.time()
@@ -216,10 +233,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--venue", default="binance-spot")
     parser.add_argument("--reps", type=int, required=True)
+    parser.add_argument("--batch", type=int, default=FEED_BATCH, help="frames per socket read")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     corpus = load_binance(args.venue, args.reps)
-    result = run_inproc(corpus)
+    result = run_inproc(corpus, feed_batch=args.batch)
     print(json.dumps({**asdict(result), "valid": result.valid}))
 
 

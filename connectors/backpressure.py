@@ -260,6 +260,11 @@ class WaitChannel(HandoffQueue):
             return False
         return True
 
+    def put_many(self, items: list[Any]) -> int:
+        """Queue as many of `items` (from the first) as fit now, without waiting; how many were taken.
+        The caller waits for room for the rest (`put`)."""
+        return HandoffQueue.extend(self, items)
+
     def get(self, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -33,6 +33,21 @@ def put_until_stopped(out: Channel | queue.Queue, item: Any, stop: threading.Eve
                 return
 
 
+def put_all_until_stopped(out: Channel | queue.Queue, items: list[Any], stop: threading.Event) -> None:
+    """Hand a batch of events over in order. On a `wait` channel the part that fits goes in with one
+    `extend` (no per-item call); the rest, and every item on other channels, goes through
+    `put_until_stopped` one by one, so the drop policies still decide and count per item."""
+    if isinstance(out, WaitChannel):
+        taken = out.put_many(items)
+        if taken == len(items):
+            return
+        items = items[taken:]
+    for item in items:
+        put_until_stopped(out, item, stop)
+        if stop.is_set() and isinstance(out, WaitChannel) and out.full():
+            return  # stopped while waiting for room: the rest would wait in vain too
+
+
 async def sleep_unless_stopped(seconds: float, stop: threading.Event) -> None:
     """`asyncio.sleep` that returns early (within 0.1 s) once `stop` is set."""
     end = time.monotonic() + seconds

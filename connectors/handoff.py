@@ -50,6 +50,19 @@ class HandoffQueue:
             finally:
                 self._waiting -= 1
 
+    def extend(self, batch: list[Any]) -> int:
+        """Append as many of `batch` (from the first) as fit without waiting; returns how many. One
+        deque call for the whole batch when it fits (the common case)."""
+        items = self._items
+        room = self.maxsize - len(items)
+        if room >= len(batch):
+            items.extend(batch)
+            return len(batch)
+        if room <= 0:
+            return 0
+        items.extend(batch[:room])
+        return room
+
     def put_nowait(self, item: Any) -> None:
         self.put(item, block=False)
 

@@ -54,14 +54,18 @@ class _Handover:
         self.buffer: list[str | bytes] = []
         self.seen: set[Any] = set()
 
-    def on_frame(self, raw: str | bytes, primary: bool) -> None:
+    def on_frames(self, raws: list[str | bytes], primary: bool) -> None:
         if primary:
-            self.client._on_frame(raw)
+            self.client._on_frames(raws)
             return
-        self.buffer.append(raw)
-        topic = self.client.snapshot_topic(raw)
-        if topic is not None:
-            self.seen.add(topic)
+        self.buffer.extend(raws)
+        for raw in raws:
+            topic = self.client.snapshot_topic(raw)
+            if topic is not None:
+                self.seen.add(topic)
+
+    def on_frame(self, raw: str | bytes, primary: bool) -> None:
+        self.on_frames([raw], primary)
 
     def wants_rotation(self, raw: str | bytes) -> bool:
         return self.client.wants_rotation(raw)
@@ -72,8 +76,8 @@ class _Handover:
     def promote(self) -> None:
         buffered, self.buffer, self.seen = self.buffer, [], set()
         self.client._handed_over()
-        for raw in buffered:
-            self.client._on_frame(raw)
+        if buffered:
+            self.client._on_frames(buffered)
 
     def abandon(self) -> None:
         self.buffer, self.seen = [], set()
@@ -130,6 +134,7 @@ class SubscribeClient(WsClient):
         self._subscribe_count = 0
         self._journaled_instruments: bytes | None = None
         self._frames_metric = metrics.FRAMES.labels(self.exchange, self.market)  # bound once
+        self._pending: list[RawEvent] | None = None  # events of the frame batch being handled
 
     @property
     def resubscribes(self) -> int:
@@ -345,10 +350,25 @@ class SubscribeClient(WsClient):
 
     # ------------------------------------------------------------------ frames
     def _on_frame(self, raw: str | bytes) -> None:
+        self._on_frames([raw])
+
+    def _on_frames(self, raws: list[str | bytes]) -> None:
+        """One socket read's frames: counted once, one ingest stamp, each frame handled by `_frame`,
+        their events handed over in one `_put_many` at the end."""
         ingest = now_us()
         self._last_frame = time.monotonic()
-        self.frames += 1
-        self._frames_metric.inc()
+        self.frames += len(raws)
+        self._frames_metric.inc(len(raws))
+        self._pending = pending = []
+        try:
+            for raw in raws:
+                self._frame(raw, ingest)
+        finally:
+            self._pending = None
+            self._put_many(pending)
+
+    def _frame(self, raw: str | bytes, ingest: int) -> None:
+        """One frame: journal it, or parse it and emit its events."""
         if self.journal is not None:
             self.journal.append(RecordKind.WS_FRAME, self._conn_meta, raw, ingest)
         try:
@@ -376,7 +396,10 @@ class SubscribeClient(WsClient):
                 self._awaiting.pop(event.exchange_symbol, None)
             self.sequence(event)
         if self.journal is None:
-            self._put(event)
+            if self._pending is not None:
+                self._pending.append(event)  # inside `_on_frames`: handed over with its batch
+            else:
+                self._put(event)
 
     def _track(self, event: RawEvent) -> None:
         tracker = self.trackers.get(event.exchange_symbol)

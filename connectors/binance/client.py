@@ -47,6 +47,7 @@ from connectors.binance.parsing import (
     parse_depth_snapshot,
     parse_exchange_info,
     parse_ws_frame,
+    parse_ws_frames,
 )
 from connectors.egress import EgressManager
 from connectors.journal import JournalWriter, RecordKind
@@ -91,11 +92,16 @@ def parse_frame(
     try:
         return parse_ws_frame(raw, instruments, shard, ingest_us)
     except ParseError as exc:
-        metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
-        if exc.reason == "unknown_symbol":
-            metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
-        log.warning("%s: dropped frame: %s", label, exc)
+        count_bad_frame(exc, label)
         return None
+
+
+def count_bad_frame(exc: ParseError, label: str) -> None:
+    """A frame that cannot be used: counted by reason, logged, dropped."""
+    metrics.BAD_FRAMES.labels(EXCHANGE, exc.reason).inc()
+    if exc.reason == "unknown_symbol":
+        metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
+    log.warning("%s: dropped frame: %s", label, exc)
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,25 @@ class DuplicateFilter:
         self.last: dict[tuple[Kind, str], int] = {}
         self.dropped = 0
 
+    def fresh_many(self, events: list[RawEvent]) -> list[bool]:
+        """`fresh` of each event in order, in one call (the per-batch path)."""
+        last, filtered = self.last, _FILTERED
+        out = []
+        for ev in events:
+            seq = ev.seq
+            if seq is None or ev.kind not in filtered:
+                out.append(True)
+                continue
+            key = (ev.kind, ev.exchange_symbol)
+            prev = last.get(key)
+            if prev is not None and seq <= prev:
+                self.dropped += 1
+                out.append(False)
+                continue
+            last[key] = seq
+            out.append(True)
+        return out
+
     def fresh(self, ev: RawEvent) -> bool:
         if ev.kind not in _FILTERED or ev.seq is None:
             return True
@@ -199,16 +224,18 @@ class _LaneHandover:
         self.buffer: list[tuple[RawEvent, str | bytes]] = []
         self.first: dict[tuple[Kind, str], RawEvent] = {}  # replacement's first event per stream
 
-    def on_frame(self, raw: str | bytes, primary: bool) -> None:
-        event = self.client.parse(raw)
-        if event is None:
-            return
+    def on_frames(self, raws: list[str | bytes], primary: bool) -> None:
+        events, kept = self.client.parse_many(raws)
         if primary:
-            self.client.emit(event, raw)
+            self.client.emit_many(events, kept)
             return
-        self.buffer.append((event, raw))
-        if event.kind in _FILTERED and event.seq is not None:
-            self.first.setdefault((event.kind, event.exchange_symbol), event)
+        self.buffer.extend(zip(events, kept, strict=True))
+        for event in events:
+            if event.kind in _FILTERED and event.seq is not None:
+                self.first.setdefault((event.kind, event.exchange_symbol), event)
+
+    def on_frame(self, raw: str | bytes, primary: bool) -> None:
+        self.on_frames([raw], primary)
 
     def wants_rotation(self, raw: str | bytes) -> bool:
         return b"serverShutdown" in raw if isinstance(raw, bytes) else "serverShutdown" in raw
@@ -220,8 +247,8 @@ class _LaneHandover:
 
     def promote(self) -> None:
         buffered, self.buffer, self.first = self.buffer, [], {}
-        for event, raw in buffered:
-            self.client.emit(event, raw)
+        if buffered:
+            self.client.emit_many([event for event, _ in buffered], [raw for _, raw in buffered])
 
     def abandon(self) -> None:
         self.buffer, self.first = [], {}
@@ -262,6 +289,7 @@ class BinanceClient(WsClient):
         self.lane_connections: list[RotatingConnection] = []
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
         self._frames = metrics.FRAMES.labels(EXCHANGE, Market.SPOT if market == SPOT else Market.PERP)
+        self._duplicates = metrics.seq_event(EXCHANGE, "duplicate_frame")  # bound once, per batch
 
     # ------------------------------------------------------------------ venue specifics
     @property
@@ -325,30 +353,57 @@ class BinanceClient(WsClient):
         self._frames.inc()
         return parse_frame(raw, self.instruments, self.shard, now_us(), self._label)
 
+    def parse_many(self, raws: list[str | bytes]) -> tuple[list[RawEvent], list[str | bytes]]:
+        """One socket read's frames -> (events, the frame of each): one ingest stamp (they were read
+        at the same moment) and one frame-counter increment per batch."""
+        self._frames.inc(len(raws))
+        return parse_ws_frames(raws, self.instruments, self.shard, now_us(), self._bad_frame)
+
+    def _bad_frame(self, raw: str | bytes, exc: ParseError) -> None:
+        count_bad_frame(exc, self._label)
+
     def _on_frame(self, raw: str | bytes) -> None:
-        """One frame of the primary connection (what benchmarks drive directly)."""
-        event = self.parse(raw)
-        if event is not None:
-            self.emit(event, raw)
+        """One frame of the primary connection."""
+        self._on_frames([raw])
+
+    def _on_frames(self, raws: list[str | bytes]) -> None:
+        """A batch of the primary connection's frames (what the socket reader and benchmarks drive)."""
+        events, kept = self.parse_many(raws)
+        self.emit_many(events, kept)
 
     def emit(self, event: RawEvent, raw: str | bytes | None = None) -> None:
         """Hand one event to the dataflow, unless it repeats one already handed over. `raw` is the frame
         it came from: the place to journal exactly the frames the dataflow gets."""
-        if not self.filter.fresh(event):
-            metrics.seq_event(EXCHANGE, "duplicate_frame").inc()
+        self.emit_many([event], [raw])
+
+    def emit_many(self, events: list[RawEvent], raws: list[str | bytes | None]) -> None:
+        """`emit` for a batch, in order: repeats dropped (counted once per batch), the id-only sequencer
+        run per depth diff, the rest handed over in one `_put_many` (or journaled frame by frame)."""
+        if not events:
             return
-        if event.kind is Kind.DEPTH_DIFF:
-            sync = self.syncs.get(event.exchange_symbol)
-            if sync is not None and not sync.apply_live(event.first_seq, event.seq, event.prev_seq):
-                step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
-                if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
-                    self._request_snapshot(event.exchange_symbol, step.outcome.value)
-        if self.journal is not None:
-            if raw is None:
-                raise ValueError("journal mode needs the raw frame of every emitted event")
-            self.journal.append(RecordKind.WS_FRAME, self._journal_meta, raw, event.ingest_ts_us)
-        else:
-            self._put(event)
+        fresh = self.filter.fresh_many(events)
+        syncs, journal = self.syncs, self.journal
+        out: list[RawEvent] = []
+        duplicates = 0
+        for event, raw, is_fresh in zip(events, raws, fresh, strict=True):
+            if not is_fresh:
+                duplicates += 1
+                continue
+            if event.kind is Kind.DEPTH_DIFF:
+                sync = syncs.get(event.exchange_symbol)
+                if sync is not None and not sync.apply_live(event.first_seq, event.seq, event.prev_seq):
+                    step = sync.on_diff(None, event.first_seq, event.seq, event.prev_seq)
+                    if step.outcome in (Outcome.GAP, Outcome.SNAPSHOT_TOO_OLD, Outcome.BUFFERED):
+                        self._request_snapshot(event.exchange_symbol, step.outcome.value)
+            if journal is not None:
+                if raw is None:
+                    raise ValueError("journal mode needs the raw frame of every emitted event")
+                journal.append(RecordKind.WS_FRAME, self._journal_meta, raw, event.ingest_ts_us)
+            else:
+                out.append(event)
+        if duplicates:
+            self._duplicates.inc(duplicates)
+        self._put_many(out)
 
     # ------------------------------------------------------------------ snapshots
     def _request_snapshot(self, exchange_symbol: str, reason: str, delay_s: float = 0.0) -> None:

@@ -2,7 +2,7 @@
 
 Deterministic by construction: the instruments come from the journal's own INSTRUMENTS records (and
 the source snapshot), so a replay after a crash decodes the same records into the same events. Frames
-are parsed by the same function as the client's (`connectors.binance.client.parse_frame`); the client
+are parsed by the same function as the client's (`connectors.binance.parsing.parse_ws_frames`); the client
 journals only frames it parsed and emitted, so a bad frame is counted once, by the client.
 """
 
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from connectors.binance.client import SPOT, instruments_market, parse_frame
+from connectors.binance.client import SPOT, count_bad_frame, instruments_market
 from connectors.binance.parsing import (
     EXCHANGE,
     Instrument,
     ParseError,
     parse_depth_snapshot,
     parse_exchange_info,
+    parse_ws_frames,
 )
 from connectors.journal import JournalRecord, RecordKind
 from cryptoflow import metrics
@@ -43,8 +44,10 @@ class BinanceDecoder:
 
     def decode(self, record: JournalRecord) -> RawEvent | None:
         kind = record.kind
-        if kind is RecordKind.WS_FRAME:
-            return parse_frame(record.payload, self.instruments, self.shard, record.ingest_us, self._label)
+        if kind is RecordKind.WS_FRAME:  # the client's lean batch parser, on a batch of one record
+            events, _ = parse_ws_frames([record.payload], self.instruments, self.shard, record.ingest_us,
+                                        self._bad_frame)  # fmt: skip
+            return events[0] if events else None
         try:
             if kind is RecordKind.REST_SNAPSHOT:
                 inst = self.instruments.get(record.meta)
@@ -62,6 +65,9 @@ class BinanceDecoder:
                 metrics.UNKNOWN_SYMBOL.labels(EXCHANGE).inc()
             log.warning("%s: dropped record %d: %s", self._label, record.offset, exc)
         return None
+
+    def _bad_frame(self, raw: bytes | str, exc: ParseError) -> None:
+        count_bad_frame(exc, self._label)
 
     def state(self) -> dict[str, Instrument]:
         return dict(self.instruments)

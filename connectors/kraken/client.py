@@ -108,7 +108,7 @@ class KrakenClient(SubscribeClient):
     def keepalive_message(self) -> str:
         return orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode()
 
-    def _on_frame(self, raw: str | bytes) -> None:
+    def _frame(self, raw: str | bytes, ingest: int) -> None:
         """The `status` channel says whether the exchange is `online`; anything else (maintenance,
         cancel_only, post_only) is logged, since books may stall or the connection may be dropped."""
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
@@ -121,7 +121,7 @@ class KrakenClient(SubscribeClient):
                 level = logging.INFO if system == "online" else logging.WARNING
                 log.log(level, "%s: Kraken system status %s", self._label, system)
             self.system_status = system
-        super()._on_frame(raw)
+        super()._frame(raw, ingest)
 
     def map_event(self, event: RawEvent) -> RawEvent | None:
         symbol = self.instruments.get(event.exchange_symbol)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from websockets.asyncio.server import serve
@@ -67,12 +68,15 @@ class Collector:
     def __init__(self) -> None:
         self.filter, self.emitted = DuplicateFilter(), []
 
-    def parse(self, raw):
-        return parse_ws_frame(raw, INSTRUMENTS, 0, 0)
+    def parse_many(self, raws):
+        events = [parse_ws_frame(raw, INSTRUMENTS, 0, 0) for raw in raws]
+        kept = [(ev, raw) for ev, raw in zip(events, raws, strict=True) if ev is not None]
+        return [ev for ev, _ in kept], [raw for _, raw in kept]
 
-    def emit(self, ev, raw=None) -> None:
-        if self.filter.fresh(ev):
-            self.emitted.append(ev.seq)
+    def emit_many(self, events, raws) -> None:
+        self.emitted.extend(
+            ev.seq for ev, fresh in zip(events, self.filter.fresh_many(events), strict=True) if fresh
+        )
 
 
 async def run_client(
@@ -138,3 +142,50 @@ def test_every_connection_including_replacements_goes_through_the_opener_lease()
     assert leases[:2] == ["127.0.0.2", "127.0.0.2"] and set(leases[2:]) == {"127.0.0.3"}
     assert sorted(ip for ip, _ in released) == sorted(leases) and all(e is None for _, e in released)
     assert egress.connections("127.0.0.2") == egress.connections("127.0.0.3") == 0
+
+
+class BatchRecorder:
+    """Records each batch the connection hands over; the first one blocks the loop for a moment, so the
+    frames the server sends meanwhile wait in the socket (as when the client is the bottleneck)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def on_frames(self, raws, primary):
+        assert primary
+        self.batches.append(list(raws))
+        if len(self.batches) == 1:
+            time.sleep(0.3)
+
+    def wants_rotation(self, raw):
+        return False
+
+
+def test_frames_already_buffered_are_handed_over_as_one_batch_in_order():
+    from connectors.ws_client import MAX_BATCH_FRAMES
+
+    total = 1000
+
+    async def handler(ws):
+        await ws.recv()  # the subscribe message
+        for u in range(1, total + 1):
+            await ws.send(frame(u))
+        await ws.close(4100, "end of replay")
+
+    async def main() -> BatchRecorder:
+        recorder = BatchRecorder()
+        async with serve(handler, "127.0.0.1", 0) as ws_server:
+            port = ws_server.sockets[0].getsockname()[1]
+            conn = RotatingConnection(
+                "test", "binance", f"ws://127.0.0.1:{port}/public/stream", ["sub"], recorder,  # type: ignore[arg-type]
+                messages_per_s=10, rotate_after_s=3600, overlap_max_s=1.0, stop=asyncio.Event(),
+            )  # fmt: skip
+            with pytest.raises(ConnectionEnded):
+                await asyncio.wait_for(conn.run(), 30)
+        return recorder
+
+    recorder = asyncio.run(main())
+    frames = [raw for batch in recorder.batches for raw in batch]
+    assert frames == [frame(u) for u in range(1, total + 1)]  # every frame once, in order, close included
+    sizes = [len(batch) for batch in recorder.batches]
+    assert max(sizes) > 1 and max(sizes) <= MAX_BATCH_FRAMES and len(sizes) < total

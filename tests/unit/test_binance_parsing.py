@@ -1,11 +1,14 @@
+import orjson
 import pytest
 
 from connectors.binance.parsing import (
+    GuessingInstruments,
     Instrument,
     ParseError,
     parse_depth_snapshot,
     parse_exchange_info,
     parse_ws_frame,
+    parse_ws_frames,
 )
 from cryptoflow.model import BUY, SELL, Kind
 
@@ -69,3 +72,65 @@ def test_snapshot_and_exchange_info():
         '{"symbols":[{"symbol":"LRCBTC","baseAsset":"LRC","quoteAsset":"BTC"}]}', "spot"
     )
     assert info["LRCBTC"].symbol == "LRC-BTC"
+
+
+def _one_by_one(frames, instruments, ingest_us):
+    """The reference: `parse_ws_frame` per frame, errors as (frame, reason)."""
+    events, kept, errors = [], [], []
+    for raw in frames:
+        try:
+            ev = parse_ws_frame(raw, instruments, 5, ingest_us)
+        except ParseError as exc:
+            errors.append((raw, exc.reason))
+            continue
+        if ev is not None:
+            events.append(ev)
+            kept.append(raw)
+    return events, kept, errors
+
+
+def _depth(**fields) -> str:
+    data = {"e": "depthUpdate", "E": 1633998512068, "s": "NKNUSDT", "U": 10, "u": 12,
+            "b": [["0.35130000", "6195.00000000"]], "a": [["0.36", "1.0"], ["0.37", "0"]]}  # fmt: skip
+    data.update(fields)
+    data = {k: v for k, v in data.items() if v is not ...}
+    return orjson.dumps({"stream": "nknusdt@depth@100ms", "data": data}).decode()
+
+
+def test_batch_parser_matches_the_frame_parser_on_every_shape():
+    """The lean batch path (depth fast path + fallback) gives exactly the events and errors of
+    `parse_ws_frame` frame by frame, including the odd shapes the fast path must hand over."""
+    frames = [
+        DIFF, DIFF.encode(), _depth(), _depth(pu=9), _depth(pu=None), _depth(U="10", u="12"),
+        _depth(E="1633998512068"), _depth(E=True), _depth(E=...), _depth(b=...), _depth(s="XYZUSDT"),
+        _depth(U=1.5), '{"e":"depthUpdate","E":1,"s":"NKNUSDT","U":1,"u":2,"b":[],"a":[]}',
+        '{"result":null,"id":1}', "{not json", "[1,2]", '{"code":-1121,"msg":"Invalid symbol."}',
+        '{"stream":"nknusdt@kline_1m","data":{"e":"kline","E":1,"s":"NKNUSDT","k":{}}}',
+        '{"stream":"x","data":{"e":"somethingNew"}}', '{"stream":"x","data":[1]}', '"text"',
+        '{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1,"s":"NKNUSDT","a":15683430,'
+        '"p":"0.35280000","q":"58.00000000","f":1,"l":2,"T":1633998523963,"m":true,"M":true}}',
+    ]  # fmt: skip
+    errors = []
+    events, kept = parse_ws_frames(
+        frames, INSTRUMENTS, 5, 99, lambda raw, exc: errors.append((raw, exc.reason))
+    )
+    want_events, want_kept, want_errors = _one_by_one(frames, INSTRUMENTS, 99)
+    assert events == want_events and kept == want_kept and errors == want_errors
+    assert len(events) == 10 and {reason for _, reason in errors} == {
+        "malformed_json", "missing_field", "unknown_symbol", "unexpected_shape", "server_error", "unknown_event"
+    }  # fmt: skip
+    assert (
+        events[3].prev_seq == 9 and events[4].first_seq == 10 and events[5].exchange_ts_us == 1633998512068000
+    )
+
+
+def test_batch_parser_matches_the_frame_parser_on_the_recordings():
+    from benchmarks.corpus import load_binance
+
+    for venue in ("binance-spot", "binance-usdm"):
+        corpus = load_binance(venue, 1)
+        frames = [item for kind, item in corpus.schedule if kind == "ws"]
+        instruments = GuessingInstruments(corpus.market)
+        events, kept = parse_ws_frames(frames, instruments, 5, 99, lambda raw, exc: None)
+        want_events, want_kept, _ = _one_by_one(frames, instruments, 99)
+        assert len(events) > 100 and events == want_events and kept == want_kept

@@ -135,12 +135,13 @@ class StubClient:
     def __init__(self) -> None:
         self.filter, self.emitted = DuplicateFilter(), []
 
-    def parse(self, raw):
-        return raw  # frames are events already
+    def parse_many(self, raws):
+        return list(raws), list(raws)  # frames are events already
 
-    def emit(self, ev, raw=None):
-        if self.filter.fresh(ev):
-            self.emitted.append(ev.seq)
+    def emit_many(self, events, raws):
+        self.emitted.extend(
+            ev.seq for ev, fresh in zip(events, self.filter.fresh_many(events), strict=True) if fresh
+        )
 
 
 def test_handover_emits_every_update_once_and_waits_for_the_overlap():
@@ -158,6 +159,21 @@ def test_handover_emits_every_update_once_and_waits_for_the_overlap():
     lane.on_frame(diff(7, 6), primary=True)
     assert client.emitted == [1, 2, 3, 4, 5, 6, 7]
     assert client.filter.dropped == 1  # the replacement's copy of 5
+
+
+def test_handover_in_batches_emits_every_update_once():
+    """The same hand-over when the sockets deliver several frames per read (one batch per read)."""
+    client = StubClient()
+    lane = _LaneHandover(client, "t")  # type: ignore[arg-type]
+    lane.on_frames([diff(u, u - 1) for u in (1, 2, 3)], primary=True)
+    lane.on_frames([diff(u, u - 1) for u in (5, 6)], primary=False)
+    assert not lane.overlap_done()
+    lane.on_frames([diff(4, 3), diff(5, 4), diff(5, 4)], primary=True)  # a repeat inside one batch too
+    assert lane.overlap_done()
+    lane.promote()
+    lane.on_frames([diff(6, 5), diff(7, 6)], primary=True)
+    assert client.emitted == [1, 2, 3, 4, 5, 6, 7]
+    assert client.filter.dropped == 3  # the batch's repeat of 5, the replacement's 5, the primary's 6
 
 
 def test_server_shutdown_asks_for_rotation():
