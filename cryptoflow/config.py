@@ -337,6 +337,15 @@ class ConnectorConfig(_Section):
     batch_size: int = Field(1000, ge=1)
 
 
+class RuntimeConfig(_Section):
+    """Dataflow-process settings. `switch_interval_ms` is Python's GIL switch interval
+    (`sys.setswitchinterval`): a thread wanting the GIL waits up to this long for the holder to let go,
+    so with a client thread and the Bytewax worker in one process it bounds each hand-off's wait.
+    Python's default is 5 ms; lower means lower latency at some throughput cost."""
+
+    switch_interval_ms: float = Field(1.0, gt=0, le=100)
+
+
 class JournalConfig(_Section):
     """Per-shard journal between connector and dataflow (architecture.md section 1).
 
@@ -392,6 +401,7 @@ class Settings(_Section):
     catalog: CatalogConfig = CatalogConfig()
     book: BookConfig = BookConfig()
     connector: ConnectorConfig = ConnectorConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     metrics: MetricsConfig = MetricsConfig()
     journal: JournalConfig = JournalConfig()
     recovery: RecoveryConfig = RecoveryConfig()
