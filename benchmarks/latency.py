@@ -164,6 +164,7 @@ def run_rate(
     idle_poll_ms: int | None = None,
     switch_interval_ms: float | None = None,
     generator: str = "pregen",
+    shards: int | None = None,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
@@ -200,6 +201,8 @@ def run_rate(
             env["CRYPTOFLOW_CONNECTOR__IDLE_POLL_MS"] = str(idle_poll_ms)
         if switch_interval_ms is not None:
             env["CRYPTOFLOW_RUNTIME__SWITCH_INTERVAL_MS"] = str(switch_interval_ms)
+        if shards is not None:  # sharding.total_shards: the symbols' connections (client threads)
+            env["CRYPTOFLOW_SHARDING__TOTAL_SHARDS"] = str(shards)
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
         log_path = root / "flow.log"
         feed_start = feed_end = last_frame_at = None
@@ -389,6 +392,7 @@ def main() -> None:
     parser.add_argument(
         "--switch-interval-ms", type=float, help="runtime.switch_interval_ms for the flow (default: config)"
     )
+    parser.add_argument("--shards", type=int, help="sharding.total_shards for the flow (default: config)")
     parser.add_argument(
         "--generator", choices=("pregen", "live"), default="pregen", help="load generator (default pregen)"
     )
@@ -411,7 +415,7 @@ def main() -> None:
             print(json.dumps(measure_generator(rate, seconds, symbols)))
         return
     m = measure(args.quick, rates, flush_ms=args.flush_ms, idle_poll_ms=args.idle_poll_ms,
-                switch_interval_ms=args.switch_interval_ms, generator=args.generator)  # fmt: skip
+                switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:

@@ -333,7 +333,8 @@ class ConnectorConfig(_Section):
     # circuit breaker per client and kind (ws, rest): open after N straight failures, probe after reset_s
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)
-    idle_poll_ms: int = Field(5, ge=1, le=1000)
+    # how long an empty source sleeps before Bytewax polls it again: a floor on ingest -> normalized
+    idle_poll_ms: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(1000, ge=1)
 
 
