@@ -1,9 +1,12 @@
 """Latency at a fixed offered rate (issue 7: p99 ingest -> normalized < 2 ms at 10k frames/s).
 
-The synthetic Kraken v2 market (cryptoflow/simulator/synthetic, as `cryptoflow simulate --venues kraken
---wall-clock` serves it) runs in this process, paced at the offered rate, with exchange timestamps taken
-from the wall clock when each message is made. A real `python -m bytewax.run dataflows.spot_ob -w 1`
-subscribes to every symbol over loopback and writes `spot_ob` into a temporary SqlCatalog warehouse.
+Synthetic Kraken v2 book frames are offered at a fixed rate from this process: by default pre-generated
+and pre-encoded before the timed window and only stamped (wall clock at send) and written in it, open-loop
+(`cryptoflow/simulator/synthetic/paced.py`, 50k+ frames/s); `--generator live` uses the simulator's own
+generator instead (`cryptoflow simulate --venues kraken --wall-clock`, ~4k frames/s at most). A real
+`python -m bytewax.run dataflows.spot_ob -w 1` subscribes to every symbol over loopback and writes
+`spot_ob` into a temporary SqlCatalog warehouse. `--generator-only` measures the generator alone against
+a trivial counting reader in another process.
 Reported, as p50 / p90 / p99 / max:
 
 * exchange -> ingest: `ingest_ts - exchange_ts` of the committed rows (generation, socket, parse);
@@ -13,12 +16,13 @@ Reported, as p50 / p90 / p99 / max:
 * ingest -> committed: Iceberg commit time (the snapshot that added the row's data file) minus
   `ingest_ts`, per committed row; dominated by `parquet.flush_interval_ms` (default 5,000 ms).
 
-Whether the rate was sustained is reported as offered vs achieved: book changes made per second and book
-frames delivered per second (the simulator's socket writes wait for the flow to read, so a flow that
-falls behind slows both), the book frames made for all connections (one connection per source shard; more
-connections mean the flow reconnected and resubscribed) and the book events the flow's histogram saw.
-Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--json`. Run with `make bench-latency`;
-`benchmarks.run` includes `measure()` in `make bench`.
+Whether the rate was sustained is reported as offered vs achieved: book changes made (due) per second,
+book frames written to the flow's sockets per second, and book events the flow normalized per second
+(the histogram's count until it stopped growing); the book frames made for all connections (one per
+source shard; more mean the flow reconnected and resubscribed) and the events the histogram saw.
+Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
+`--generator`, `--generator-only`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
+`measure()` in `make bench`.
 """
 
 from __future__ import annotations
@@ -340,8 +344,16 @@ def measure_generator(rate: float, seconds: float, symbols: int) -> dict:
             cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=seconds * 10 + 60,
         )  # fmt: skip
     reader = json.loads(out.stdout)
+    written = None
+    if (
+        venue.started_at is not None
+        and venue.finished_at is not None
+        and venue.finished_at > venue.started_at
+    ):
+        written = messages / (venue.finished_at - venue.started_at)
     return {"offered_frames_per_s": rate or "max", "messages": messages, "symbols": symbols,
-            "pregenerate_s": pregen_s, "blocked_on_socket_s": venue.blocked_s, **reader}  # fmt: skip
+            "pregenerate_s": pregen_s, "written_frames_per_s": written, "blocked_on_socket_s": venue.blocked_s,
+            "reader": reader}  # fmt: skip
 
 
 def measure(

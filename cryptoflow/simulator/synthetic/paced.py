@@ -127,6 +127,7 @@ class PacedKrakenV2Venue:
         self.changes_sent = 0  # frames due and handed to a socket (or to nobody: unsubscribed symbol)
         self.blocked_s = 0.0  # time the sender waited because a connection had max_buffer queued
         self.started_at: float | None = None  # time.monotonic() of the first paced send
+        self.finished_at: float | None = None  # and of the last frame's write
         self._task: asyncio.Task | None = None
         self._ids = itertools.count(1)
 
@@ -254,6 +255,7 @@ class PacedKrakenV2Venue:
                     await asyncio.sleep(max(0.0, start + sent / self.rate - loop.time()))
                 else:
                     await asyncio.sleep(0)
+            self.finished_at = time.monotonic()
             while any(_buffered(s.ws) for s in self.sessions):
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.2)
