@@ -1,9 +1,12 @@
 """Latency at a fixed offered rate (issue 7: p99 ingest -> normalized < 2 ms at 10k frames/s).
 
-The synthetic Kraken v2 market (cryptoflow/simulator/synthetic, as `cryptoflow simulate --venues kraken
---wall-clock` serves it) runs in this process, paced at the offered rate, with exchange timestamps taken
-from the wall clock when each message is made. A real `python -m bytewax.run dataflows.spot_ob -w 1`
-subscribes to every symbol over loopback and writes `spot_ob` into a temporary SqlCatalog warehouse.
+Synthetic Kraken v2 book frames are offered at a fixed rate from this process: by default pre-generated
+and pre-encoded before the timed window and only stamped (wall clock at send) and written in it, open-loop
+(`cryptoflow/simulator/synthetic/paced.py`, 50k+ frames/s); `--generator live` uses the simulator's own
+generator instead (`cryptoflow simulate --venues kraken --wall-clock`, ~4k frames/s at most). A real
+`python -m bytewax.run dataflows.spot_ob -w 1` subscribes to every symbol over loopback and writes
+`spot_ob` into a temporary SqlCatalog warehouse. `--generator-only` measures the generator alone against
+a trivial counting reader in another process.
 Reported, as p50 / p90 / p99 / max:
 
 * exchange -> ingest: `ingest_ts - exchange_ts` of the committed rows (generation, socket, parse);
@@ -13,12 +16,13 @@ Reported, as p50 / p90 / p99 / max:
 * ingest -> committed: Iceberg commit time (the snapshot that added the row's data file) minus
   `ingest_ts`, per committed row; dominated by `parquet.flush_interval_ms` (default 5,000 ms).
 
-Whether the rate was sustained is reported as offered vs achieved: book changes made per second and book
-frames delivered per second (the simulator's socket writes wait for the flow to read, so a flow that
-falls behind slows both), the book frames made for all connections (one connection per source shard; more
-connections mean the flow reconnected and resubscribed) and the book events the flow's histogram saw.
-Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--json`. Run with `make bench-latency`;
-`benchmarks.run` includes `measure()` in `make bench`.
+Whether the rate was sustained is reported as offered vs achieved: book changes made (due) per second,
+book frames written to the flow's sockets per second, and book events the flow normalized per second
+(the histogram's count until it stopped growing); the book frames made for all connections (one per
+source shard; more mean the flow reconnected and resubscribed) and the events the histogram saw.
+Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
+`--generator`, `--generator-only`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
+`measure()` in `make bench`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from cryptoflow.config import load_settings
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
 from cryptoflow.simulator.server import ExchangeSimulator
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
+from cryptoflow.simulator.synthetic.paced import PacedKrakenV2Venue, pregenerate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRIC = "cryptoflow_normalize_latency_seconds"
@@ -139,15 +144,35 @@ def committed_latencies(env: dict[str, str], since_us: int) -> tuple[list[int], 
     return to_ingest, to_commit
 
 
+def make_venue(
+    generator: str, rate: float, messages: int, symbols: int
+) -> KrakenV2SyntheticVenue | PacedKrakenV2Venue:
+    """`pregen`: every frame made before the timed window, only the sends paced (can offer 50k+/s);
+    `live`: the simulator's own generator, which makes each frame when it is due (~4k frames/s at most)."""
+    names = [f"S{i:04d}-USD" for i in range(symbols)]
+    if generator == "live":
+        market = SyntheticMarket(names, depth=10, seed=1, keep_truth=False, wall_clock=True)
+        return KrakenV2SyntheticVenue(
+            market, messages=messages, rate=rate, trade_every=0, start_after_s=START_AFTER_S
+        )
+    market = SyntheticMarket(names, depth=10, seed=1, keep_truth=False)
+    book = pregenerate(market, messages)
+    return PacedKrakenV2Venue(book, market, rate=rate, start_after_s=START_AFTER_S)
+
+
 def run_rate(
-    rate: float, seconds: float, symbols: int, flush_ms: int | None = None, idle_poll_ms: int | None = None
+    rate: float,
+    seconds: float,
+    symbols: int,
+    flush_ms: int | None = None,
+    idle_poll_ms: int | None = None,
+    switch_interval_ms: float | None = None,
+    generator: str = "pregen",
+    shards: int | None = None,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
-    market = SyntheticMarket(names, depth=10, seed=1, keep_truth=False, wall_clock=True)
-    venue = KrakenV2SyntheticVenue(
-        market, messages=messages, rate=rate, trade_every=0, start_after_s=START_AFTER_S
-    )
+    venue = make_venue(generator, rate, messages, symbols)
     metrics_port = _free_port()
     with (
         tempfile.TemporaryDirectory(prefix="cryptoflow-bench-latency-") as tmp,
@@ -178,6 +203,10 @@ def run_rate(
             env["CRYPTOFLOW_PARQUET__FLUSH_INTERVAL_MS"] = str(flush_ms)
         if idle_poll_ms is not None:
             env["CRYPTOFLOW_CONNECTOR__IDLE_POLL_MS"] = str(idle_poll_ms)
+        if switch_interval_ms is not None:
+            env["CRYPTOFLOW_RUNTIME__SWITCH_INTERVAL_MS"] = str(switch_interval_ms)
+        if shards is not None:  # sharding.total_shards: the symbols' connections (client threads)
+            env["CRYPTOFLOW_SHARDING__TOTAL_SHARDS"] = str(shards)
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
         log_path = root / "flow.log"
         feed_start = feed_end = last_frame_at = None
@@ -186,18 +215,21 @@ def run_rate(
         last: dict = {}
         baseline: dict = {}
         next_scrape = 0.0
+        # (the scrape before the one that last saw the count grow, that count): the flow had normalized
+        # its last event between that scrape and the next
+        normalized, prev_scrape = (0.0, 0), 0.0
         with log_path.open("w") as log:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
             deadline = time.monotonic() + seconds * 20 + 120
             while proc.poll() is None and time.monotonic() < deadline:
-                sent, now = venue.feed.changes_sent, time.monotonic()
+                sent, now = _changes_sent(venue), time.monotonic()
                 if feed_start is None and sent > 0:
                     feed_start, frames_at_start = (now, sent), sim.stats.frames_sent
                     feed_start_us = time.time_ns() // 1000 - 50_000  # poll period + margin
                 if feed_end is None and sent >= messages:
                     feed_end = now
                 if feed_start is not None and sim.stats.frames_sent > frames_at_end:
-                    frames_at_end, last_frame_at = sim.stats.frames_sent, now  # delivered (socket drained)
+                    frames_at_end, last_frame_at = sim.stats.frames_sent, now  # written to the socket
                 if now >= next_scrape or (feed_start is None and now >= next_scrape - 0.4):
                     # cumulative counts: the last scrape before the feed starts is the baseline (the
                     # subscription snapshots), the last one before the flow exits the end
@@ -206,6 +238,11 @@ def run_rate(
                         last = scrape(metrics_port)
                         if feed_start is None:
                             baseline = last
+                        else:
+                            count = _count(last, baseline)
+                            if count > normalized[1]:
+                                normalized = (prev_scrape, count)
+                        prev_scrape = now
                 time.sleep(0.02)
             if proc.poll() is None:
                 proc.kill()
@@ -219,6 +256,9 @@ def run_rate(
         achieved = (messages - feed_start[1]) / (feed_end - feed_start[0])
     if feed_start is not None and last_frame_at is not None and last_frame_at > feed_start[0]:
         frames_per_s = (frames_at_end - frames_at_start) / (last_frame_at - feed_start[0])
+    normalized_per_s = None
+    if feed_start is not None and feed_end is not None:
+        normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
     return {
         "offered_changes_per_s": rate,
@@ -226,10 +266,20 @@ def run_rate(
         "symbols": symbols,
         "messages": messages,
         "achieved_changes_per_s": achieved,
-        "achieved_frames_per_s": frames_per_s,
-        # made and delivered (the simulator's writes wait for the socket to drain) at >= 95 % of the offer
-        "sustained": bool(achieved and frames_per_s and min(achieved, frames_per_s) >= 0.95 * rate),
+        "achieved_frames_per_s": frames_per_s,  # written to the flow's socket
+        # book events the flow normalized per second from the feed start until it had normalized the last
+        # one (at most one 0.5 s scrape late; no earlier than the feed's end): the pregen generator does
+        # not wait for the flow, so this is the flow's own pace
+        "normalized_per_s": normalized_per_s,
+        # offered, written and normalized at >= 95 % of the offer
+        "sustained": bool(
+            achieved
+            and frames_per_s
+            and normalized_per_s
+            and min(achieved, frames_per_s, normalized_per_s) >= 0.95 * rate
+        ),
         "book_frames_sent": sim.stats.frames_sent,  # written to a socket (the last writes may be missing)
+        "generator": generator,
         "book_frames_made": sum(x.book_frames for x in venue.sessions),  # for all connections
         "connections": len(venue.sessions),  # one per source shard; more = reconnects (and resubscriptions)
         "events_seen_by_histogram": ingest.get("count", 0),  # feed events only (baseline subtracted)
@@ -241,10 +291,74 @@ def run_rate(
         "ingest_to_committed": exact_percentiles(to_commit),
         "flush_interval_ms": flush_ms or load_settings(environ=env).parquet.flush_interval_ms,
         "idle_poll_ms": idle_poll_ms or load_settings(environ=env).connector.idle_poll_ms,
+        "switch_interval_ms": switch_interval_ms or load_settings(environ=env).runtime.switch_interval_ms,
     }
 
 
-def measure(quick: bool = False, rates: tuple[float, ...] = (10_000, 50_000), **options: int | None) -> dict:
+def _count(now: dict, before: dict) -> int:
+    """Feed events the flow normalized: the histogram's total count minus the pre-feed baseline."""
+    end, start = now.get("ingest", []), before.get("ingest", [])
+    return int((end[-1][1] if end else 0) - (start[-1][1] if start else 0))
+
+
+def _changes_sent(venue: KrakenV2SyntheticVenue | PacedKrakenV2Venue) -> int:
+    return venue.changes_sent if isinstance(venue, PacedKrakenV2Venue) else venue.feed.changes_sent
+
+
+async def _count_frames(url: str, symbols: list[str]) -> dict:
+    """The trivial fast reader: subscribe, count book updates, sample send -> receive lag (every 16th)."""
+    from datetime import datetime
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    frames, first, last, lags = 0, 0.0, 0.0, []
+    async with connect(url, max_size=1 << 22, compression=None, ping_interval=None) as ws:
+        await ws.send(json.dumps({"method": "subscribe", "req_id": 1,
+                                  "params": {"channel": "book", "symbol": symbols, "depth": 10}}))  # fmt: skip
+        with contextlib.suppress(ConnectionClosed):
+            async for msg in ws:
+                if not msg.startswith('{"channel":"book","type":"update"'):
+                    continue
+                last = time.monotonic()
+                first = first or last
+                frames += 1
+                if frames % 16 == 0:
+                    sent = datetime.fromisoformat(msg[-31:-4].replace("Z", "+00:00")).timestamp()
+                    lags.append(int((time.time() - sent) * 1_000_000))
+    return {"frames": frames, "frames_per_s": frames / (last - first) if last > first else None,
+            "send_to_receive": exact_percentiles(lags)}  # fmt: skip
+
+
+def measure_generator(rate: float, seconds: float, symbols: int) -> dict:
+    """The pre-generated paced venue alone, read by a counting websockets client in another process: the
+    generator's own ceiling (rate 0 = as fast as it goes) or whether it holds an offered rate."""
+    messages = int((rate or 50_000) * seconds)
+    began = time.monotonic()
+    venue = make_venue("pregen", rate, messages, symbols)
+    pregen_s = time.monotonic() - began
+    names = [f"S{i:04d}/USD" for i in range(symbols)]
+    with ExchangeSimulator(venue, speed=0.0) as sim:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.latency", "--count-reader", f"{sim.ws_url}/v2", ",".join(names)],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=seconds * 10 + 60,
+        )  # fmt: skip
+    reader = json.loads(out.stdout)
+    written = None
+    if (
+        venue.started_at is not None
+        and venue.finished_at is not None
+        and venue.finished_at > venue.started_at
+    ):
+        written = messages / (venue.finished_at - venue.started_at)
+    return {"offered_frames_per_s": rate or "max", "messages": messages, "symbols": symbols,
+            "pregenerate_s": pregen_s, "written_frames_per_s": written, "blocked_on_socket_s": venue.blocked_s,
+            "reader": reader}  # fmt: skip
+
+
+def measure(
+    quick: bool = False, rates: tuple[float, ...] = (10_000, 50_000), **options: int | float | str | None
+) -> dict:
     seconds, symbols = (3.0, 50) if quick else (10.0, 100)
     return {"flow": "dataflows.spot_ob -w 1", "venue": "synthetic kraken v2, book depth 10",
             "runs": [run_rate(r, seconds, symbols, **options) for r in rates]}  # fmt: skip
@@ -263,7 +377,8 @@ def print_report(m: dict) -> None:
     for r in m["runs"]:
         ach = r["achieved_changes_per_s"]
         print(f"offered {r['offered_changes_per_s']:,.0f} changes/s for {r['seconds']:.0f} s, {r['symbols']} symbols: "
-              f"achieved {ach or 0:,.0f} changes/s, {r['achieved_frames_per_s'] or 0:,.0f} frames/s "
+              f"achieved {ach or 0:,.0f} changes/s, {r['achieved_frames_per_s'] or 0:,.0f} frames/s written, "
+              f"{r['normalized_per_s'] or 0:,.0f} events/s normalized "
               f"({'sustained' if r['sustained'] else 'NOT sustained'}); {r['book_frames_made']:,} book frames made "
               f"on {r['connections']} connection(s), the flow's histogram saw {r['events_seen_by_histogram']:,} "
               "book events")  # fmt: skip
@@ -286,10 +401,33 @@ def main() -> None:
     parser.add_argument(
         "--idle-poll-ms", type=int, help="connector.idle_poll_ms for the flow (default: config)"
     )
+    parser.add_argument(
+        "--switch-interval-ms", type=float, help="runtime.switch_interval_ms for the flow (default: config)"
+    )
+    parser.add_argument("--shards", type=int, help="sharding.total_shards for the flow (default: config)")
+    parser.add_argument(
+        "--generator", choices=("pregen", "live"), default="pregen", help="load generator (default pregen)"
+    )
+    parser.add_argument(
+        "--generator-only", action="store_true", help="the generator alone into a counting reader"
+    )
+    parser.add_argument("--count-reader", nargs=2, metavar=("URL", "SYMBOLS"), help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.count_reader:
+        import asyncio
+
+        url, symbols = args.count_reader
+        print(json.dumps(asyncio.run(_count_frames(url, symbols.split(",")))))
+        return
     rates = tuple(float(r) for r in args.rates.split(","))
-    m = measure(args.quick, rates, flush_ms=args.flush_ms, idle_poll_ms=args.idle_poll_ms)
+    if args.generator_only:
+        seconds, symbols = (3.0, 50) if args.quick else (10.0, 100)
+        for rate in rates:
+            print(json.dumps(measure_generator(rate, seconds, symbols)))
+        return
+    m = measure(args.quick, rates, flush_ms=args.flush_ms, idle_poll_ms=args.idle_poll_ms,
+                switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:

@@ -333,8 +333,18 @@ class ConnectorConfig(_Section):
     # circuit breaker per client and kind (ws, rest): open after N straight failures, probe after reset_s
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(30.0, gt=0)
-    idle_poll_ms: int = Field(5, ge=1, le=1000)
+    # how long an empty source sleeps before Bytewax polls it again: a floor on ingest -> normalized
+    idle_poll_ms: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(1000, ge=1)
+
+
+class RuntimeConfig(_Section):
+    """Dataflow-process settings. `switch_interval_ms` is Python's GIL switch interval
+    (`sys.setswitchinterval`): a thread wanting the GIL waits up to this long for the holder to let go,
+    so with a client thread and the Bytewax worker in one process it bounds each hand-off's wait.
+    Python's default is 5 ms; lower means lower latency at some throughput cost."""
+
+    switch_interval_ms: float = Field(1.0, gt=0, le=100)
 
 
 class JournalConfig(_Section):
@@ -392,6 +402,7 @@ class Settings(_Section):
     catalog: CatalogConfig = CatalogConfig()
     book: BookConfig = BookConfig()
     connector: ConnectorConfig = ConnectorConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     metrics: MetricsConfig = MetricsConfig()
     journal: JournalConfig = JournalConfig()
     recovery: RecoveryConfig = RecoveryConfig()

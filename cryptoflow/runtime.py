@@ -1,5 +1,5 @@
 """What every dataflow process does before Bytewax builds the flow: logging, config, endpoints, a clean
-SIGTERM and a safely created recovery store.
+SIGTERM, the GIL switch interval (`runtime.switch_interval_ms`) and a safely created recovery store.
 
 `python -m bytewax.run dataflows.X -r DIR -s N -b M` needs DIR to hold initialised recovery partitions;
 `python -m bytewax.recovery DIR N` panics when they already exist. The dataflow process creates them on
@@ -27,11 +27,12 @@ _served = False
 
 
 def process_settings() -> Settings:
-    """Load config (exit with one clear line if bad), start /metrics, /live, /ready once, install the
-    SIGTERM handler and create the recovery store named by `-r` if it does not exist yet."""
+    """Load config (exit with one clear line if bad), set the GIL switch interval, start /metrics, /live,
+    /ready once, install the SIGTERM handler and create the recovery store named by `-r` if needed."""
     global _served
     setup_logging()
     settings = load_settings_or_exit()
+    sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
     if settings.metrics.port is not None and not _served:
         HEALTH.max_commit_age_s = settings.metrics.ready_max_commit_age_s
         serve(settings.metrics.port)

@@ -5,6 +5,8 @@ computed over the exact price/qty **text**, so both parsers keep it. v1 sends qu
 JSON numbers, decoded here with `parse_float=str` so `0.12290` stays `"0.12290"` (a float would lose
 the trailing zero and break the checksum). Both set `book_depth` (the subscribed depth Kraken
 truncates to without sending deletes) and `checksum` (v1 only on updates, v2 on every message).
+The v2 parser keeps one decoder (`json.loads` with hooks builds a new one per call: half its cost) and
+remembers the last timestamp's whole second (a book stream changes it once a second).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ def normalize_pair(pair: str) -> str:
     """`XBT/CHF` -> `BTC-CHF` (v1 uses Kraken's legacy asset codes)."""
     base, _, quote = pair.partition("/")
     return f"{_ASSETS.get(base, base)}-{_ASSETS.get(quote, quote)}"
+
+
+_V2_DECODER = json.JSONDecoder(parse_float=str, parse_int=str)
 
 
 def _seconds_text_to_us(text: str) -> int:
@@ -90,11 +95,21 @@ class KrakenV2Parser:
 
     def __init__(self, depth: int = 10, shard: int = 0) -> None:
         self.depth, self.shard = depth, shard
+        self._second: tuple[str, int] = ("", 0)  # the last timestamp's text up to the '.', its epoch µs
+
+    def _ts_us(self, text: str) -> int:
+        """`rfc3339_us`, with the whole second of the previous call reused."""
+        base, dot, frac = text.partition(".")
+        if not dot or not frac.endswith("Z"):
+            return rfc3339_us(text)
+        if base != self._second[0]:
+            self._second = (base, rfc3339_us(base + "Z"))
+        return self._second[1] + int((frac[:-1] + "000000")[:6])
 
     def parse(self, raw: bytes | str, ingest_us: int) -> list[RawEvent]:
         try:
-            msg = json.loads(raw, parse_float=str, parse_int=str)
-        except ValueError as exc:
+            msg = _V2_DECODER.decode(raw if isinstance(raw, str) else raw.decode())
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
             raise ParseError("malformed_json", str(exc)) from None
         if not isinstance(msg, dict):
             raise ParseError("unexpected_shape", type(msg).__name__)
@@ -113,7 +128,7 @@ class KrakenV2Parser:
                 out.append(
                     RawEvent(
                         EXCHANGE, Market.SPOT, entry["symbol"].replace("/", "-"), entry["symbol"], kind,
-                        rfc3339_us(ts) if ts else None, ingest_us, self.shard, -1,
+                        self._ts_us(ts) if ts else None, ingest_us, self.shard, -1,
                         ([[lv["price"], lv["qty"]] for lv in entry.get("bids", [])],
                          [[lv["price"], lv["qty"]] for lv in entry.get("asks", [])]),
                         checksum=int(entry["checksum"]), book_depth=self.depth,
