@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cryptoflow import allocator
 from cryptoflow.config import Settings, load_settings_or_exit
 from cryptoflow.logs import setup_logging
 from cryptoflow.observability import HEALTH, serve
@@ -31,6 +32,7 @@ def process_settings() -> Settings:
     SIGTERM handler and create the recovery store named by `-r` if it does not exist yet."""
     global _served
     setup_logging()
+    allocator.configure()  # before Bytewax and the clients start threads (each could get an arena)
     settings = load_settings_or_exit()
     if settings.metrics.port is not None and not _served:
         HEALTH.max_commit_age_s = settings.metrics.ready_max_commit_age_s
