@@ -14,7 +14,7 @@ client missed) and the recording, never from the collector's view:
 * every book resynced: rebuilt from the committed `spot_delta` rows, each snapshot equals the recording's
   truth at its id, the diffs after it chain without a hole, and the book just before each gap and at the
   end equals the truth at its last id;
-* memory is flat (issue #6), three ways: the Python heap (live allocated blocks, sampled in the flow
+* memory is flat (issue #6), three ways: the Python heap (allocated blocks right after a full gc, sampled in the flow
   process by tests/support/memprobe) of the last third is within 5 % of the first third's, so nothing
   accumulates per connection, gap, resync or epoch; RSS has no upward trend over the second half (its
   least-squares slope projects less than RSS_BOUND_MB / 2 over that half), so a burst's allocator
@@ -381,8 +381,8 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     probe = [json.loads(line) for line in probe_path.read_text().splitlines()]
     probe = [p for p in probe if p["t"] >= WARMUP_S and p["t"] <= DURATION_S]
     p_third = max(1, len(probe) // 3)
-    blocks_first = statistics.median(p["blocks"] for p in probe[:p_third])
-    blocks_last = statistics.median(p["blocks"] for p in probe[-p_third:])
+    blocks_first = statistics.median(p["live_blocks"] for p in probe[:p_third])
+    blocks_last = statistics.median(p["live_blocks"] for p in probe[-p_third:])
     second_half = [(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)]
     slope = slope_mb_per_min(second_half)
     print(
