@@ -53,6 +53,16 @@ def _mallinfo() -> dict:
         return {}
 
 
+def _arrow() -> dict:
+    """Arrow's default pool: bytes held by live buffers now and at most (the rest of its region is
+    free pages the pool keeps)."""
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is None:
+        return {}
+    pool = pyarrow.default_memory_pool()
+    return {"allocated": pool.bytes_allocated() // 1024, "max": pool.max_memory() // 1024}
+
+
 def _rss_kb() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -112,6 +122,7 @@ def _run(path: str, every: float, frames: int) -> None:
             "blocks": blocks,
             "live_blocks": live_blocks,
             "mallinfo_kb": _mallinfo(),
+            "arrow_kb": _arrow(),
             "gc_objects": sum(types.values()),
             "types_grown": grown,
             "sites_grown": [
