@@ -59,6 +59,7 @@ def test_release_returns_arrow_pool_pages_after_a_commit_sized_batch():
     # what the sink does per epoch: build Arrow columns from a burst of rows, then drop them
     r = run("""
         import pyarrow as pa
+        allocator.configure()
         base = rss_mb()
         tables = [pa.table({"price": pa.array(range(i, i + 20_000), pa.float64()),
                             "sym": pa.array([f"S{j % 97}" for j in range(20_000)])}) for i in range(300)]
@@ -71,6 +72,7 @@ def test_release_returns_arrow_pool_pages_after_a_commit_sized_batch():
         print(json.dumps({"base": base, "held": held, "after": rss_mb(), "allocated": allocated}))
     """)
     assert r["allocated"] == 0, r  # nothing of the batch is alive: what stays resident is free pages
+    assert r["held"] - r["base"] > 20, r  # and the freed batch really stayed resident
     burst = r["held"] - r["base"]
     assert r["held"] - r["after"] > 0.5 * burst, r
 
@@ -79,3 +81,23 @@ def test_configure_caps_arenas_and_reads_malloc_arena_max():
     assert allocator.configure({"MALLOC_ARENA_MAX": "4"}) is True
     assert allocator.configure({"MALLOC_ARENA_MAX": "many"}) is True  # bad value: logged, default used
     assert allocator.configure({}) is True
+
+
+def test_configure_routes_arrow_through_malloc_unless_the_operator_chose_a_pool():
+    chosen = run("""
+        import os
+        os.environ.pop("ARROW_DEFAULT_MEMORY_POOL", None)
+        import pyarrow as pa
+        before = pa.default_memory_pool().backend_name
+        allocator.configure()
+        print(json.dumps({"before": before, "after": pa.default_memory_pool().backend_name}))
+    """)
+    assert chosen["after"] == "system", chosen
+    kept = run("""
+        import os
+        os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"
+        import pyarrow as pa
+        allocator.configure()
+        print(json.dumps({"after": pa.default_memory_pool().backend_name}))
+    """)
+    assert kept["after"] == "mimalloc", kept
