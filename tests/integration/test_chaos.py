@@ -391,7 +391,9 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         f"{probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; glibc in use MB "
         f"{probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> {probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
     )
-    assert blocks_last <= blocks_first * (1 + HEAP_BLOCKS_TOLERANCE), "the Python heap grew: a leak"
+    assert blocks_last <= blocks_first * (1 + HEAP_BLOCKS_TOLERANCE), (
+        f"the Python heap grew: a leak; object types grown most: {probe[-1]['types_grown']}"
+    )
     assert slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
         f"RSS still rising in the second half: {slope:+.2f} MB/min"
     )
