@@ -101,3 +101,15 @@ def test_configure_routes_arrow_through_malloc_unless_the_operator_chose_a_pool(
         print(json.dumps({"after": pa.default_memory_pool().backend_name}))
     """)
     assert kept["after"] == "mimalloc", kept
+
+
+def test_importing_cryptoflow_first_puts_arrow_internals_on_malloc_too():
+    # `set_memory_pool` alone leaves C++ internals (the Parquet writer: ~30 MB here) on mimalloc
+    r = run("""
+        import io
+        import pyarrow as pa, pyarrow.parquet as pq
+        t = pa.table({"a": pa.array(range(500_000)), "s": pa.array([f"x{i % 1000}" for i in range(500_000)])})
+        pq.write_table(t.sort_by("s"), io.BytesIO(), compression="zstd")
+        print(json.dumps({"mimalloc": pa.mimalloc_memory_pool().max_memory(), "system": pa.system_memory_pool().max_memory()}))
+    """)
+    assert r["mimalloc"] == 0 and r["system"] > 0, r
