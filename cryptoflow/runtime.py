@@ -17,6 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cryptoflow import allocator
 from cryptoflow.config import Settings, load_settings_or_exit
 from cryptoflow.logs import setup_logging
 from cryptoflow.observability import HEALTH, serve
@@ -31,6 +32,7 @@ def process_settings() -> Settings:
     /ready once, install the SIGTERM handler and create the recovery store named by `-r` if needed."""
     global _served
     setup_logging()
+    allocator.configure()  # before Bytewax and the clients start threads (each could get an arena)
     settings = load_settings_or_exit()
     sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
     if settings.metrics.port is not None and not _served:

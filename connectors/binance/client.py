@@ -286,7 +286,9 @@ class BinanceClient(WsClient):
         self.instruments: dict[str, Instrument] = {}
         self.syncs: dict[str, DiffSync] = {}
         self.filter = DuplicateFilter()
-        self.lane_connections: list[RotatingConnection] = []
+        # the current connection of each lane; a reconnect replaces the lost one (issue #6: a list kept
+        # every dead connection, with its socket buffers and handover, for the life of the process)
+        self.lane_connections: dict[str, RotatingConnection] = {}
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
         self._frames = metrics.FRAMES.labels(EXCHANGE, Market.SPOT if market == SPOT else Market.PERP)
         self._duplicates = metrics.seq_event(EXCHANGE, "duplicate_frame")  # bound once, per batch
@@ -343,7 +345,7 @@ class BinanceClient(WsClient):
                 messages_per_s=self.cfg.max_messages_per_s, rotate_after_s=self.cfg.rotate_after_s,
                 overlap_max_s=self.cfg.rotation_overlap_max_s,
             )  # fmt: skip
-            self.lane_connections.append(conn)
+            self.lane_connections[name] = conn
             return conn
 
         await self._keep_connected(name, connect)

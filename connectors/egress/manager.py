@@ -42,6 +42,9 @@ class _TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+ROTATION_HISTORY = 256  # recent shard moves kept for inspection
+
+
 class EgressManager:
     def __init__(
         self,
@@ -70,7 +73,8 @@ class EgressManager:
         self._strikes: defaultdict[str, deque[float]] = defaultdict(deque)
         self._cool_until: dict[str, float] = {}
         self._buckets: dict[str, _TokenBucket] = {}
-        self.rotations: list[tuple[int, str, str]] = []  # (shard, from, to), for logs and tests
+        # (shard, from, to), for logs and tests; bounded: a long run under 429 storms rotates forever
+        self.rotations: deque[tuple[int, str, str]] = deque(maxlen=ROTATION_HISTORY)
 
     # ------------------------------------------------------------------ assignment
     def assign(self, shards: Iterable[int]) -> None:

@@ -25,7 +25,7 @@ from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownExcept
 from pyiceberg.table.snapshots import ancestors_of
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
-from cryptoflow import metrics
+from cryptoflow import allocator, metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
 from cryptoflow.schemas import TableDef
@@ -184,6 +184,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         HEALTH.committed()
         self.state = target
         log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, target.seq)
+        del arrow, tables
+        allocator.release()  # the epoch's buffers are free now: give a burst's pages back (issue #6)
 
     def _commit(self, arrow: Any, target: SinkState) -> None:
         """Append once; on failure reload, and retry only if `(writer-id, seq)` did not land."""

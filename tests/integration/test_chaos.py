@@ -14,8 +14,12 @@ client missed) and the recording, never from the collector's view:
 * every book resynced: rebuilt from the committed `spot_delta` rows, each snapshot equals the recording's
   truth at its id, the diffs after it chain without a hole, and the book just before each gap and at the
   end equals the truth at its last id;
-* memory is flat: the median RSS of the last third of the run is within `RSS_BOUND_MB` of the first
-  third's (after a warm-up).
+* memory is flat (issue #6), three ways: the Python heap (allocated blocks right after a full gc, sampled in the flow
+  process by tests/support/memprobe) of the last third is within 5 % of the first third's, so nothing
+  accumulates per connection, gap, resync or epoch; RSS has no upward trend over the second half (its
+  least-squares slope projects less than RSS_BOUND_MB / 2 over that half), so a burst's allocator
+  high-water is handed back (cryptoflow/allocator.py) instead of ratcheting up; and the median RSS of
+  the last third is within `RSS_BOUND_MB` of the first third's (after a warm-up).
 
 The same process reads Kraken v2 from the synthetic market (snapshots on the WebSocket) behind its own
 faulty simulator: every connection the simulator broke while the client held a book must be one
@@ -59,6 +63,7 @@ SYMBOLS = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
 POOL = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 WARMUP_S = 15.0
 RSS_BOUND_MB = 25.0
+HEAP_BLOCKS_TOLERANCE = 0.05  # live Python objects (sys.getallocatedblocks): last third vs first third
 BAN_EVERY_S = 15.0
 BAN_S = 4.0
 CALM_S = 10.0
@@ -73,6 +78,27 @@ def rss_kb(pid: int) -> int | None:
     except FileNotFoundError:
         return None
     return None
+
+
+def memprobe_env(path: Path) -> dict[str, str]:
+    """The flow process loads tests/support/memprobe: Python heap (allocated blocks, gc objects), glibc
+    mallinfo and RSS by allocator region every 5 s into `path` (CFTEST_MEMPROBE_FRAMES=N adds
+    tracemalloc's top growing allocation sites, at a heavy cost)."""
+    return {
+        "PYTHONPATH": f"{REPO / 'tests' / 'support' / 'memprobe'}{os.pathsep}{REPO}",
+        "CFTEST_MEMPROBE": str(path),
+        "CFTEST_MEMPROBE_EVERY_S": os.environ.get("CFTEST_MEMPROBE_EVERY_S", "5"),
+    }
+
+
+def slope_mb_per_min(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) points, in MB per minute."""
+    if len(points) < 2:
+        return 0.0
+    mean_t = statistics.fmean(t for t, _ in points)
+    mean_v = statistics.fmean(v for _, v in points)
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    return 60 * sum((t - mean_t) * (v - mean_v) for t, v in points) / var if var else 0.0
 
 
 DELTA_COLUMNS = ("exchange_symbol", "side", "price", "qty", "seq", "first_seq", "is_snapshot")
@@ -203,6 +229,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     )  # fmt: skip
     kraken_venue = chaos_kraken.venue(SEED, DURATION_S + 0.8 * CALM_S)
     log_path = tmp_path / "spot_delta.log"
+    probe_path = tmp_path / "memprobe.jsonl"
     with (
         ExchangeSimulator(binance_spot_venue, speed=10, continuous=True, loop=True, faults=plan) as sim,
         ExchangeSimulator(kraken_venue, faults=kraken_plan) as kr,
@@ -225,7 +252,11 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         samples: list[tuple[float, int]] = []
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(
-                cmd, cwd=REPO, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT
+                cmd,
+                cwd=REPO,
+                env={**os.environ, **env, **memprobe_env(probe_path)},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
             try:
                 start = time.monotonic()
@@ -346,6 +377,25 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     print(
         "RSS MB by tenth:",
         [round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)],
+    )
+    probe = [json.loads(line) for line in probe_path.read_text().splitlines()]
+    probe = [p for p in probe if p["t"] >= WARMUP_S and p["t"] <= DURATION_S]
+    p_third = max(1, len(probe) // 3)
+    blocks_first = statistics.median(p["live_blocks"] for p in probe[:p_third])
+    blocks_last = statistics.median(p["live_blocks"] for p in probe[-p_third:])
+    second_half = [(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)]
+    slope = slope_mb_per_min(second_half)
+    print(
+        f"RSS slope over the second half {slope:+.2f} MB/min; Python heap blocks first third "
+        f"{blocks_first:.0f} last third {blocks_last:.0f}; RSS MB by region first/last probe "
+        f"{probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; glibc in use MB "
+        f"{probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> {probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
+    )
+    assert blocks_last <= blocks_first * (1 + HEAP_BLOCKS_TOLERANCE), (
+        f"the Python heap grew: a leak; object types grown most: {probe[-1]['types_grown']}"
+    )
+    assert slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
+        f"RSS still rising in the second half: {slope:+.2f} MB/min"
     )
     assert last_mb - first_mb < RSS_BOUND_MB, f"RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
 

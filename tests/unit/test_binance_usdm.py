@@ -1,6 +1,7 @@
 """USD-M parsing (forceOrder, markPriceUpdate, exchangeInfo contract types), connection planning
 (URL split, 1024-stream lanes, SUBSCRIBE chunks, pacing), the hand-over filter, config limits."""
 
+import asyncio
 import json
 
 import pytest
@@ -237,3 +238,32 @@ def test_journal_mode_journals_each_emitted_frame_once_and_decodes_to_the_same_e
     assert decoded == emitted  # every field, payload and ingest time included (offsets unset in both)
     assert [e.seq for e in decoded] == [1000, 2000, 3000] and decoded[0].market == "perp"
     assert set(decoder.state()) == {"BTCUSDT"}
+
+
+def test_reconnects_keep_only_each_lanes_current_connection():
+    """Issue #6: every reconnect appended its RotatingConnection to a list nobody read, so a chaos run
+    held hundreds of dead connections (socket buffers, handover, tasks) for the life of the process."""
+    cfg = Settings().exchanges.binance.usdm
+    channels = {CHANNEL_DEPTH, CHANNEL_TRADES}
+    client = BinanceClient(USDM, cfg, Settings().connector, ["BTCUSDT"], channels, 0, None)  # type: ignore[arg-type]
+    made: list[object] = []
+
+    def connection(*args, **kwargs):
+        made.append(object())
+        return made[-1]
+
+    async def keep_connected(name, connect, *args, **kwargs):
+        for _ in range(5):  # the first connect and four reconnects after losses
+            await connect(None)
+
+    client._connection = connection  # type: ignore[method-assign]
+    client._keep_connected = keep_connected  # type: ignore[method-assign]
+
+    async def run() -> None:
+        for i, lane in enumerate(client.lanes()):
+            await client._lane_loop(i, lane)
+
+    asyncio.run(run())
+    lanes = len(client.lanes())
+    assert len(made) == 5 * lanes
+    assert sorted(map(id, client.lane_connections.values())) == sorted(id(c) for c in made[4::5])

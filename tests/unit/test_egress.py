@@ -50,7 +50,7 @@ def test_repeated_429_rotates_the_ip_for_max_of_cooldown_and_retry_after():
     assert egress.cooling("10.0.0.1") == pytest.approx(90)  # Retry-After beats the 30 s cooldown
     assert egress.address_for(0) == "10.0.0.2"  # moved to the next IP of the pool
     assert egress.address_for(1) == "10.0.0.2"  # shard 1 was already there
-    assert egress.rotations == [(0, "10.0.0.1", "10.0.0.2")]
+    assert list(egress.rotations) == [(0, "10.0.0.1", "10.0.0.2")]
     clock.now += 91
     assert egress.cooling("10.0.0.1") == 0
     assert egress.address_for(0) == "10.0.0.2"  # no flapping back once moved
@@ -153,3 +153,20 @@ def test_config_discovery_extends_the_pool_and_survives_a_missing_endpoint(imds)
     assert egress.pool == ["172.31.5.11", "10.1.1.1", "172.31.5.10", "172.31.5.12", "172.31.9.7"]
     dead = ShardingConfig(egress_pool=["10.1.1.1"], egress_discovery="imds", imds_url="http://127.0.0.1:9")
     assert egress_from_config(dead, [0]).pool == ["10.1.1.1"]
+
+
+def test_rotation_history_is_bounded_over_endless_throttling():
+    """Issue #6: every move was kept forever; a chaos run (429 storms, bans) rotates without end."""
+    from connectors.egress.manager import ROTATION_HISTORY
+
+    egress, clock = manager(throttle_strikes=1, cooldown_s=1.0)
+    egress.assign([0])
+    moves = []
+    for _ in range(3 * ROTATION_HISTORY):
+        ip = egress.address_for(0)
+        egress.report_throttle(ip, 418)
+        new = egress.address_for(0)
+        moves.append((0, ip, new))
+        clock.now += 2.0
+    assert len(egress.rotations) == ROTATION_HISTORY
+    assert list(egress.rotations) == moves[-ROTATION_HISTORY:]  # the most recent moves, in order
