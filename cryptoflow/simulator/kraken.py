@@ -43,6 +43,23 @@ DEPTHS = (10, 25, 100, 500, 1000)
 _LEGACY = {"BTC": "XBT", "DOGE": "XDG"}
 
 
+def asset_pairs_reply(market: SyntheticMarket, path: str, legacy_names: bool = True) -> RestReply | None:
+    """Kraken's `/0/public/AssetPairs` for the synthetic market's symbols (None for any other path).
+    `legacy_names` spells BTC and DOGE as Kraken's REST does (XBT, XDG)."""
+    if path.split("?", 1)[0] != "/0/public/AssetPairs":
+        return None
+    result = {}
+    for symbol in market.symbols:
+        base, quote = symbol.split("-")
+        rename = _LEGACY if legacy_names else {}
+        wsname = f"{rename.get(base, base)}/{rename.get(quote, quote)}"
+        result[wsname.replace("/", "")] = {
+            "altname": wsname.replace("/", ""), "wsname": wsname, "base": base, "quote": quote,
+            "pair_decimals": market.pd, "lot_decimals": market.qd, "status": "online",
+        }  # fmt: skip
+    return RestReply(200, orjson.dumps({"error": [], "result": result}))
+
+
 @dataclass
 class KrakenSession:
     ws: ServerConnection
@@ -77,17 +94,7 @@ class KrakenV2SyntheticVenue:
         return [] if path.split("?", 1)[0].rstrip("/") == "/v2" else None
 
     def rest(self, path: str) -> RestReply | None:
-        if path.split("?", 1)[0] != "/0/public/AssetPairs":
-            return None
-        result = {}
-        for symbol in self.market.symbols:
-            base, quote = symbol.split("-")
-            legacy = f"{_LEGACY.get(base, base)}/{_LEGACY.get(quote, quote)}"
-            result[legacy.replace("/", "")] = {
-                "altname": legacy.replace("/", ""), "wsname": legacy, "base": base, "quote": quote,
-                "pair_decimals": self.market.pd, "lot_decimals": self.market.qd, "status": "online",
-            }  # fmt: skip
-        return RestReply(200, orjson.dumps({"error": [], "result": result}))
+        return asset_pairs_reply(self.market, path)
 
     # ------------------------------------------------------------------ WebSocket
     async def serve(self, ws: ServerConnection, stats: SimulatorStats) -> None:

@@ -28,6 +28,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
+from cryptoflow.simulator.kraken import asset_pairs_reply
 from cryptoflow.simulator.synthetic.encoders import KrakenV2Encoder, kraken_symbol, rfc3339
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
 from operators.book.checksums import kraken_checksum
@@ -136,16 +137,7 @@ class PacedKrakenV2Venue:
         return [] if path.split("?", 1)[0].rstrip("/") == "/v2" else None
 
     def rest(self, path: str) -> RestReply | None:
-        if path.split("?", 1)[0] != "/0/public/AssetPairs":
-            return None
-        result = {}
-        for symbol in self.market.symbols:
-            base, quote = symbol.split("-")
-            result[base + quote] = {
-                "altname": base + quote, "wsname": f"{base}/{quote}", "base": base, "quote": quote,
-                "pair_decimals": self.market.pd, "lot_decimals": self.market.qd, "status": "online",
-            }  # fmt: skip
-        return RestReply(200, orjson.dumps({"error": [], "result": result}))
+        return asset_pairs_reply(self.market, path, legacy_names=False)
 
     # ------------------------------------------------------------------ WebSocket
     async def serve(self, ws: ServerConnection, stats: SimulatorStats) -> None:
