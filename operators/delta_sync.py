@@ -96,28 +96,28 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | DiffLevels | GapRow, A
         self, events: list[RawEvent]
     ) -> tuple[list[LevelBatch | DiffLevels | GapRow], list[int], bool]:
         """`on_item` over a run of this key's events (offset order): the rows and, per row, the offset
-        of the event that produced it. Diffs that continue the live book take a loop-local fast path
-        and are counted once per run; anything else goes through `on_item`."""
+        of the event that produced it. Diffs that continue the live book are checked one run at a time
+        (`DiffSync.apply_live_run`) and counted once per run; anything else goes through `on_item`."""
         rows: list[LevelBatch | DiffLevels | GapRow] = []
         offsets: list[int] = []
-        apply_live = self.sync.apply_live
-        applied, last_seq, last_ts = 0, None, None
-        for ev in events:
-            if ev.kind is Kind.DEPTH_DIFF and apply_live(ev.first_seq, ev.seq, ev.prev_seq):
-                rows.append(DiffLevels(ev))
-                offsets.append(ev.offset)
-                applied += 1
-                last_seq, last_ts = ev.seq, ev.exchange_ts_us or last_ts
+        live_run = self.sync.apply_live_run
+        i, end = 0, len(events)
+        while i < end:
+            j = live_run(events, i)
+            if j > i:
+                live = events[i:j]
+                rows += [DiffLevels(ev) for ev in live]
+                offsets += [ev.offset for ev in live]
+                last_ts = next((ev.exchange_ts_us for ev in reversed(live) if ev.exchange_ts_us), None)
+                self._count_live(j - i, live[-1].seq, last_ts, live[0].exchange)
+                i = j
                 continue
-            if applied:  # on_item's gap rows read the counters: bring them up to date first
-                self._count_live(applied, last_seq, last_ts, ev.exchange)
-                applied, last_ts = 0, None
+            ev = events[i]
             out, _ = self.on_item(ev)
             if out:
                 rows += out
                 offsets += [ev.offset] * len(out)
-        if applied:
-            self._count_live(applied, last_seq, last_ts, events[0].exchange)
+            i += 1
         return rows, offsets, StatefulLogic.RETAIN
 
     def _count_live(self, applied: int, last_seq: int | None, last_ts: int | None, exchange: str) -> None:

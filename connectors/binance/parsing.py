@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
+import msgspec
 import orjson
 
 from connectors.parse_errors import ParseError
@@ -68,6 +70,28 @@ def parse_ws_frame(
 _DEPTH_DIFF = Kind.DEPTH_DIFF
 
 
+class _DepthData(msgspec.Struct):
+    """The hot shape's `data`: exactly the fields `parse_ws_frame` reads from a `depthUpdate`. Ids are
+    strict JSON integers (no floats, strings or booleans); `pu` may be absent (spot) but not null."""
+
+    e: Literal["depthUpdate"]
+    E: int
+    s: str
+    U: int
+    u: int
+    b: list
+    a: list
+    pu: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class _DepthFrame(msgspec.Struct):
+    data: _DepthData
+
+
+_DEPTH_BATCH = msgspec.json.Decoder(list[_DepthFrame])
+_UNSET = msgspec.UNSET
+
+
 def parse_ws_frames(
     raws: list[bytes | str],
     instruments: dict[str, Instrument],
@@ -77,6 +101,73 @@ def parse_ws_frames(
 ) -> tuple[list[RawEvent], list[bytes | str]]:
     """A batch of frames -> (events, the frame of each event), in order; control frames yield nothing
     and a bad frame goes to `on_error` (the batch goes on). Same results as `parse_ws_frame` per frame.
+
+    Hot case, a read of nothing but combined-stream `depthUpdate` frames: ONE typed msgspec decode of
+    the frames joined into a JSON array (no dict per frame, no key strings; about half of
+    `orjson.loads` per frame). Any frame that does not fit that shape makes the whole batch take the
+    per-frame path (`_parse_frames_one_by_one`), which classifies every odd frame."""
+    n = len(raws)
+    if n > 1:
+        decoded = _decode_depth_batch(raws)
+        if decoded is not None:
+            return _depth_events(decoded, raws, instruments, shard, ingest_us, on_error)
+    return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+
+
+def _decode_depth_batch(raws: list[bytes | str]) -> list[_DepthFrame] | None:
+    """The frames as one JSON array, decoded in one call; None if any frame is not a depth diff. Each
+    frame must be one JSON object on its own (`{` ... `}`) and the array must have one element per
+    frame, so no frame's text can merge with its neighbour's."""
+    try:
+        first = raws[0]
+        if type(first) is str:
+            if not all(r[:1] == "{" and r[-1:] == "}" for r in raws):
+                return None
+            joined: str | bytes = "[" + ",".join(raws) + "]"  # type: ignore[arg-type]
+        else:
+            if not all(r[:1] == b"{" and r[-1:] == b"}" for r in raws):
+                return None
+            joined = b"[" + b",".join(raws) + b"]"  # type: ignore[arg-type]
+        frames = _DEPTH_BATCH.decode(joined)
+    except (msgspec.DecodeError, TypeError):
+        return None
+    return frames if len(frames) == len(raws) else None
+
+
+def _depth_events(
+    frames: list[_DepthFrame],
+    raws: list[bytes | str],
+    instruments: dict[str, Instrument],
+    shard: int,
+    ingest_us: int,
+    on_error: Callable[[bytes | str, ParseError], None],
+) -> tuple[list[RawEvent], list[bytes | str]]:
+    events: list[RawEvent] = []
+    new_event, get = RawEvent, instruments.get
+    for frame in frames:
+        d = frame.data
+        inst = get(d.s)
+        if inst is None:
+            break
+        prev = d.pu
+        events.append(new_event(
+            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, _DEPTH_DIFF, d.E * 1000,
+            ingest_us, shard, -1, (d.b, d.a), d.U, d.u, None if prev is _UNSET else prev,
+        ))  # fmt: skip
+    else:
+        return events, raws
+    # an unknown symbol: the per-frame path counts it (and its neighbours are parsed the same way)
+    return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+
+
+def _parse_frames_one_by_one(
+    raws: list[bytes | str],
+    instruments: dict[str, Instrument],
+    shard: int,
+    ingest_us: int,
+    on_error: Callable[[bytes | str, ParseError], None],
+) -> tuple[list[RawEvent], list[bytes | str]]:
+    """The per-frame path of `parse_ws_frames` (any batch with a frame that is not a depth diff).
 
     Lean on the hot shape, a combined-stream `depthUpdate`: one dictionary walk over what orjson built,
     the level lists kept as orjson made them (lists of [price, qty] strings) and no per-frame

@@ -6,7 +6,14 @@ whether the stream is consistent), so the two can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from cryptoflow.model import Kind
+from operators.sequencing.sync import register_run_rule
 from operators.sequencing.verdict import Verdict
+
+_DIFF = Kind.DEPTH_DIFF
 
 
 def spot_verdict(book_id: int, fresh: bool, first: int, last: int, prev: int | None = None) -> Verdict:
@@ -30,3 +37,31 @@ def usdm_verdict(book_id: int, fresh: bool, first: int, last: int, prev: int | N
     if last <= book_id:
         return Verdict.STALE
     return Verdict.GAP
+
+
+def spot_live_run(book_id: int, diffs: Sequence[Any], start: int) -> tuple[int, int]:
+    """`spot_verdict` == APPLY over a run, inline: `book < u` and `U <= book + 1`, book := u."""
+    i, end = start, len(diffs)
+    while i < end:
+        d = diffs[i]
+        if d.kind is not _DIFF or d.seq <= book_id or d.first_seq > book_id + 1:
+            break
+        book_id = d.seq
+        i += 1
+    return i, book_id
+
+
+def usdm_live_run(book_id: int, diffs: Sequence[Any], start: int) -> tuple[int, int]:
+    """`usdm_verdict` == APPLY on a book that is not fresh, over a run: `pu == book`, book := u."""
+    i, end = start, len(diffs)
+    while i < end:
+        d = diffs[i]
+        if d.kind is not _DIFF or d.prev_seq != book_id:
+            break
+        book_id = d.seq
+        i += 1
+    return i, book_id
+
+
+register_run_rule(spot_verdict, spot_live_run)
+register_run_rule(usdm_verdict, usdm_live_run)

@@ -10,14 +10,27 @@ re-fetch) and in the operator (with payloads, to emit rows).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from cryptoflow.model import Kind
 from operators.sequencing.verdict import Verdict, VerdictFn
 
 T = TypeVar("T")
 S = TypeVar("S")
+
+# A run rule: (book id, diffs, start) -> (index of the first diff from `start` that does not simply
+# continue the live book, the book id after the ones that do). Diffs have `kind`, `first_seq`, `seq`,
+# `prev_seq`. It must say exactly what repeated `apply_live` says on a book that is not fresh.
+RunRule = Callable[[int, Sequence[Any], int], tuple[int, int]]
+_RUN_RULES: dict[Any, RunRule] = {}
+
+
+def register_run_rule(verdict: VerdictFn, rule: RunRule) -> None:
+    """A verdict's run-level form (one call per run of diffs instead of one `apply_live` per diff)."""
+    _RUN_RULES[verdict] = rule
 
 
 class Outcome(Enum):
@@ -79,6 +92,26 @@ class DiffSync(Generic[T, S]):
             return False
         self.book_id, self.fresh = last, False
         return True
+
+    def apply_live_run(self, diffs: Sequence[Any], start: int = 0) -> int:
+        """`apply_live` over `diffs[start:]` until one does not simply apply; returns its index (or
+        `len(diffs)`). One rule call per run when the verdict registered one (`register_run_rule`)."""
+        end = len(diffs)
+        rule = _RUN_RULES.get(self.verdict)
+        if rule is None or self.fresh or self.book_id is None or self.pending_snapshot is not None:
+            i = start
+            while i < end:
+                d = diffs[i]
+                if d.kind is not Kind.DEPTH_DIFF or not self.apply_live(d.first_seq, d.seq, d.prev_seq):
+                    return i
+                i += 1
+                if rule is not None:
+                    return self.apply_live_run(diffs, i) if i < end else i
+            return i
+        stop, book_id = rule(self.book_id, diffs, start)
+        if stop > start:
+            self.book_id = book_id
+        return stop
 
     def on_snapshot(self, snapshot: S, last_update_id: int) -> Step[T, S]:
         """Adopt a snapshot and replay the buffer against it."""

@@ -134,3 +134,42 @@ def test_batch_parser_matches_the_frame_parser_on_the_recordings():
         events, kept = parse_ws_frames(frames, instruments, 5, 99, lambda raw, exc: None)
         want_events, want_kept, _ = _one_by_one(frames, instruments, 99)
         assert len(events) > 100 and events == want_events and kept == want_kept
+
+
+ODD_DEPTH_FRAMES = [
+    _depth(pu=None), _depth(U="10"), _depth(E=1.0), _depth(u=True), _depth(E=...), _depth(b=...),
+    _depth(s="XYZUSDT"), _depth(U=10).replace(":10,", ":1180591620717411303424,"), _depth(e="depthUpdateX"), "{not json", '{"result":null,"id":1}',
+    '{"e":"depthUpdate","E":1,"s":"NKNUSDT","U":1,"u":2,"b":[],"a":[]}', '"text"', "[1,2]", "",
+    '{"stream":"x","data":{"e":"depthUpdate"', '"s":"NKNUSDT"}}', '{"a":1},{"data":{}}', " " + _depth(),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("odd", ODD_DEPTH_FRAMES)
+@pytest.mark.parametrize("position", [0, 3, 7])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_typed_batch_decode_equals_the_frame_parser_with_an_odd_frame_anywhere(odd, position, as_bytes):
+    """A read of depth frames (the batch decode) with one odd frame at `position`: events, kept frames
+    and errors are exactly `parse_ws_frame`'s, frame by frame."""
+    frames = [_depth(U=10 + 3 * i, u=12 + 3 * i, pu=9 + 3 * i) for i in range(8)]
+    frames.insert(position, odd)
+    if as_bytes:
+        frames = [f.encode() for f in frames]
+    errors = []
+    events, kept = parse_ws_frames(
+        frames, INSTRUMENTS, 5, 99, lambda raw, exc: errors.append((raw, exc.reason))
+    )
+    want_events, want_kept, want_errors = _one_by_one(frames, INSTRUMENTS, 99)
+    assert events == want_events and kept == want_kept and errors == want_errors
+    assert len(events) >= 8
+
+
+def test_a_read_of_depth_frames_takes_the_typed_batch_decode(monkeypatch):
+    """The hot case must not silently fall back: the per-frame path is not called, the events are."""
+    import connectors.binance.parsing as parsing
+
+    frames = [_depth(U=10 + 3 * i, u=12 + 3 * i, pu=9 + 3 * i) for i in range(5)] + [_depth(pu=...)]
+    want, want_kept, _ = _one_by_one(frames, INSTRUMENTS, 99)
+    monkeypatch.setattr(parsing, "_parse_frames_one_by_one", None)  # calling it would raise
+    events, kept = parse_ws_frames(frames, INSTRUMENTS, 5, 99, lambda raw, exc: None)
+    assert events == want and kept == want_kept == frames
+    assert [e.prev_seq for e in events] == [9, 12, 15, 18, 21, None]

@@ -78,3 +78,63 @@ def test_buffer_is_bounded_and_counts_what_it_dropped():
     sync = DiffSync(spot_verdict, max_buffered=3)
     overflowed = sum(sync.on_diff(i, i, i).overflowed for i in range(1, 6))
     assert overflowed == 2 and len(sync.buffer) == 3
+
+
+def _random_diffs(rng, market: str, n: int = 400):
+    """Id triples with contiguous stretches, gaps, duplicates, out-of-order and stale diffs, missing
+    `pu`, and an occasional snapshot event in the middle of the run."""
+    from cryptoflow.model import Kind, RawEvent
+
+    out, last = [], 100
+    for i in range(n):
+        r = rng.random()
+        if r < 0.03:
+            out.append(RawEvent("binance", market, "A-B", "AB", Kind.DEPTH_SNAPSHOT, None, 0, 0, i, ([], []),
+                                seq=last - rng.randint(0, 2)))  # fmt: skip
+            continue
+        first = last + 1 + (rng.randint(1, 4) if r < 0.08 else 0) - (rng.randint(2, 8) if r > 0.95 else 0)
+        new = first + rng.randint(0, 3)
+        prev = last if r < 0.9 else (None if r < 0.92 else last - 1)
+        out.append(RawEvent("binance", market, "A-B", "AB", Kind.DEPTH_DIFF, i, 0, 0, i, ([], []),
+                            first_seq=first, seq=new, prev_seq=prev if market == "perp" else None))  # fmt: skip
+        last = max(last, new)
+    return out
+
+
+@pytest.mark.parametrize("market", ["spot", "perp"])
+@pytest.mark.parametrize("seed", range(6))
+def test_run_level_apply_equals_apply_live_diff_by_diff(market, seed):
+    """`apply_live_run` (one rule call per run) stops where repeated `apply_live` first says no and
+    leaves the book where it does, from every starting state (fresh, live, waiting)."""
+    import random
+
+    from operators.sequencing.binance import usdm_verdict
+
+    rng = random.Random(seed)
+    verdict = spot_verdict if market == "spot" else usdm_verdict
+    diffs = _random_diffs(rng, market)
+    run, ref = DiffSync(verdict), DiffSync(verdict)
+    i = 0
+    checked = 0
+    while i < len(diffs):
+        stop = run.apply_live_run(diffs, i)
+        j = i
+        while (
+            j < len(diffs)
+            and diffs[j].kind.name == "DEPTH_DIFF"
+            and ref.apply_live(diffs[j].first_seq, diffs[j].seq, diffs[j].prev_seq)
+        ):
+            j += 1
+        assert stop == j and (run.book_id, run.fresh) == (ref.book_id, ref.fresh)
+        checked += stop - i
+        if stop == len(diffs):
+            break
+        ev = diffs[stop]  # the reference outcome for the one that does not simply apply
+        for s in (run, ref):
+            if ev.kind.name == "DEPTH_SNAPSHOT":
+                s.on_snapshot(None, ev.seq)
+            else:
+                s.on_diff(None, ev.first_seq, ev.seq, ev.prev_seq)
+        assert (run.book_id, run.fresh, len(run.buffer)) == (ref.book_id, ref.fresh, len(ref.buffer))
+        i = stop + 1
+    assert checked > 20  # the run path really applied stretches of diffs
