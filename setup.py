@@ -1,5 +1,6 @@
-"""Only the compiled order-book side lives here (everything else is in pyproject.toml). `optional=True`:
-without a C compiler the install still succeeds and `operators.book.levels` uses its pure-Python side."""
+"""Only the compiled extensions live here (everything else is in pyproject.toml). `optional=True`: without a
+C compiler the install still succeeds; `operators.book.levels` then uses its pure-Python side and the
+Binance parser its msgspec/orjson path."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +11,12 @@ setup(
             ["operators/book/_levels.c"],
             extra_compile_args=["-O2", "-std=c11"],
             optional=True,
-        )
+        ),
+        Extension(
+            "connectors.binance._depth",
+            ["connectors/binance/_depth.c"],
+            extra_compile_args=["-O2", "-std=c11"],
+            optional=True,
+        ),
     ]
 )

@@ -30,6 +30,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
+from cryptoflow.level_block import BlockLevels, gather
 from cryptoflow.model import (
     ASK,
     BID,
@@ -136,22 +137,37 @@ def level_batches_to_arrow(batches: Sequence[LevelBatch | DiffLevels]) -> pa.Tab
     stable sort on (message position, side)."""
     diff_pos: list[int] = []
     diffs: list[RawEvent] = []
+    block_pos: list[int] = []
+    blocked: list[RawEvent] = []
     batch_pos: list[int] = []
     plain: list[LevelBatch] = []
     for i, b in enumerate(batches):
         if type(b) is DiffLevels:
-            diff_pos.append(i)
-            diffs.append(b.event)
+            if type(b.event.payload) is BlockLevels:
+                block_pos.append(i)
+                blocked.append(b.event)
+            else:
+                diff_pos.append(i)
+                diffs.append(b.event)
         else:
             batch_pos.append(i)
             plain.append(b)
-    if not diffs:
+    parts: list[tuple[pa.Table, pa.Array]] = []
+    if blocked:
+        parts.append(_block_levels_table(blocked, block_pos))
+        if not diffs and not plain:
+            return parts[0][0]  # rows are in message order already (bids, then asks, per message)
+    if diffs:
+        parts.append(_diff_levels_table(diffs, diff_pos))
+    if not parts:
         return _level_batches_table(plain)[0]
-    table, key = _diff_levels_table(diffs, diff_pos)
     if plain:
-        plain_table, plain_key = _level_batches_table(plain, batch_pos)
-        table = pa.concat_tables([plain_table, table])
-        key = pa.concat_arrays([plain_key, key])
+        parts.append(_level_batches_table(plain, batch_pos))
+    if len(parts) == 1:
+        table, key = parts[0]
+    else:
+        table = pa.concat_tables([t for t, _ in parts])
+        key = pa.concat_arrays([k for _, k in parts])
     return table.take(pc.sort_indices(key))
 
 
@@ -204,6 +220,36 @@ def _diff_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa
     is_ask = pc.greater_equal(parents, n)
     frame = pc.if_else(is_ask, pc.subtract(parents, n), parents)
     levels = nested.flatten()
+    return _diff_rows(
+        events, positions, frame, is_ask, pc.list_element(levels, 0), pc.list_element(levels, 1)
+    )
+
+
+def _block_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa.Table, pa.Array]:
+    """Level rows of applied diffs whose levels sit in the compiled decoder's blocks (`BlockLevels`):
+    gathered in C into string buffers, in message order (bids, then asks, per message)."""
+    payloads = [e.payload for e in events]
+    px_data, px_off, qty_data, qty_off, frame, ask = gather(
+        [p.block for p in payloads], [p.i for p in payloads]
+    )
+    rows = len(ask)
+    prices = pa.StringArray.from_buffers(rows, pa.py_buffer(px_off), pa.py_buffer(px_data))
+    qtys = pa.StringArray.from_buffers(rows, pa.py_buffer(qty_off), pa.py_buffer(qty_data))
+    frames = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(frame)])
+    is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)]).cast(pa.bool_())
+    return _diff_rows(events, positions, frames, is_ask, prices, qtys)
+
+
+def _diff_rows(
+    events: list[RawEvent],
+    positions: list[int],
+    frame: pa.Array,
+    is_ask: pa.Array,
+    prices: pa.Array,
+    qtys: pa.Array,
+) -> tuple[pa.Table, pa.Array]:
+    """The delta table from per-level (message index, is ask, price text, qty text) columns; the second
+    value is each row's sort key (2 x the message's position + is ask)."""
     header = {
         "exchange": pa.array([e.exchange for e in events], pa.string()),
         "market": pa.array([e.market for e in events], pa.string()),
@@ -217,16 +263,16 @@ def _diff_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa
         "shard": pa.array([e.shard for e in events], pa.int32()),
         "source_offset": pa.array([e.offset for e in events], pa.int64()),
     }
-    rows = len(levels)
+    rows = len(prices)
     arrays = []
     for field in _DELTA_ARROW:
         name = field.name
         if name == "side":
             arrays.append(pc.if_else(is_ask, ASK, BID).cast(field.type))
         elif name == "price":
-            arrays.append(pc.list_element(levels, 0).cast(ARROW_DECIMAL))
+            arrays.append(prices.cast(ARROW_DECIMAL))
         elif name == "qty":
-            arrays.append(pc.list_element(levels, 1).cast(ARROW_DECIMAL))
+            arrays.append(qtys.cast(ARROW_DECIMAL))
         elif name == "is_snapshot":
             arrays.append(pa.repeat(pa.scalar(False), rows))
         else:

@@ -14,7 +14,13 @@ import msgspec
 import orjson
 
 from connectors.parse_errors import ParseError
+from cryptoflow.level_block import BlockLevels
 from cryptoflow.model import BUY, LONG, SELL, SHORT, Funding, Kind, Liquidation, Market, RawEvent
+
+try:  # the compiled read decoder (setup.py, optional): without it reads take the msgspec path below
+    from connectors.binance._depth import decode as _c_decode
+except ImportError:  # pragma: no cover - installs without a C compiler
+    _c_decode = None
 
 EXCHANGE = "binance"
 
@@ -105,7 +111,15 @@ def parse_ws_frames(
     Hot case, a read of nothing but combined-stream `depthUpdate` frames: ONE typed msgspec decode of
     the frames joined into a JSON array (no dict per frame, no key strings; about half of
     `orjson.loads` per frame). Any frame that does not fit that shape makes the whole batch take the
-    per-frame path (`_parse_frames_one_by_one`), which classifies every odd frame."""
+    per-frame path (`_parse_frames_one_by_one`), which classifies every odd frame.
+
+    Fastest case, the compiled decoder (`_depth.c`): the same strict shape decoded in C, levels kept in
+    one buffer block per read (`BlockLevels` payloads, no Python object per level). It declines
+    anything unusual (None) and the read goes on to the paths above, unchanged."""
+    if _c_decode is not None and type(raws) is list:
+        columns = _c_decode(raws)
+        if columns is not None:
+            return _block_events(columns, raws, instruments, shard, ingest_us, on_error)
     n = len(raws)
     if n > 1:
         decoded = _decode_depth_batch(raws)
@@ -153,6 +167,32 @@ def _depth_events(
         events.append(new_event(
             EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, _DEPTH_DIFF, d.E * 1000,
             ingest_us, shard, -1, (d.b, d.a), d.U, d.u, None if prev is _UNSET else prev,
+        ))  # fmt: skip
+    else:
+        return events, raws
+    # an unknown symbol: the per-frame path counts it (and its neighbours are parsed the same way)
+    return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+
+
+def _block_events(
+    columns: tuple,
+    raws: list[bytes | str],
+    instruments: dict[str, Instrument],
+    shard: int,
+    ingest_us: int,
+    on_error: Callable[[bytes | str, ParseError], None],
+) -> tuple[list[RawEvent], list[bytes | str]]:
+    """Events of a read the compiled decoder took: per-frame scalars from its lists, levels by reference."""
+    symbols, times, firsts, lasts, prevs, block = columns
+    events: list[RawEvent] = []
+    new_event, new_levels, get = RawEvent, BlockLevels, instruments.get
+    for i, (sym, ts, first, last, prev) in enumerate(zip(symbols, times, firsts, lasts, prevs, strict=True)):
+        inst = get(sym)
+        if inst is None:
+            break
+        events.append(new_event(
+            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, _DEPTH_DIFF, ts * 1000,
+            ingest_us, shard, -1, new_levels(block, i), first, last, prev,
         ))  # fmt: skip
     else:
         return events, raws
