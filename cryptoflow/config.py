@@ -302,6 +302,7 @@ class KrakenConfig(_Section):
     connects_per_10min: int = Field(150, ge=1)  # per IP (Cloudflare), else a 10-minute ban
     ping_interval_s: float = Field(20.0, gt=0)  # idle connections are closed after ~60 s
     idle_timeout_s: float = Field(60.0, gt=0)
+    subscribe_timeout_s: float = Field(15.0, gt=0)  # no snapshot/ack this long after connecting: reconnect
     instruments_refresh_s: float = Field(3600.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
 
