@@ -81,15 +81,25 @@ class KrakenV2SyntheticVenue:
     def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
                  drop_updates: set[int] | None = None, start_after_s: float = 0.3,
                  v1: KrakenV1ReplayVenue | None = None, cut_first_connection_after: int | None = None,
-                 silent_after_end: bool = False) -> None:  # fmt: skip
+                 silent_after_end: bool = False, start_at_subscriptions: int | None = None) -> None:  # fmt: skip
         self.market, self.v1 = market, v1
         self.silent_after_end = silent_after_end  # fault: subscribes after the market ended go unanswered
         self.cut_after = cut_first_connection_after  # fault injection: drop connection 1 after N book frames
-        self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
+        # `start_at_subscriptions`: the market starts once that many (connection, channel, pair)
+        # subscriptions are served, at the latest `start_after_s` after the first connection
+        start_when = (
+            None if start_at_subscriptions is None else lambda: self.subscriptions() >= start_at_subscriptions
+        )
+        plan = FeedPlan(messages, rate, trade_every, start_after_s=start_after_s, start_when=start_when)
+        self.feed = SyntheticFeed(market, plan)
         self.drop_updates = drop_updates or set()
         self.sessions: list[KrakenSession] = []
         self._ids = itertools.count(1)
         self.by_v2 = {kraken_symbol(s): s for s in market.symbols}
+
+    def subscriptions(self) -> int:
+        """Book and trade subscriptions served so far, over every connection."""
+        return sum(len(s.books) + len(s.trades) for s in self.sessions)
 
     # ------------------------------------------------------------------ HTTP / routing
     def frames_for(self, path: str) -> list[RecordedFrame] | None:
