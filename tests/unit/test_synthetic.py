@@ -282,3 +282,28 @@ def test_feed_with_start_when_waits_for_its_subscribers_and_misses_nothing_of_th
     asyncio.run(main())
     assert sent_when_late_joined == [0]
     assert first == late and len(late) == 50 == feed.changes_sent
+
+
+def test_feed_that_fails_before_its_first_change_still_ends_the_replay():
+    """A failing `start_when` (or anything before the first change) still runs `on_end`: the venue closes
+    every connection with end-of-replay instead of leaving its clients waiting forever."""
+    import asyncio
+
+    from cryptoflow.simulator.synthetic.feed import FeedPlan, SyntheticFeed
+
+    def broken() -> bool:
+        raise RuntimeError("broken start condition")
+
+    feed = SyntheticFeed(_market(), FeedPlan(messages=10, start_after_s=5, start_when=broken))
+    ended: list[bool] = []
+
+    async def main():
+        async def end():
+            ended.append(True)
+
+        feed.start(end)
+        with pytest.raises(RuntimeError, match="broken start condition"):
+            await feed.task
+
+    asyncio.run(main())
+    assert ended == [True] and feed.changes_sent == 0

@@ -64,15 +64,15 @@ class SyntheticFeed:
 
     async def _run(self, on_end: Callable[[], Awaitable[None]]) -> None:
         plan, market = self.plan, self.market
-        if plan.start_when is None:
-            await asyncio.sleep(plan.start_after_s)
-        else:
-            give_up = asyncio.get_running_loop().time() + plan.start_after_s
-            while not plan.start_when() and asyncio.get_running_loop().time() < give_up:
-                await asyncio.sleep(0.02)
         loop = asyncio.get_running_loop()
-        start = due = loop.time()
-        try:
+        try:  # `on_end` runs whatever happens: clients wait for the end-of-replay close
+            if plan.start_when is None:
+                await asyncio.sleep(plan.start_after_s)
+            else:
+                give_up = loop.time() + plan.start_after_s
+                while not plan.start_when() and loop.time() < give_up:
+                    await asyncio.sleep(0.02)
+            start = due = loop.time()
             for i in range(plan.messages):
                 if plan.rate > 0:
                     if self.tempo is None:
