@@ -56,6 +56,8 @@ class _Handover:
 
     def on_frames(self, raws: list[str | bytes], primary: bool) -> None:
         if primary:
+            if self.client._confirming:
+                self.client._look_for_acks(raws)
             self.client._on_frames(raws)
             return
         self.buffer.extend(raws)
@@ -100,6 +102,7 @@ class SubscribeClient(WsClient):
     pong_timeout_s: float | None = None  # no frame this long after a ping: the socket is dead
     idle_timeout_s: float | None = None  # no frame this long at all: the socket is dead
     resync_timeout_s: float | None = None  # no snapshot this long after a resubscribe: ask again
+    subscribe_timeout_s: float | None = None  # no ack/snapshot this long after connecting: reconnect
     connect_limit: tuple[int, float] | None = None  # venue connects per window per source IP
     message_limit: tuple[int, float] | None = None  # venue messages per window per source IP
     messages_per_s = 5.0  # pace of the subscribe messages on one socket
@@ -135,6 +138,9 @@ class SubscribeClient(WsClient):
         self._journaled_instruments: bytes | None = None
         self._frames_metric = metrics.FRAMES.labels(self.exchange, self.market)  # bound once
         self._pending: list[RawEvent] | None = None  # events of the frame batch being handled
+        self._confirming = False  # this connection has not shown its subscriptions work yet
+        self._acked = False  # the venue acknowledged a subscribe on this connection
+        self._egress_state: EgressState | None = None
 
     @property
     def resubscribes(self) -> int:
@@ -200,6 +206,15 @@ class SubscribeClient(WsClient):
         """Book topics a replacement connection must hold a snapshot of before it takes over."""
         return set()
 
+    def confirm_books(self) -> set[str]:
+        """Exchange symbols whose first book event shows the subscription works (`subscribe_timeout_s`);
+        none: a subscribe ack (`subscribe_acked`) shows it."""
+        return set()
+
+    def subscribe_acked(self, raw: str | bytes) -> bool:
+        """True if this frame acknowledges a subscribe (only looked at until the connection is confirmed)."""
+        return False
+
     # ------------------------------------------------------------------ connection
     async def _main(self) -> None:
         await self._keep_connected(self._label, self._connect, self._connection_lost, self._watch)
@@ -215,6 +230,7 @@ class SubscribeClient(WsClient):
             log.info("%s: none of its instruments offers these channels; not connecting", self._label)
             return None
         self._subscribe_count = len(messages)
+        self._egress_state = state
         self._reset_connection_state()
         self._journal_instruments()
         conn = self.connection = self._connection(
@@ -257,6 +273,33 @@ class SubscribeClient(WsClient):
         self._awaiting.clear()
         self.reset_sequencing()
         self._last_frame = time.monotonic()
+        self._confirming, self._acked = self.subscribe_timeout_s is not None, False
+
+    def _look_for_acks(self, raws: list[str | bytes]) -> None:
+        if not self._acked:
+            self._acked = any(self.subscribe_acked(raw) for raw in raws)
+
+    def _subscriptions_confirmed(self) -> bool:
+        books = self.confirm_books()
+        return books <= self._books.keys() if books else self._acked
+
+    async def _check_subscribed(self, ws: ClientConnection, connected_at: float, now: float) -> None:
+        """A venue can accept the socket and never answer the subscribe (neither ack nor snapshot), while
+        pongs keep the idle watchdog quiet: after `subscribe_timeout_s` close it, and let the reconnect
+        loop back off (the connection does not count as a successful one)."""
+        if self._subscriptions_confirmed():
+            self._confirming = False
+            return
+        if self.subscribe_timeout_s is None or now - connected_at <= self.subscribe_timeout_s:
+            return
+        missing = sorted(self.confirm_books() - self._books.keys()) or ["a subscribe ack"]
+        log.warning("%s: no subscription ack/snapshot within %.1f s (missing %s); reconnecting",
+                    self._label, self.subscribe_timeout_s, ", ".join(missing[:5]))  # fmt: skip
+        metrics.RECONNECTS.labels(self.exchange, "subscribe_timeout").inc()
+        self._confirming = False
+        if self._egress_state is not None:
+            self._egress_state.connected = False  # back off as after a failed connect
+        await ws.close(1011, "subscribe timeout")
 
     def _new_parser(self) -> None:
         """Parser state (Coinbase sequence_num, Bybit merged tickers) is per connection; so is the
@@ -291,12 +334,16 @@ class SubscribeClient(WsClient):
         last_keepalive = time.monotonic()
         ping_sent: float | None = None
         refresh: asyncio.Task | None = None
+        connected_at: float | None = None
         while True:
             await asyncio.sleep(0.02)
             ws = conn.primary
             if ws is None:
                 continue
             now = time.monotonic()
+            if self._confirming:
+                connected_at = connected_at or now
+                await self._check_subscribed(ws, connected_at, now)
             if self.resync_timeout_s is not None:
                 for symbol, asked in list(self._awaiting.items()):
                     if now - asked > self.resync_timeout_s:

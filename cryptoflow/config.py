@@ -261,7 +261,7 @@ class OkxConfig(_Section):
     book_channel: Literal["books", "books-l2-tbt", "books50-l2-tbt"] = "books"
     ping_interval_s: float = Field(20.0, gt=0, lt=30)  # OKX closes a connection silent for 30 s
     pong_timeout_s: float = Field(5.0, gt=0)
-    max_args_per_connection: int = Field(240, ge=1)
+    max_args_per_connection: int = Field(240, ge=4)  # one instrument may need 3 channels + liquidations
     max_books_per_connection: int = Field(25, ge=1)  # OKX: prefer < 30 depth channels per connection
     subscribe_ops_per_hour: int = Field(480, ge=1, le=480)
     connects_per_s: float = Field(3.0, gt=0, le=3.0)  # per IP
@@ -302,6 +302,7 @@ class KrakenConfig(_Section):
     connects_per_10min: int = Field(150, ge=1)  # per IP (Cloudflare), else a 10-minute ban
     ping_interval_s: float = Field(20.0, gt=0)  # idle connections are closed after ~60 s
     idle_timeout_s: float = Field(60.0, gt=0)
+    subscribe_timeout_s: float = Field(15.0, gt=0)  # no snapshot/ack this long after connecting: reconnect
     instruments_refresh_s: float = Field(3600.0, gt=0)
     http_timeout_s: float = Field(10.0, gt=0)
 

@@ -3,8 +3,9 @@
 Starts the local exchange simulator (one port per venue: the real Binance spot and USD-M recordings, the
 USD-M one with generated markPrice/forceOrder frames since no recording has them; Bybit, OKX and Coinbase
 recordings; Kraken v2 and the Bybit/OKX liquidations and funding the recordings lack from the synthetic
-market), runs all seven dataflows against it (real `python -m bytewax.run` processes, real sockets),
-shows progress, and prints what landed in the local Iceberg warehouse per table and exchange.
+market), runs all seven dataflows against it (real `bytewax.run` processes, forked from one server that
+imported the libraries once; real sockets), shows progress, and prints what landed in the local Iceberg
+warehouse per table and exchange.
 
 Venues are listed in `DEMO_VENUES`: a venue added there (a simulator venue + the env overrides that
 point its config section at it) is picked up by every flow that offers its streams.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TextIO
 
 from connectors.iceberg.catalog import load_catalog
+from connectors.registry import offered
 from cryptoflow.config import CatalogConfig, load_settings
-from cryptoflow.paths import REPO_ROOT
+from cryptoflow.flow_procs import FlowProcess, start_bytewax
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.binance_usdm import BinanceUsdmVenue, with_generated_derivatives
 from cryptoflow.simulator.coinbase import CoinbaseVenue
@@ -69,9 +70,12 @@ def _coinbase_env(sim: ExchangeSimulator) -> dict[str, str]:
 
 def kraken_demo_venue() -> KrakenV2SyntheticVenue:
     """Kraken v2 from the synthetic market (no v2 recording exists): 3,000 book changes 20 ms of exchange
-    time apart and a trade every 5, starting 5 s after the first flow connects so all have subscribed."""
+    time apart and a trade every 5, starting once every flow reading Kraken subscribed each pair (at the
+    latest 5 s after the first flow connects), so every flow sees the whole market."""
     market = SyntheticMarket(KRAKEN_SYMBOLS, depth=30, seed=2026, step_us=20_000)
-    return KrakenV2SyntheticVenue(market, messages=3000, trade_every=5, start_after_s=5.0)
+    flows = sum(1 for stream in FLOWS if "kraken_spot" in offered(stream))  # one channel each
+    return KrakenV2SyntheticVenue(market, messages=3000, trade_every=5, start_after_s=5.0,
+                                  start_at_subscriptions=flows * len(KRAKEN_SYMBOLS))  # fmt: skip
 
 
 def _kraken_env(sim: ExchangeSimulator) -> dict[str, str]:
@@ -161,7 +165,7 @@ DEMO_VENUES: list[
 @dataclass
 class FlowRun:
     name: str
-    process: subprocess.Popen
+    process: FlowProcess
     log_path: Path
     started: float
     ended: float | None = None
@@ -192,12 +196,10 @@ def demo_environment(sim: ExchangeSimulator, warehouse: Path) -> dict[str, str]:
 
 
 def start_flow(name: str, env: dict[str, str], log_dir: Path, workers: int) -> FlowRun:
+    """`python -m bytewax.run dataflows.<name> -w <workers>` as its own process, forked from a server
+    that imported the libraries once (`cryptoflow.flow_procs`: start-up was most of the demo's time)."""
     log_path = log_dir / f"{name}.log"
-    log_file = log_path.open("w")
-    cmd = [sys.executable, "-m", "bytewax.run", f"dataflows.{name}", "-w", str(workers)]
-    process = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT
-    )
+    process = start_bytewax(f"dataflows.{name}", ["-w", str(workers)], env, log_path)
     return FlowRun(name, process, log_path, time.monotonic())
 
 

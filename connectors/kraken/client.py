@@ -7,6 +7,9 @@
   their literal text, which the checksum needs.
 * `{"method":"ping"}` every `ping_interval_s` (idle connections are closed after ~1 minute); the
   `status` and `heartbeat` channels count as traffic for the idle watchdog.
+* A connection that gets neither a book snapshot of every pair nor (trades only) a subscribe ack within
+  `subscribe_timeout_s` is closed and retried with back-off (`reconnects_total{reason=subscribe_timeout}`):
+  the pongs would otherwise keep the idle watchdog quiet forever.
 * ≈150 connects per rolling 10 minutes per IP (Cloudflare bans for 10 minutes beyond): a process-wide
   per-IP budget.
 * Pairs from REST `/0/public/AssetPairs` (v2 names: BTC, not XBT), cached and refreshed.
@@ -60,6 +63,7 @@ class KrakenClient(SubscribeClient):
             self.book_scheme = None
         self.cfg = cfg
         self.keepalive_s = cfg.ping_interval_s
+        self.subscribe_timeout_s = cfg.subscribe_timeout_s
         self.instruments: dict[str, str] = {}  # v2 symbol -> BASE-QUOTE
         self._instruments_at = 0.0
         self._req_ids = itertools.count(1)
@@ -104,6 +108,16 @@ class KrakenClient(SubscribeClient):
             self._request("unsubscribe", unsubscribe),
             self._request("subscribe", self._book_params(symbols)),
         ]
+
+    def confirm_books(self) -> set[str]:
+        """Every known pair's book snapshot shows a book subscription works (unknown pairs are refused)."""
+        if CHANNEL_BOOK not in self.channels:
+            return set()
+        return {s for s in self.symbols if s in self.instruments}
+
+    def subscribe_acked(self, raw: str | bytes) -> bool:
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+        return text.startswith('{"method":"subscribe"') and '"success":true' in text
 
     def keepalive_message(self) -> str:
         return orjson.dumps({"method": "ping", "req_id": next(self._req_ids)}).decode()

@@ -34,6 +34,7 @@ from connectors.okx.instruments import inst_type_of, instruments_url, parse_inst
 from connectors.okx.parsing import EXCHANGE, OkxParser
 from connectors.parse_errors import ParseError
 from connectors.subscribe_client import InstrumentMap, SubscribeClient
+from cryptoflow import metrics
 from cryptoflow.config import ConnectorConfig, OkxConfig
 from cryptoflow.model import Kind, Market, RawEvent
 from operators.sequencing.okx import update_verdict
@@ -50,6 +51,70 @@ ARGS_PER_REQUEST = 100  # keeps one request far below OKX's 64 KB limit
 
 Topic = tuple[str, str]  # (channel, instId) or ("liquidation-orders", instType)
 _INST_TYPE_OF_MARKET = {Market.SPOT: "SPOT", Market.PERP: "SWAP", Market.FUTURE: "FUTURES"}
+_MARKET_OF_INST_TYPE = {t: m for m, t in _INST_TYPE_OF_MARKET.items()}
+
+
+def predicted_market(inst_id: str) -> str:
+    """The market an instrument id names (the REST list it is looked up in decides; they agree)."""
+    return _MARKET_OF_INST_TYPE[inst_type_of(inst_id)]
+
+
+def okx_topics(
+    inst_ids: list[str],
+    channels: set[str],
+    markets: frozenset[str],
+    book_channel: str,
+    market_of: Callable[[str], str | None],
+) -> list[Topic]:
+    """The subscriptions for `inst_ids` (`market_of` None: unknown instrument, not subscribed)."""
+    out: list[Topic] = []
+    inst_types: set[str] = set()
+    for inst_id in inst_ids:
+        market = market_of(inst_id)
+        if market is None or market not in markets:
+            continue
+        if CHANNEL_DEPTH in channels:
+            out.append((book_channel, inst_id))
+        if CHANNEL_TRADES in channels:
+            out.append(("trades", inst_id))
+        if CHANNEL_FUNDING in channels and market == Market.PERP:
+            out.append(("funding-rate", inst_id))
+        if market != Market.SPOT:
+            inst_types.add(_INST_TYPE_OF_MARKET[market])
+    if CHANNEL_LIQUIDATIONS in channels:
+        out.extend(("liquidation-orders", t) for t in sorted(inst_types))
+    return out
+
+
+def plan_connections(
+    inst_ids: list[str], channels: set[str], markets: frozenset[str], cfg: OkxConfig
+) -> list[list[str]]:
+    """Split a shard's instruments over as few connections as OKX's per-connection limits allow: at
+    most `max_args_per_connection` subscriptions and `max_books_per_connection` order books each."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    args = books = 0
+    inst_types: set[str] = set()  # of `current` (one `liquidation-orders` subscription each)
+    for inst_id in inst_ids:
+        own = okx_topics([inst_id], channels, markets, cfg.book_channel, predicted_market)
+        own_types = {key for channel, key in own if channel == "liquidation-orders"}
+        need = len(own) - len(own_types)
+        need_books = sum(1 for t in own if t[0] == cfg.book_channel)
+        new_types = own_types - inst_types
+        if current and (
+            args + need + len(new_types) > cfg.max_args_per_connection
+            or books + need_books > cfg.max_books_per_connection
+        ):
+            groups.append(current)
+            current, args, books, inst_types = [], 0, 0, set()
+            new_types = own_types
+        current.append(inst_id)
+        args += need + len(new_types)
+        books += need_books
+        inst_types |= new_types
+    if current:
+        groups.append(current)
+    return groups
 
 
 class OkxClient(SubscribeClient):
@@ -85,6 +150,16 @@ class OkxClient(SubscribeClient):
         self.last_seq: dict[str, int | None] = {}
         self.ops: deque[float] = deque()  # times of this connection's (un)subscribe requests
         self.notices_seen = 0
+        self._over_limit_logged = False
+        planned = okx_topics(inst_ids, channels, markets, cfg.book_channel, predicted_market)
+        books = sum(1 for t in planned if t[0] == cfg.book_channel)
+        if len(planned) > cfg.max_args_per_connection or books > cfg.max_books_per_connection:
+            raise ValueError(
+                f"okx shard {shard}: {len(inst_ids)} instruments need {len(planned)} subscriptions "
+                f"({books} books) on one connection, over okx.max_args_per_connection "
+                f"{cfg.max_args_per_connection} / max_books_per_connection {cfg.max_books_per_connection}: "
+                "split them with plan_connections()"
+            )
 
     # ------------------------------------------------------------------ instruments
     async def prepare(self) -> None:
@@ -120,28 +195,19 @@ class OkxClient(SubscribeClient):
         return OkxParser(self.shard, self.inst_map)
 
     def topics(self) -> list[Topic]:
-        out: list[Topic] = []
-        inst_types: set[str] = set()
-        for inst_id in self.inst_ids:
-            if inst_id not in self.inst_map:
-                continue
-            market = self.inst_map[inst_id][0]
-            if market not in self.markets:
-                continue
-            if CHANNEL_DEPTH in self.channels:
-                out.append((self.cfg.book_channel, inst_id))
-            if CHANNEL_TRADES in self.channels:
-                out.append(("trades", inst_id))
-            if CHANNEL_FUNDING in self.channels and market == Market.PERP:
-                out.append(("funding-rate", inst_id))
-            if market != Market.SPOT:
-                inst_types.add(_INST_TYPE_OF_MARKET[market])
-        if CHANNEL_LIQUIDATIONS in self.channels:
-            out.extend(("liquidation-orders", t) for t in sorted(inst_types))
-        if len(out) > self.cfg.max_args_per_connection:
-            raise ValueError(
-                f"{len(out)} subscriptions exceed okx.max_args_per_connection; raise total_shards"
-            )
+        """This connection's subscriptions. More than `max_args_per_connection` (only if the REST list
+        classifies an instrument unlike its id, which `plan_connections` sizes by) never stops the client:
+        the excess is logged, counted and left out."""
+        out = okx_topics(self.inst_ids, self.channels, self.markets, self.cfg.book_channel,
+                         lambda i: self.inst_map[i][0] if i in self.inst_map else None)  # fmt: skip
+        limit = self.cfg.max_args_per_connection
+        if len(out) > limit:
+            if not self._over_limit_logged:
+                log.error("okx shard %s: %d subscriptions exceed okx.max_args_per_connection (%d); "
+                          "leaving out %s", self.shard, len(out), limit, out[limit:])  # fmt: skip
+                metrics.BAD_FRAMES.labels(EXCHANGE, "too_many_subscriptions").inc()
+                self._over_limit_logged = True
+            out = out[:limit]
         return out
 
     def subscribe_requests(self, topics: list, op: str = "subscribe") -> list[str]:

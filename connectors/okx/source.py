@@ -1,5 +1,6 @@
 """OKX as a sharded Bytewax source: per shard, one `/ws/v5/public` client per group of instruments
-(`max_args_per_connection`), collecting the markets and channels a stream needs."""
+(as many as `max_args_per_connection` / `max_books_per_connection` require: `plan_connections`),
+collecting the markets and channels a stream needs."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from connectors.okx.client import (
     CHANNEL_TRADES,
     OkxClient,
     okx_parser,
+    plan_connections,
 )
 from connectors.okx.parsing import EXCHANGE
 from connectors.registry import owned_shard_groups
@@ -45,24 +47,12 @@ def okx_clients(settings: Settings, markets: frozenset[str], channels: set[str])
     if not cfg.enabled or not cfg.symbols:
         return None
     by_shard = owned_shard_groups(settings, EXCHANGE, cfg.symbols)
-    per_conn = max(1, cfg.max_args_per_connection // 4)  # up to 3 channels per instrument + liquidations
-    if CHANNEL_DEPTH in channels:
-        per_conn = min(per_conn, cfg.max_books_per_connection)
+    plan = {shard: plan_connections(ids, channels, markets, cfg) for shard, ids in by_shard.items()}
 
     def make_clients(shard: int, out: Any, egress: EgressManager) -> list[OkxClient]:
-        ids = by_shard[shard]
         return [
-            OkxClient(
-                cfg,
-                settings.connector,
-                ids[i : i + per_conn],
-                channels,
-                shard,
-                out,
-                markets=markets,
-                egress=egress,
-            )
-            for i in range(0, len(ids), per_conn)
+            OkxClient(cfg, settings.connector, group, channels, shard, out, markets=markets, egress=egress)
+            for group in plan[shard]
         ]
 
     return sorted(by_shard), make_clients

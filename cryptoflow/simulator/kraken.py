@@ -12,7 +12,9 @@ broadcasts them; each connection's book subscription has its own depth view and 
 (`synthetic.encoders.KrakenV2Encoder`). When the generator is done every connection is closed with 4100
 (end of replay). `drop_updates` (indices of book frames on a connection) injects losses, which the
 client can only notice through the checksum; `cut_first_connection_after` closes the first connection
-(code 1011) after that many book frames. The market (`self.market.books`) is the truth.
+(code 1011) after that many book frames; `silent_after_end` leaves the subscribes of a connection made
+after the market ended unanswered (no ack, no snapshot; pings still get pongs). The market
+(`self.market.books`) is the truth.
 """
 
 from __future__ import annotations
@@ -78,14 +80,26 @@ class KrakenV2SyntheticVenue:
 
     def __init__(self, market: SyntheticMarket, messages: int = 2000, rate: float = 0.0, trade_every: int = 10,
                  drop_updates: set[int] | None = None, start_after_s: float = 0.3,
-                 v1: KrakenV1ReplayVenue | None = None, cut_first_connection_after: int | None = None) -> None:  # fmt: skip
+                 v1: KrakenV1ReplayVenue | None = None, cut_first_connection_after: int | None = None,
+                 silent_after_end: bool = False, start_at_subscriptions: int | None = None) -> None:  # fmt: skip
         self.market, self.v1 = market, v1
+        self.silent_after_end = silent_after_end  # fault: subscribes after the market ended go unanswered
         self.cut_after = cut_first_connection_after  # fault injection: drop connection 1 after N book frames
-        self.feed = SyntheticFeed(market, FeedPlan(messages, rate, trade_every, start_after_s=start_after_s))
+        # `start_at_subscriptions`: the market starts once that many (connection, channel, pair)
+        # subscriptions are served, at the latest `start_after_s` after the first connection
+        start_when = (
+            None if start_at_subscriptions is None else lambda: self.subscriptions() >= start_at_subscriptions
+        )
+        plan = FeedPlan(messages, rate, trade_every, start_after_s=start_after_s, start_when=start_when)
+        self.feed = SyntheticFeed(market, plan)
         self.drop_updates = drop_updates or set()
         self.sessions: list[KrakenSession] = []
         self._ids = itertools.count(1)
         self.by_v2 = {kraken_symbol(s): s for s in market.symbols}
+
+    def subscriptions(self) -> int:
+        """Book and trade subscriptions served so far, over every connection."""
+        return sum(len(s.books) + len(s.trades) for s in self.sessions)
 
     # ------------------------------------------------------------------ HTTP / routing
     def frames_for(self, path: str) -> list[RecordedFrame] | None:
@@ -142,6 +156,8 @@ class KrakenV2SyntheticVenue:
             await ws.send(orjson.dumps({"method": "pong", "req_id": req_id, "time_in": self._now(),
                                         "time_out": self._now()}).decode())  # fmt: skip
             return
+        if self.silent_after_end and self.feed.task is not None and self.feed.task.done():
+            return  # an exchange that accepts the socket, answers pings and never serves the subscribe
         params = msg.get("params") or {}
         channel, symbols = params.get("channel"), params.get("symbol") or []
         unknown = [s for s in symbols if s not in self.by_v2]

@@ -15,50 +15,26 @@ import pytest
 
 from connectors.bybit.client import BybitClient
 from connectors.okx.client import OkxClient
-from connectors.signals import END
-from cryptoflow.config import BybitConfig, ConnectorConfig, OkxConfig
 from cryptoflow.model import Kind, RawEvent
 from cryptoflow.simulator.bybit import BybitVenue
 from cryptoflow.simulator.okx import SEQ_BASE, WS_PATH, OkxVenue
 from cryptoflow.simulator.server import ExchangeSimulator
 from operators.book.tracker import BYBIT, OKX, BookTracker
 from tests.support import bybit_okx_truth as truth
+from tests.support.subscribe_clients import ALL, bybit_clients, okx_client, run_to_end
 
-CONNECTOR = ConnectorConfig(stop_at_replay_end=True, reconnect_initial_s=0.05)
 SPOT = ["BTCUSDT", "ETHUSDT"]
 LINEAR = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT"]
 OKX_IDS = ["BTC-USDT", "UNI-USD-SWAP", "BTC-USD-220527"]
-ALL = {"depth", "trades", "funding", "liquidations"}
-
-
-def _drain(q: queue.Queue, clients: int) -> list[RawEvent]:
-    events, ended = [], 0
-    while ended < clients:
-        item = q.get(timeout=60)
-        if item is END:
-            ended += 1
-        else:
-            events.append(item)
-    return events
 
 
 def _run_bybit(
     venue: BybitVenue, speed: float = 0.0, **cfg_fields
 ) -> tuple[list[RawEvent], list[BybitClient]]:
     with ExchangeSimulator(venue, speed=speed) as sim:
-        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, **cfg_fields)
         q: queue.Queue = queue.Queue()
-        clients = [
-            BybitClient(cfg, CONNECTOR, "spot", SPOT, ALL, 0, q),
-            BybitClient(cfg, CONNECTOR, "linear", LINEAR, ALL, 0, q),
-        ]
-        for c in clients:
-            c.start()
-        try:
-            return _drain(q, len(clients)), clients
-        finally:
-            for c in clients:
-                c.stop()
+        clients = bybit_clients(sim, {"spot": SPOT, "linear": LINEAR}, ALL, q, **cfg_fields)
+        return run_to_end(clients, q), clients
 
 
 def _levels(events: list[RawEvent], key) -> Counter:
@@ -129,14 +105,9 @@ def test_bybit_dropped_delta_resyncs_with_a_fresh_snapshot():
 
 def _run_okx(venue: OkxVenue, speed: float = 0.0) -> tuple[list[RawEvent], OkxClient]:
     with ExchangeSimulator(venue, speed=speed) as sim:
-        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url)
         q: queue.Queue = queue.Queue()
-        client = OkxClient(cfg, CONNECTOR, OKX_IDS, ALL, 0, q)
-        client.start()
-        try:
-            return _drain(q, 1), client
-        finally:
-            client.stop()
+        client = okx_client(sim, OKX_IDS, ALL, q)
+        return run_to_end([client], q), client
 
 
 def test_okx_rows_equal_the_recording():
@@ -190,15 +161,12 @@ def test_okx_dropped_update_resyncs_by_seq_id_chain():
 def test_bybit_level1_recordings_replay(factory):
     venue = factory()
     with ExchangeSimulator(venue) as sim:
-        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url, book_depth=1)
         q: queue.Queue = queue.Queue()
         spot = sorted({str(f.topic).rsplit(".", 1)[1] for f in venue.paths["/v5/public/spot"]})
         linear = sorted({str(f.topic).rsplit(".", 1)[1] for f in venue.paths["/v5/public/linear"]})
-        clients = [BybitClient(cfg, CONNECTOR, "spot", spot, {"depth"}, 0, q),
-                   BybitClient(cfg, CONNECTOR, "linear", linear, {"depth"}, 0, q)]  # fmt: skip
-        for c in clients:
-            c.start()
-        events = _drain(q, 2)
+        events = run_to_end(
+            bybit_clients(sim, {"spot": spot, "linear": linear}, {"depth"}, q, book_depth=1), q
+        )
     snapshots = Counter(e.market for e in events if e.kind is Kind.DEPTH_SNAPSHOT)
     recorded = Counter()
     for market, name in (("perp", "cryptofeed_BYBIT.ws.1.0"), ("spot", "cryptofeed_BYBIT.ws.2.0")):

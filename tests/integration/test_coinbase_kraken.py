@@ -9,13 +9,17 @@ and must notice it (Coinbase `sequence_num`, Kraken checksum), resubscribe and e
 from __future__ import annotations
 
 import queue
+import time
 from decimal import Decimal
 
 import pytest
 
+from connectors import ws_client
 from connectors.coinbase.client import CoinbaseClient
 from connectors.kraken.client import KrakenClient
+from connectors.retry import Backoff
 from connectors.signals import END
+from cryptoflow import metrics
 from cryptoflow.config import CoinbaseConfig, ConnectorConfig, KrakenConfig
 from cryptoflow.model import Kind, RawEvent
 from cryptoflow.simulator.coinbase import CoinbaseVenue
@@ -209,3 +213,48 @@ def test_kraken_lost_connection_marks_every_book_and_recovers_on_the_new_one():
         assert tracker.book.bids.top(100) == truth.bids.top(10) and tracker.book.asks.top(
             100
         ) == truth.asks.top(10)
+
+
+class _RecordingBackoff(Backoff):
+    """The reconnect loop's backoff, recording the ceiling of every delay it hands out."""
+
+    ceilings: list[float] = []
+
+    def next_delay(self, at_least: float = 0.0) -> float:
+        _RecordingBackoff.ceilings.append(self.ceiling())
+        return super().next_delay(at_least)
+
+
+@pytest.mark.parametrize("channels", [{"book"}, {"trade"}], ids=["book-snapshot", "trade-ack"])
+def test_kraken_reconnect_that_is_never_subscribed_times_out_counts_and_backs_off(
+    channels, monkeypatch, caplog
+):
+    """After the market ended the venue accepts sockets and answers pings but not subscribes: every such
+    connection is closed after `subscribe_timeout_s`, counted, logged, and retried with a growing backoff
+    (the first connection was served: its acks/snapshots confirm it, so it never times out)."""
+    monkeypatch.setattr(ws_client, "Backoff", _RecordingBackoff)
+    _RecordingBackoff.ceilings = []
+    market = SyntheticMarket(KRAKEN_SYMBOLS, depth=20, seed=17)
+    venue = KrakenV2SyntheticVenue(market, messages=300, trade_every=3, silent_after_end=True)
+    symbols = [s.replace("-", "/") for s in KRAKEN_SYMBOLS]
+    timeouts = metrics.RECONNECTS.labels("kraken", "subscribe_timeout")
+    before = timeouts._value.get()
+    with ExchangeSimulator(venue) as sim:
+        cfg = KrakenConfig(ws_url=f"{sim.ws_url}/v2", rest_url=sim.http_url, symbols=symbols,
+                           subscribe_timeout_s=0.3)  # fmt: skip
+        connector = ConnectorConfig(reconnect_initial_s=0.05, reconnect_max_s=0.4)  # keeps reconnecting
+        client = KrakenClient(cfg, connector, symbols, channels, 0, queue.Queue())
+        client.start()
+        deadline = time.monotonic() + 20
+        while timeouts._value.get() < before + 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.stop()
+    timed_out = timeouts._value.get() - before
+    assert timed_out >= 3
+    served, *silent = venue.sessions
+    assert served.requests and (served.books or served.trades)  # the first connection was subscribed
+    assert len(silent) >= timed_out  # one timeout per unanswered connection, never for the served one
+    assert all(not s.books and not s.trades for s in silent)
+    assert caplog.text.count("no subscription ack/snapshot within 0.3 s") >= timed_out
+    # the served connection resets the backoff; the unanswered ones do not: each retry waits longer
+    assert _RecordingBackoff.ceilings[:3] == [0.05, 0.1, 0.2]

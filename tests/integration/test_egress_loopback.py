@@ -18,6 +18,7 @@ from tests.integration.test_binance_spot_end_to_end import read, run_flow
 from tests.support.book_check import BookChecker
 from tests.support.collector import InProcessCollector, settings_for
 from tests.support.recording_truth import binance_spot_expected_levels
+from tests.support.subscribe_clients import run_to_end
 from tests.support.venue_matrix import CASES, VenueCase
 
 pytestmark = pytest.mark.integration
@@ -123,14 +124,10 @@ def test_usdm_lanes_and_rest_leave_from_the_shard_ip_and_a_throttled_ip_is_left(
     """USD-M opens two connections per shard (`/public` for depth, `/market` for aggTrade): both, and the
     shard's REST calls, bind to its egress IP. The first shard's IP answers every request with 429, so
     that shard moves to the next IP of the pool and collects everything from there."""
-    import queue
-
     from connectors.binance.client import CHANNEL_DEPTH, CHANNEL_TRADES, USDM, BinanceClient
     from connectors.binance.source import binance_shards
     from connectors.egress import egress_from_config
-    from connectors.signals import END
     from cryptoflow.config import load_settings
-    from cryptoflow.model import Kind
     from tests.support.recording_truth import binance_usdm_trades
 
     with ExchangeSimulator(binance_usdm_venue, faults=FaultPlan(retry_after_s=1)) as sim:
@@ -161,17 +158,7 @@ def test_usdm_lanes_and_rest_leave_from_the_shard_ip_and_a_throttled_ip_is_left(
                           egress=egress)
             for shard, syms in shards.items()
         ]  # fmt: skip
-        for client in clients:
-            client.start()
-        events, ended = [], 0
-        while ended < len(clients):
-            item = out.get(timeout=60)
-            if item is END:
-                ended += 1
-            else:
-                events.append(item)
-        for client in clients:
-            client.stop()
+        events = run_to_end(clients, out)
 
     stats = sim.stats
     moved_to = POOL[(POOL.index(throttled) + 1) % len(POOL)]
@@ -198,14 +185,15 @@ WIDE_POOL = [f"127.0.0.{n}" for n in range(2, 12)]
 
 
 def _clients(case: VenueCase, settings, channels: set[str], out: queue.Queue):
-    """This venue's shards and clients exactly as `cryptoflow capture` (and the flows) build them."""
+    """This venue's clients per shard exactly as `cryptoflow capture` (and the flows) build them, their
+    egress, and all of them in one list."""
     from connectors.egress import egress_from_config
     from cryptoflow.capture import VENUES
 
     shards, make_clients = VENUES[case.name][1](settings, channels)
     egress = egress_from_config(settings.sharding, shards)
     per_shard = {shard: make_clients(shard, out, egress) for shard in shards}
-    return per_shard, egress
+    return per_shard, egress, [c for cs in per_shard.values() for c in cs]
 
 
 def _settings(case: VenueCase, sim: ExchangeSimulator, **extra: str):
@@ -219,19 +207,8 @@ def _settings(case: VenueCase, sim: ExchangeSimulator, **extra: str):
 def test_each_shard_of_every_venue_connects_and_calls_rest_from_its_own_loopback_ip(case: VenueCase):
     out: queue.Queue = queue.Queue()
     with ExchangeSimulator(case.make_venue()) as sim:
-        per_shard, egress = _clients(case, _settings(case, sim), {"depth", "trades"}, out)
-        clients = [c for cs in per_shard.values() for c in cs]
-        for client in clients:
-            client.start()
-        events, ended = [], 0
-        while ended < len(clients):
-            item = out.get(timeout=60)
-            if item is END:
-                ended += 1
-            else:
-                events.append(item)
-        for client in clients:
-            client.stop()
+        per_shard, egress, clients = _clients(case, _settings(case, sim), {"depth", "trades"}, out)
+        events = run_to_end(clients, out)
     stats = sim.stats
     assert len(per_shard) > 1
     # round-robin over the sorted shards: each its own address
@@ -265,11 +242,10 @@ def test_a_venue_ip_that_draws_429s_is_left_and_its_shard_resyncs_from_the_next_
     }
     out: queue.Queue = queue.Queue()
     with ExchangeSimulator(case.make_venue(), faults=FaultPlan(retry_after_s=1)) as sim:
-        per_shard, egress = _clients(case, _settings(case, sim, **extra), {"depth"}, out)
+        per_shard, egress, clients = _clients(case, _settings(case, sim, **extra), {"depth"}, out)
         first = min(per_shard)
         ip = egress.address_for(first)
         books = _symbols(per_shard[first])
-        clients = [c for cs in per_shard.values() for c in cs]
         for client in clients:
             client.start()
         events: list = []

@@ -55,12 +55,16 @@ def test_rest_depth_and_exchange_info(binance_spot_simulator):
 
 
 def test_rest_errors_look_like_binance(binance_spot_simulator):
+    # each error response is closed: an open one keeps its socket, and the simulator's shutdown waits
+    # for it (10 s)
     with pytest.raises(urllib.error.HTTPError) as err:
         get_json(f"{binance_spot_simulator.http_url}/api/v3/depth?symbol=NOPE")
-    assert err.value.code == 400 and json.loads(err.value.read())["code"] == -1121
+    with err.value as response:
+        assert response.code == 400 and json.loads(response.read())["code"] == -1121
     with pytest.raises(urllib.error.HTTPError) as err:
         get_json(f"{binance_spot_simulator.http_url}/nothing/here")
-    assert err.value.code == 404
+    with err.value as response:
+        assert response.code == 404
 
 
 async def subscribe_and_collect(url: str, streams: list[str]) -> tuple[list[dict], list[str], int]:
@@ -106,7 +110,8 @@ def test_injected_429_and_418_carry_retry_after_on_rest_and_connect(binance_spot
     with ExchangeSimulator(binance_spot_venue, faults=plan) as sim:
         with pytest.raises(urllib.error.HTTPError) as err:
             get_json(f"{sim.http_url}/api/v3/depth?symbol=NKNUSDT")
-        assert err.value.code == 429 and err.value.headers["Retry-After"] == "7"
+        with err.value as response:  # closed, or the simulator's shutdown waits 10 s for its socket
+            assert response.code == 429 and response.headers["Retry-After"] == "7"
 
         async def handshake():
             async with connect(f"{sim.ws_url}/stream?streams=nknusdt@depth@100ms"):
@@ -118,7 +123,8 @@ def test_injected_429_and_418_carry_retry_after_on_rest_and_connect(binance_spot
         # that was the second 429: the IP is now banned, and says for how long
         with pytest.raises(urllib.error.HTTPError) as err:
             get_json(f"{sim.http_url}/api/v3/ping")
-        assert err.value.code == 418 and err.value.headers["Retry-After"] == "90"
+        with err.value as response:
+            assert response.code == 418 and response.headers["Retry-After"] == "90"
         assert sim.stats.refused == {
             ("127.0.0.1", "rest", 429): 1,
             ("127.0.0.1", "ws", 429): 1,

@@ -11,32 +11,16 @@ import time
 import orjson
 import pytest
 
-from connectors.bybit.client import BybitClient
-from connectors.okx.client import OkxClient
-from connectors.signals import END
-from cryptoflow.config import BybitConfig, ConnectorConfig, OkxConfig
 from cryptoflow.model import Kind, RawEvent
 from cryptoflow.simulator.server import ExchangeSimulator
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
 from cryptoflow.simulator.synthetic_venues import BybitSyntheticVenue, OkxSyntheticVenue
 from operators.book.tracker import BYBIT, OKX, BookSettings, BookTracker
+from tests.support.subscribe_clients import ALL, bybit_clients, drain, okx_client, run_to_end
 
 pytestmark = pytest.mark.integration
-CONNECTOR = ConnectorConfig(stop_at_replay_end=True, reconnect_initial_s=0.05)
-ALL = {"depth", "trades", "funding", "liquidations"}
 BYBIT_SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
 OKX_IDS = ["BTC-USDT", "ETH-USDT-SWAP", "SOL-USDT-SWAP", "BTC-USD-260925"]
-
-
-def _drain(q: queue.Queue, clients: int) -> list[RawEvent]:
-    events, ended = [], 0
-    while ended < clients:
-        item = q.get(timeout=60)
-        if item is END:
-            ended += 1
-        else:
-            events.append(item)
-    return events
 
 
 def _track(events: list[RawEvent], scheme: str) -> dict[tuple[str, str], BookTracker]:
@@ -60,16 +44,9 @@ def test_bybit_liquidations_funding_trades_and_books_equal_the_synthetic_truth()
                                 liquidation_every=7, funding_every=11)  # fmt: skip
     exchange = [s.replace("-", "") for s in BYBIT_SYMBOLS]
     with ExchangeSimulator(venue) as sim:
-        cfg = BybitConfig(ws_url=sim.ws_url, rest_url=sim.http_url)
         q: queue.Queue = queue.Queue()
-        clients = [BybitClient(cfg, CONNECTOR, c, exchange, ALL, 0, q) for c in ("spot", "linear")]
-        for c in clients:
-            c.start()
-        try:
-            events = _drain(q, len(clients))
-        finally:
-            for c in clients:
-                c.stop()
+        clients = bybit_clients(sim, {"spot": exchange, "linear": exchange}, ALL, q)
+        events = run_to_end(clients, q)
     perp = [e for e in events if e.market == "perp"]
     # liquidations: position side, bankruptcy price, size and time exactly as the market emitted them
     liqs = [(e.symbol, e.payload.side, e.payload.price, e.payload.qty, e.exchange_ts_us)
@@ -106,9 +83,8 @@ def test_bybit_liquidations_funding_trades_and_books_equal_the_synthetic_truth()
 def _okx_run(venue: OkxSyntheticVenue, market: SyntheticMarket, late_start_after: int | None = None):
     """One client from the start; with `late_start_after`, a second one once that many changes went out."""
     with ExchangeSimulator(venue) as sim:
-        cfg = OkxConfig(ws_url=sim.ws_url, rest_url=sim.http_url, symbols=OKX_IDS)
         q1: queue.Queue = queue.Queue()
-        first = OkxClient(cfg, CONNECTOR, OKX_IDS, ALL, 0, q1)
+        first = okx_client(sim, OKX_IDS, ALL, q1, symbols=OKX_IDS)
         first.start()
         clients, queues = [first], [q1]
         if late_start_after is not None:
@@ -118,12 +94,12 @@ def _okx_run(venue: OkxSyntheticVenue, market: SyntheticMarket, late_start_after
             ):
                 time.sleep(0.01)
             q2: queue.Queue = queue.Queue()
-            second = OkxClient(cfg, CONNECTOR, OKX_IDS, {"depth"}, 0, q2)
+            second = okx_client(sim, OKX_IDS, {"depth"}, q2, symbols=OKX_IDS)
             second.start()
             clients.append(second)
             queues.append(q2)
         try:
-            return [_drain(q, 1) for q in queues], clients
+            return [drain(q, 1) for q in queues], clients
         finally:
             for c in clients:
                 c.stop()

@@ -242,3 +242,68 @@ def test_simulate_synthetic_flag_serves_bybit_and_okx_from_the_market():
     ]
     swaps = json.loads(okx_venue.rest("/api/v5/public/instruments?instType=SWAP").body)
     assert [i["instId"] for i in swaps["data"]] == ["S0001-USDT-SWAP"]
+
+
+def test_feed_with_start_when_waits_for_its_subscribers_and_misses_nothing_of_the_late_one():
+    """`start_when`: the market starts only once the second subscriber is in, so it sees every change,
+    even though the plan would wait far longer (`start_after_s` is only the limit)."""
+    import asyncio
+
+    from cryptoflow.simulator.synthetic.feed import FeedPlan, SyntheticFeed
+
+    market = _market()
+    subscribers: list = []
+    plan = FeedPlan(messages=50, trade_every=0, start_after_s=60, start_when=lambda: len(subscribers) == 2)
+    feed = SyntheticFeed(market, plan)
+    first: list = []
+    late: list = []
+    sent_when_late_joined: list[int] = []
+
+    async def main():
+        async def end():
+            return None
+
+        async def on_first(event):
+            first.append(event)
+
+        async def on_late(event):
+            late.append(event)
+
+        subscribers.append(on_first)
+        feed.subscribers.append(on_first)
+        feed.start(end)
+        for _ in range(5):
+            await asyncio.sleep(0.03)  # the feed polls `start_when` meanwhile and must not start
+        sent_when_late_joined.append(feed.changes_sent)
+        subscribers.append(on_late)
+        feed.subscribers.append(on_late)
+        await asyncio.wait_for(feed.task, 30)  # well before the 60 s limit
+
+    asyncio.run(main())
+    assert sent_when_late_joined == [0]
+    assert first == late and len(late) == 50 == feed.changes_sent
+
+
+def test_feed_that_fails_before_its_first_change_still_ends_the_replay():
+    """A failing `start_when` (or anything before the first change) still runs `on_end`: the venue closes
+    every connection with end-of-replay instead of leaving its clients waiting forever."""
+    import asyncio
+
+    from cryptoflow.simulator.synthetic.feed import FeedPlan, SyntheticFeed
+
+    def broken() -> bool:
+        raise RuntimeError("broken start condition")
+
+    feed = SyntheticFeed(_market(), FeedPlan(messages=10, start_after_s=5, start_when=broken))
+    ended: list[bool] = []
+
+    async def main():
+        async def end():
+            ended.append(True)
+
+        feed.start(end)
+        with pytest.raises(RuntimeError, match="broken start condition"):
+            await feed.task
+
+    asyncio.run(main())
+    assert ended == [True] and feed.changes_sent == 0

@@ -35,6 +35,8 @@ class FeedPlan:
     # None = the symbol of the change that triggered it
     liquidation_symbols: tuple[str, ...] | None = None
     funding_symbols: tuple[str, ...] | None = None
+    # start as soon as this says every expected client subscribed (`start_after_s` is then the limit)
+    start_when: Callable[[], bool] | None = None
 
 
 class SyntheticFeed:
@@ -62,10 +64,15 @@ class SyntheticFeed:
 
     async def _run(self, on_end: Callable[[], Awaitable[None]]) -> None:
         plan, market = self.plan, self.market
-        await asyncio.sleep(plan.start_after_s)
         loop = asyncio.get_running_loop()
-        start = due = loop.time()
-        try:
+        try:  # `on_end` runs whatever happens: clients wait for the end-of-replay close
+            if plan.start_when is None:
+                await asyncio.sleep(plan.start_after_s)
+            else:
+                give_up = loop.time() + plan.start_after_s
+                while not plan.start_when() and loop.time() < give_up:
+                    await asyncio.sleep(0.02)
+            start = due = loop.time()
             for i in range(plan.messages):
                 if plan.rate > 0:
                     if self.tempo is None:
