@@ -7,11 +7,18 @@ the trailing zero and break the checksum). Both set `book_depth` (the subscribed
 truncates to without sending deletes) and `checksum` (v1 only on updates, v2 on every message).
 The v2 parser keeps one decoder (`json.loads` with hooks builds a new one per call: half its cost) and
 remembers the last timestamp's whole second (a book stream changes it once a second).
+
+Lean path (v2 book frames, the hot ones): a frame laid out exactly as Kraken sends a one-book message
+(`channel`, `type`, `data` with `symbol`, `bids`, `asks`, `checksum`[, `timestamp`] in that order, no
+whitespace) is matched by one anchored regular expression whose number pattern is JSON's own, so the
+captured texts are exactly what the decoder's `parse_float=str` would give; about 3x cheaper than the
+decoder. Anything else (other key order, escapes, several books, trades, acks) takes the general path.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 
@@ -30,11 +37,25 @@ def normalize_pair(pair: str) -> str:
 
 
 _V2_DECODER = json.JSONDecoder(parse_float=str, parse_int=str)
+_NUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"  # a JSON number, as its literal text
+_V2_LEVELS = rf'(?:\{{"price":{_NUM},"qty":{_NUM}\}}(?:,\{{"price":{_NUM},"qty":{_NUM}\}})*)?'
+_V2_BOOK = re.compile(
+    r'\{"channel":"book","type":"(snapshot|update)","data":\[\{"symbol":"([^"\\]+)",'
+    rf'"bids":\[({_V2_LEVELS})\],"asks":\[({_V2_LEVELS})\],"checksum":(0|[1-9][0-9]*)'
+    r'(?:,"timestamp":"([^"\\]+)")?\}\]\}'
+)
 
 
 def _seconds_text_to_us(text: str) -> int:
     whole, _, frac = text.partition(".")
     return int(whole) * 1_000_000 + int((frac + "000000")[:6])
+
+
+def _v2_levels(text: str) -> list[list[str]]:
+    """`{"price":P,"qty":Q},...` (already checked by `_V2_BOOK`) -> `[[P, Q], ...]` by plain splits."""
+    if not text:
+        return []
+    return [level.split(',"qty":') for level in text[9:-1].split('},{"price":')]
 
 
 class KrakenV1Parser:
@@ -108,8 +129,15 @@ class KrakenV2Parser:
 
     def parse(self, raw: bytes | str, ingest_us: int) -> list[RawEvent]:
         try:
-            msg = _V2_DECODER.decode(raw if isinstance(raw, str) else raw.decode())
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            text = raw if isinstance(raw, str) else raw.decode()
+        except UnicodeDecodeError as exc:
+            raise ParseError("malformed_json", str(exc)) from None
+        book = _V2_BOOK.fullmatch(text)
+        if book is not None:
+            return [self._lean_book(book, ingest_us)]
+        try:
+            msg = _V2_DECODER.decode(text)
+        except ValueError as exc:  # JSONDecodeError
             raise ParseError("malformed_json", str(exc)) from None
         if not isinstance(msg, dict):
             raise ParseError("unexpected_shape", type(msg).__name__)
@@ -137,6 +165,17 @@ class KrakenV2Parser:
             return out
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ParseError("missing_field", f"{exc!r} in {str(msg)[:200]}") from None
+
+    def _lean_book(self, match: re.Match, ingest_us: int) -> RawEvent:
+        """The event `parse` builds for a one-book frame, from the lean path's regex match."""
+        kind, symbol, bids, asks, checksum, ts = match.groups()
+        return RawEvent(
+            EXCHANGE, Market.SPOT, symbol.replace("/", "-"), symbol,
+            Kind.DEPTH_SNAPSHOT if kind == "snapshot" else Kind.DEPTH_DIFF,
+            self._ts_us(ts) if ts else None, ingest_us, self.shard, -1,
+            (_v2_levels(bids), _v2_levels(asks)),
+            checksum=int(checksum), book_depth=self.depth,
+        )  # fmt: skip
 
     def _trades(self, msg: dict, ingest_us: int) -> list[RawEvent]:
         """`trade` frames: `side` is the taker side; payload `(trade_id, price, qty, side)` as text."""
