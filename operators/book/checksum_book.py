@@ -10,13 +10,10 @@ check. No rows, counters, gap rows or `Step` objects. It must break exactly wher
 
 from __future__ import annotations
 
-import zlib
-
 from cryptoflow.model import Kind, RawEvent
 from operators.book.checksums import kraken_checksum
 from operators.book.levels import OrderBook
 
-CHECKSUM_LEVELS = 10  # Kraken's CRC32 covers the best 10 levels of each side
 _BAD_EVENT = (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError)
 
 
@@ -45,19 +42,13 @@ class KrakenChecksumBook:
             if depth is not None:  # Kraken truncates to the subscribed depth without sending deletes
                 book.bids.truncate(depth, remember=False)
                 book.asks.truncate(depth, remember=False)
-            if ev.checksum is not None and ev.checksum != self._crc():
+            if ev.checksum is not None and ev.checksum != kraken_checksum(book):
                 return self._broken("checksum")
             if book.crossed():
                 return self._broken("crossed")
         except _BAD_EVENT:
             return self._broken("bad_event")
         return None
-
-    def _crc(self) -> int:
-        asks, bids = self.book.asks, self.book.bids
-        if hasattr(asks, "kraken_digits"):  # compiled sides: the CRC's bytes built in C
-            return zlib.crc32(asks.kraken_digits(CHECKSUM_LEVELS) + bids.kraken_digits(CHECKSUM_LEVELS))
-        return kraken_checksum(self.book)
 
     def _broken(self, reason: str) -> str:
         self.valid = False
