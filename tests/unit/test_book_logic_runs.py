@@ -36,7 +36,9 @@ def test_observe_many_counts_like_observe_one_by_one():
         h_one.observe(v)
     metrics.observe_many(h_many, values[:200])
     metrics.observe_many(h_many, [])
-    metrics.observe_many(h_many, values[200:])
+    for value in values[200:210]:  # the one-value path
+        metrics.observe_many(h_many, [value])
+    metrics.observe_many(h_many, values[210:])
     expected, got = _samples(one), _samples(many)
     assert got.keys() == expected.keys()
     for key, value in expected.items():
