@@ -20,6 +20,8 @@ Whether the rate was sustained is reported as offered vs achieved: book changes 
 book frames written to the flow's sockets per second, and book events the flow normalized per second
 (the histogram's count until it stopped growing); the book frames made for all connections (one per
 source shard; more mean the flow reconnected and resubscribed) and the events the histogram saw.
+The flow process's CPU time per normalized event and the share of the wall time its threads waited
+for a CPU (the machine's other load) are reported too: a flow starved of CPU shows as latency.
 Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
 `--generator`, `--generator-only`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
 `measure()` in `make bench`.
@@ -218,6 +220,7 @@ def run_rate(
         # (the scrape before the one that last saw the count grow, that count): the flow had normalized
         # its last event between that scrape and the next
         normalized, prev_scrape = (0.0, 0), 0.0
+        cpu_start = cpu_end = None  # (CPU s, run-queue wait s) of the flow process, feed start / last growth
         with log_path.open("w") as log:
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
             deadline = time.monotonic() + seconds * 20 + 120
@@ -225,6 +228,7 @@ def run_rate(
                 sent, now = _changes_sent(venue), time.monotonic()
                 if feed_start is None and sent > 0:
                     feed_start, frames_at_start = (now, sent), sim.stats.frames_sent
+                    cpu_start = cpu_end = process_times(proc.pid)
                     feed_start_us = time.time_ns() // 1000 - 50_000  # poll period + margin
                 if feed_end is None and sent >= messages:
                     feed_end = now
@@ -242,6 +246,7 @@ def run_rate(
                             count = _count(last, baseline)
                             if count > normalized[1]:
                                 normalized = (prev_scrape, count)
+                                cpu_end = process_times(proc.pid)
                         prev_scrape = now
                 time.sleep(0.02)
             if proc.poll() is None:
@@ -260,6 +265,12 @@ def run_rate(
     if feed_start is not None and feed_end is not None:
         normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
+    cpu: dict = {}
+    if cpu_start is not None and cpu_end is not None and normalized[1] and feed_start is not None:
+        wall = max(normalized[0], feed_end or 0.0) - feed_start[0]
+        used, waited = cpu_end[0] - cpu_start[0], cpu_end[1] - cpu_start[1]
+        cpu = {"cpu_us_per_event": used / normalized[1] * 1e6, "cpu_share": used / wall if wall > 0 else None,
+               "runqueue_wait_share": waited / wall if wall > 0 else None}  # fmt: skip
     return {
         "offered_changes_per_s": rate,
         "seconds": seconds,
@@ -292,7 +303,24 @@ def run_rate(
         "flush_interval_ms": flush_ms or load_settings(environ=env).parquet.flush_interval_ms,
         "idle_poll_ms": idle_poll_ms or load_settings(environ=env).connector.idle_poll_ms,
         "switch_interval_ms": switch_interval_ms or load_settings(environ=env).runtime.switch_interval_ms,
+        # the flow process from the feed start until it had normalized the last event: CPU time per event
+        # (what the flow costs, whatever the machine's load), the CPU it got, and the time its threads sat
+        # runnable waiting for a CPU (/proc schedstat; other processes on the machine): both per wall second
+        "flow_cpu": cpu,
+        "load_average": os.getloadavg()[0],
     }
+
+
+def process_times(pid: int) -> tuple[float, float]:
+    """(CPU seconds, run-queue wait seconds) summed over the process's threads, from
+    /proc/<pid>/task/*/schedstat (Linux; zeros elsewhere). Threads that ended before are not counted."""
+    cpu = wait = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):
+                ran, waited, _ = (task / "schedstat").read_text().split()
+                cpu, wait = cpu + int(ran), wait + int(waited)
+    return cpu / 1e9, wait / 1e9
 
 
 def _count(now: dict, before: dict) -> int:
@@ -385,6 +413,11 @@ def print_report(m: dict) -> None:
         print(f"  exchange -> ingest:     {_fmt(r['exchange_to_ingest'])}")
         print(f"  ingest -> normalized:   {_fmt(r['ingest_to_normalized'])}")
         print(f"  exchange -> normalized: {_fmt(r['exchange_to_normalized'])}")
+        c = r["flow_cpu"]
+        if c:
+            print(f"  flow process: {c['cpu_us_per_event']:.1f} µs CPU per event, CPU {c['cpu_share']:.0%} and "
+                  f"waiting for a CPU {c['runqueue_wait_share']:.0%} of the wall time (load average "
+                  f"{r['load_average']:.1f})")  # fmt: skip
         print(f"  ingest -> committed:    {_fmt(r['ingest_to_committed'])} "
               f"(parquet.flush_interval_ms {r['flush_interval_ms']}, connector.idle_poll_ms {r['idle_poll_ms']})")  # fmt: skip
 

@@ -777,13 +777,210 @@ static PyTypeObject SideType = {
     .tp_as_sequence = &Side_as_sequence,
 };
 
+/* ------------------------------------------------------------------------------------ Kraken v2 */
+
+/* CRC32 (zlib's polynomial; table built at import) of Kraken's checksum text, straight from the sides:
+ * the same value as zlib.crc32(asks.kraken_digits(n) + bids.kraken_digits(n)) without the bytes. */
+static uint32_t CRC_TABLE[256];
+
+static uint32_t crc_update(uint32_t crc, const char *buf, size_t n) {
+    for (size_t i = 0; i < n; i++) crc = CRC_TABLE[(crc ^ (unsigned char)buf[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+/* `digits_of` in 64-bit arithmetic when the value fits (every real price and size): 128-bit division
+ * is a libgcc call per digit. */
+static int digits_fast(u128 m, char *out) {
+    if (m > UINT64_MAX) return digits_of(m, out);
+    char tmp[24];
+    int n = 0;
+    for (uint64_t v = (uint64_t)m; v; v /= 10) tmp[n++] = (char)('0' + (int)(v % 10));
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static uint32_t crc_side(uint32_t crc, const Side *side, Py_ssize_t n) {
+    char buf[96];
+    if (n > side->len) n = side->len;
+    const Level *best = side->lv + side->start + side->len - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Level *l = best - i;
+        i128 key = side->descending ? l->skey : -l->skey;
+        u128 scale = POW10[SCALE - l->pp];
+        u128 price = (u128)key <= UINT64_MAX && scale <= UINT64_MAX ? (u128)((uint64_t)key / (uint64_t)scale)
+                                                                  : (u128)key / scale;
+        int k = digits_fast(price, buf);
+        k += digits_fast((u128)l->qty, buf + k);
+        crc = crc_update(crc, buf, (size_t)k);
+    }
+    return crc;
+}
+
+static PyObject *kraken_crc32(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "kraken_crc32(asks: Side, bids: Side, n: int)");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    uint32_t crc = crc_side(0xFFFFFFFFu, (const Side *)args[0], n);
+    crc = crc_side(crc, (const Side *)args[1], n);
+    return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+}
+
+/* A Kraken v2 one-book frame laid out exactly as Kraken sends it:
+ *   {"channel":"book","type":"snapshot"|"update","data":[{"symbol":S,"bids":[L,...],"asks":[L,...],
+ *    "checksum":N(,"timestamp":T)}]}   with L = {"price":NUM,"qty":NUM}, no whitespace, no escapes,
+ * -> (is_snapshot, symbol, [[price, qty], ...] bids, asks, checksum, timestamp | None); None for
+ * anything else (the Python parser then takes its general path). Numbers follow JSON's grammar and are
+ * returned as their literal text, like json's parse_float=str (the checksum needs the text). This is
+ * the connector's parse of its hottest frame, here because this is the one compiled module. */
+typedef struct {
+    const char *p, *end;
+} Cursor;
+
+static int lit(Cursor *c, const char *s) {
+    size_t n = strlen(s);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0) return 0;
+    c->p += n;
+    return 1;
+}
+
+static int digits(Cursor *c) {
+    const char *start = c->p;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') c->p++;
+    return c->p > start;
+}
+
+/* A JSON number as a new str, or NULL (no exception) if the text is not one. */
+static PyObject *number(Cursor *c) {
+    const char *start = c->p;
+    if (c->p < c->end && *c->p == '-') c->p++;
+    if (c->p < c->end && *c->p == '0') c->p++;
+    else if (!digits(c)) return NULL;
+    if (c->p < c->end && *c->p == '.') {
+        c->p++;
+        if (!digits(c)) return NULL;
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        c->p++;
+        if (c->p < c->end && (*c->p == '+' || *c->p == '-')) c->p++;
+        if (!digits(c)) return NULL;
+    }
+    return PyUnicode_DecodeUTF8(start, c->p - start, NULL);
+}
+
+/* The body of a JSON string without escapes or control characters (after the opening quote, through
+ * the closing one) as a new str; NULL (no exception) otherwise or if empty. */
+static PyObject *plain_string(Cursor *c) {
+    const char *start = c->p;
+    while (c->p < c->end && *c->p != '"') {
+        if (*c->p == '\\' || (unsigned char)*c->p < 0x20) return NULL;
+        c->p++;
+    }
+    if (c->p == start || c->p >= c->end) return NULL;
+    PyObject *out = PyUnicode_DecodeUTF8(start, c->p - start, NULL);
+    if (out == NULL) PyErr_Clear();
+    c->p++;
+    return out;
+}
+
+/* `[L,...]` (after `[`) through `]` into a new list; NULL with no exception if malformed. */
+static PyObject *level_list(Cursor *c) {
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    if (lit(c, "]")) return out;
+    for (;;) {
+        PyObject *price = NULL, *qty = NULL, *pair = NULL;
+        if (!lit(c, "{\"price\":") || (price = number(c)) == NULL || !lit(c, ",\"qty\":") ||
+            (qty = number(c)) == NULL || !lit(c, "}") || (pair = PyList_New(2)) == NULL) {
+            Py_XDECREF(price);
+            Py_XDECREF(qty);
+            Py_DECREF(out);
+            PyErr_Clear();
+            return NULL;
+        }
+        PyList_SET_ITEM(pair, 0, price);
+        PyList_SET_ITEM(pair, 1, qty);
+        int r = PyList_Append(out, pair);
+        Py_DECREF(pair);
+        if (r < 0) {
+            Py_DECREF(out);
+            PyErr_Clear();
+            return NULL;
+        }
+        if (lit(c, "]")) return out;
+        if (!lit(c, ",")) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+}
+
+static PyObject *kraken_v2_book(PyObject *Py_UNUSED(module), PyObject *arg) {
+    if (!PyUnicode_Check(arg)) Py_RETURN_NONE;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    Cursor c = {s, s + n};
+    PyObject *symbol = NULL, *bids = NULL, *asks = NULL, *ts = NULL, *checksum = NULL;
+    int snapshot;
+    if (!lit(&c, "{\"channel\":\"book\",\"type\":\"")) goto no;
+    if (lit(&c, "snapshot\"")) snapshot = 1;
+    else if (lit(&c, "update\"")) snapshot = 0;
+    else goto no;
+    if (!lit(&c, ",\"data\":[{\"symbol\":\"") || (symbol = plain_string(&c)) == NULL) goto no;
+    if (!lit(&c, ",\"bids\":[") || (bids = level_list(&c)) == NULL) goto no;
+    if (!lit(&c, ",\"asks\":[") || (asks = level_list(&c)) == NULL) goto no;
+    if (!lit(&c, ",\"checksum\":")) goto no;
+    const char *cs = c.p;
+    if (c.p < c.end && *c.p == '0') c.p++;
+    else if (!digits(&c)) goto no;
+    if (c.p - cs > 18) goto no;
+    long long sum = 0;
+    for (const char *q = cs; q < c.p; q++) sum = sum * 10 + (*q - '0');
+    if (lit(&c, ",\"timestamp\":\"") && (ts = plain_string(&c)) == NULL) goto no;
+    if (!lit(&c, "}]}") || c.p != c.end) goto no;
+    if ((checksum = PyLong_FromLongLong(sum)) == NULL) goto no;
+    if (ts == NULL) {
+        ts = Py_None;
+        Py_INCREF(ts);
+    }
+    return Py_BuildValue("(ONNNNN)", snapshot ? Py_True : Py_False, symbol, bids, asks, checksum, ts);
+no:
+    Py_XDECREF(symbol);
+    Py_XDECREF(bids);
+    Py_XDECREF(asks);
+    Py_XDECREF(ts);
+    Py_XDECREF(checksum);
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef levels_functions[] = {
+    {"kraken_crc32", (PyCFunction)(void (*)(void))kraken_crc32, METH_FASTCALL,
+     "kraken_crc32(asks, bids, n) -> int: Kraken's CRC32 over the best n levels of each side."},
+    {"kraken_v2_book", (PyCFunction)kraken_v2_book, METH_O,
+     "kraken_v2_book(text) -> (is_snapshot, symbol, bids, asks, checksum, timestamp|None) | None."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef levels_module = {
     PyModuleDef_HEAD_INIT, "operators.book._levels", "Compiled order-book side (see operators/book/levels.py).", -1,
+    levels_functions,
 };
 
 PyMODINIT_FUNC PyInit__levels(void) {
     POW10[0] = 1;
     for (int k = 1; k < 39; k++) POW10[k] = POW10[k - 1] * 10;
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        CRC_TABLE[i] = c;
+    }
     if (PyType_Ready(&SideType) < 0) return NULL;
     PyObject *m = PyModule_Create(&levels_module);
     if (m == NULL) return NULL;

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import zlib
 
-from operators.book.levels import OrderBook
+from operators.book.levels import OrderBook, PySide
+
+try:  # the CRC computed in C straight from the compiled sides' integers (no bytes object)
+    from operators.book._levels import kraken_crc32
+except ImportError:  # pragma: no cover - only without a C compiler
+    kraken_crc32 = None
 
 
 def okx_checksum(book: OrderBook) -> int:
@@ -33,8 +38,8 @@ def _kraken_digits(text: str) -> str:
 
 def kraken_checksum(book: OrderBook) -> int:
     asks, bids = book.asks, book.bids
-    if hasattr(asks, "kraken_digits"):  # the compiled side builds the same bytes from its integers
-        return zlib.crc32(asks.kraken_digits(10) + bids.kraken_digits(10))
+    if kraken_crc32 is not None and type(asks) is not PySide:
+        return kraken_crc32(asks, bids, 10)
     parts: list[str] = []
     for price, qty in book.asks.top(10):
         parts.append(_kraken_digits(price))
