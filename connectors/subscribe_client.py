@@ -38,7 +38,6 @@ from connectors.signals import RUN_ID
 from connectors.ws_client import EgressState, RotatingConnection, WsClient, now_us
 from cryptoflow import metrics
 from cryptoflow.model import Kind, RawEvent
-from operators.book.tracker import BookSettings, BookTracker
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +89,10 @@ class SubscribeClient(WsClient):
 
     Subclasses implement `url`, `new_parser`, `subscribe_messages`, `resubscribe_messages` and
     `instrument_map`, and optionally `prepare` (instruments), `keepalive_message`, `map_event`,
-    `sequence` (ids-only gap check), `lost_seq`, `wants_rotation`/`snapshot_topic`/`handover_books`.
-    `book_scheme` (an `operators.book.tracker` scheme) makes the client run the dataflow's own book
-    engine on its events to learn when a book is broken (Kraken's checksum)."""
+    `sequence` (ids-only gap check, or Kraken's checksum-only book), `lost_seq`,
+    `wants_rotation`/`snapshot_topic`/`handover_books`."""
 
     market = "spot"  # the frames metric's label
-    book_scheme: str | None = None
     journal_key = ""  # which of a shard's decoders' parsers reads this client's frames (Bybit: category)
     keepalive_s: float | None = None
     ping_when_idle_only = False  # OKX: ping only after `keepalive_s` without any inbound frame
@@ -124,7 +121,6 @@ class SubscribeClient(WsClient):
         super().__init__(connector, shard, out, local_addr=local_addr, egress=egress)
         self.symbols, self.channels = list(symbols), set(channels)
         self.parser: Any = None
-        self.trackers: dict[str, Any] = {}
         self.resyncs = 0
         self.frames = 0
         self.connection: RotatingConnection | None = None
@@ -184,8 +180,6 @@ class SubscribeClient(WsClient):
 
     def sequence(self, event: RawEvent) -> None:
         """A book event of this connection: ask for a resync (`request_resync`) when it breaks."""
-        if self.book_scheme is not None:
-            self._track(event)
 
     def reset_sequencing(self) -> None:
         """A new connection (or hand-over): forget the ids-only sequencing state."""
@@ -268,7 +262,6 @@ class SubscribeClient(WsClient):
 
     def _reset_connection_state(self) -> None:
         self._new_parser()
-        self.trackers = {}
         self._pending_resync.clear()
         self._awaiting.clear()
         self.reset_sequencing()
@@ -311,7 +304,6 @@ class SubscribeClient(WsClient):
     def _handed_over(self) -> None:
         """The replacement took over: its snapshots continue every book, so no gap is declared."""
         self._new_parser()
-        self.trackers = {}
         self._pending_resync.clear()
         self._awaiting.clear()
         self.reset_sequencing()
@@ -447,15 +439,6 @@ class SubscribeClient(WsClient):
                 self._pending.append(event)  # inside `_on_frames`: handed over with its batch
             else:
                 self._put(event)
-
-    def _track(self, event: RawEvent) -> None:
-        tracker = self.trackers.get(event.exchange_symbol)
-        if tracker is None:
-            settings = BookSettings(emit=False, stream="connector")
-            tracker = self.trackers[event.exchange_symbol] = BookTracker(self.book_scheme, settings)  # type: ignore[arg-type]
-        step = tracker.on_event(event)
-        if step.resync:
-            self.request_resync(event.exchange_symbol, step.gaps[0].reason if step.gaps else "resync")
 
     def request_resync(self, exchange_symbol: str, reason: str) -> None:
         if exchange_symbol in self._pending_resync or exchange_symbol in self._awaiting:

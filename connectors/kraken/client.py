@@ -33,7 +33,6 @@ from connectors.subscribe_client import InstrumentMap, SubscribeClient
 from cryptoflow.config import ConnectorConfig, KrakenConfig
 from cryptoflow.model import Market, RawEvent
 from operators.book.checksum_book import KrakenChecksumBook
-from operators.book.tracker import KRAKEN
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ MESSAGES_PER_S = 5.0  # Kraken publishes no inbound limit; stay polite
 
 class KrakenClient(SubscribeClient):
     exchange = EXCHANGE
-    book_scheme = KRAKEN
 
     def __init__(
         self,
@@ -61,8 +59,6 @@ class KrakenClient(SubscribeClient):
         super().__init__(connector, symbols, channels, shard, out, local_addr=local_addr, egress=egress)
         self.connect_limit = (cfg.connects_per_10min, 600.0)
         self.idle_timeout_s, self.messages_per_s = cfg.idle_timeout_s, MESSAGES_PER_S
-        if CHANNEL_BOOK not in channels:
-            self.book_scheme = None
         self.cfg = cfg
         self.keepalive_s = cfg.ping_interval_s
         self.subscribe_timeout_s = cfg.subscribe_timeout_s
