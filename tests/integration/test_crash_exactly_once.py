@@ -2,12 +2,15 @@
 `python -m bytewax.run -r DIR -s 1`, SIGKILLed at least 10 times (while reading the journal, while
 writing Parquet, between the Iceberg commit and the Bytewax snapshot, and at random moments), resumed
 each time, must leave exactly the rows of an uninterrupted run, in the embedded SqlCatalog and in the
-S3 Tables-shaped REST catalog (SeaweedFS). `make crash-test` runs the same with more kills
+S3 Tables-shaped REST catalog (SeaweedFS). The faulted runs expire snapshots after every commit
+down to the newest one, so every resume reads its watermark from the table property, never from a
+snapshot summary. `make crash-test` runs the same with more kills
 (CFTEST_CRASH_KILLS) and a fresh seed; CFTEST_CRASH_SEED reproduces a run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections import Counter
@@ -16,7 +19,9 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from cryptoflow.config import DEFAULT_CONFIG_PATH
+from connectors.iceberg.catalog import load_catalog
+from connectors.iceberg.maintenance import WRITER_PREFIX
+from cryptoflow.config import DEFAULT_CONFIG_PATH, load_settings
 from tests.support.crash import (
     as_multiset,
     random_schedule,
@@ -34,6 +39,13 @@ pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("CFTEST_CRASH_KILLS", "10"))
 SEED = int(os.environ.get("CFTEST_CRASH_SEED") or random.randrange(1 << 30))
 PACE_S = 0.03  # per journal batch of one record: the 189-record capture spans several 1 s epochs
+# as aggressive as it gets: a kill can hit any point of the expiry cycle, and no writer's last commit
+# is still in the metadata when it resumes
+EXPIRY_ENV = {
+    "CRYPTOFLOW_SINK__EXPIRE_EVERY_COMMITS": "1",
+    "CRYPTOFLOW_SINK__SNAPSHOT_MAX_AGE_S": "0",
+    "CRYPTOFLOW_SINK__SNAPSHOT_MIN_KEEP": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +61,22 @@ def reference(binance_capture, tmp_path_factory):
     return rows
 
 
+def commits_and_snapshots(env: dict[str, str], table: str) -> tuple[int, int]:
+    """(commits the table's writers made, per their watermark properties; snapshots still kept)."""
+    settings = load_settings(environ={**os.environ, **env})
+    loaded = load_catalog(settings.catalog).load_table((settings.catalog.namespace, table))
+    props = loaded.metadata.properties
+    commits = sum(json.loads(v)["seq"] for k, v in props.items() if k.startswith(WRITER_PREFIX))
+    return commits, len(loaded.snapshots())
+
+
 def check_crash_run(make_env, reference) -> None:
     """Rounds of (faulted runs ..., clean run) on fresh tables until KILLS faults really fired; every
     round must end with exactly the reference rows."""
     fired, ahead, rnd = [], 0, 0
     while len(fired) < KILLS:
         env, recovery = make_env(rnd)
+        env = {**env, **EXPIRY_ENV}
         schedule = random_schedule(SEED + rnd, KILLS - len(fired))
         report = run_with_crashes("spot_delta", env, recovery, schedule, PACE_S)
         context = f"seed={SEED} round={rnd} fired={report.fired} not_fired={report.not_fired}"
@@ -64,6 +86,8 @@ def check_crash_run(make_env, reference) -> None:
         assert len(rows) == len(reference), context
         assert as_multiset(rows) == as_multiset(reference), context  # none missing, none twice
         assert all(isinstance(r["price"], Decimal) for r in rows)
+        commits, kept = commits_and_snapshots(env, "spot_delta")
+        assert kept < commits, (context, commits, kept)  # expiry really ran during the round
         fired += report.fired
         ahead += report.ahead_resumes
         rnd += 1
