@@ -10,7 +10,6 @@ snapshot summary. `make crash-test` runs the same with more kills
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections import Counter
@@ -19,11 +18,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from connectors.iceberg.catalog import load_catalog
-from connectors.iceberg.maintenance import WRITER_PREFIX
-from cryptoflow.config import DEFAULT_CONFIG_PATH, load_settings
+from cryptoflow.config import DEFAULT_CONFIG_PATH
 from tests.support.crash import (
     as_multiset,
+    commits_and_snapshots,
     random_schedule,
     replay_env,
     run_once,
@@ -59,15 +57,6 @@ def reference(binance_capture, tmp_path_factory):
     got = Counter((r["exchange_symbol"], r["side"], r["price"], r["qty"], r["is_snapshot"]) for r in rows)
     assert got == binance_spot_expected_level_values()
     return rows
-
-
-def commits_and_snapshots(env: dict[str, str], table: str) -> tuple[int, int]:
-    """(commits the table's writers made, per their watermark properties; snapshots still kept)."""
-    settings = load_settings(environ={**os.environ, **env})
-    loaded = load_catalog(settings.catalog).load_table((settings.catalog.namespace, table))
-    props = loaded.metadata.properties
-    commits = sum(json.loads(v)["seq"] for k, v in props.items() if k.startswith(WRITER_PREFIX))
-    return commits, len(loaded.snapshots())
 
 
 def check_crash_run(make_env, reference) -> None:
