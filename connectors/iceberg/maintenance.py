@@ -18,8 +18,7 @@ from typing import Any
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.table.refs import MAIN_BRANCH
 from pyiceberg.table.snapshots import ancestors_of
-from pyiceberg.table.update import AssertRefSnapshotId
-from pyiceberg.table.update.snapshot import ExpireSnapshots
+from pyiceberg.table.update import AssertRefSnapshotId, RemoveSnapshotsUpdate
 
 from cryptoflow.config import SinkConfig
 
@@ -96,7 +95,10 @@ def expire_snapshots(table: Any, cfg: SinkConfig, now_ms: int | None = None, att
             head = table.metadata.current_snapshot_id
             tx._stage((), (AssertRefSnapshotId(snapshot_id=head, ref=MAIN_BRANCH),))
             tx.set_properties(carry)
-        ExpireSnapshots(tx).by_ids(ids).commit()
+        # the update ExpireSnapshots.by_ids() stages, staged once: by_ids() re-derives (deep-copies)
+        # the whole transaction metadata twice per id, 1.3 s for 50 ids where the commit takes 40 ms;
+        # `expirable` already excludes branch and tag heads
+        tx._stage((RemoveSnapshotsUpdate(snapshot_ids=ids),))
         try:
             tx.commit_transaction()
             return len(ids)
