@@ -187,3 +187,26 @@ def test_without_expiry_the_metadata_grows(catalog):
             sizes.append(metadata_file(catalog).stat().st_size)
     assert len(load(catalog).snapshots()) == 40
     assert sizes[1] > 2 * sizes[0]
+
+
+def test_a_failing_expiry_is_counted_and_the_flow_goes_on(catalog, monkeypatch):
+    import connectors.iceberg.sink as sink
+    from cryptoflow import metrics
+
+    calls = []
+
+    def broken(table, cfg):
+        calls.append(len(table.snapshots()))
+        raise ValueError("Snapshot with snapshot id 1 does not exist")  # another writer expired it
+
+    monkeypatch.setattr(sink, "expire_snapshots", broken)
+    errors = metrics.SNAPSHOTS_EXPIRED.labels("ticks", "error")
+    before = errors._value.get()
+    p = writer(catalog, BUSY)
+    feed(p, 0, range(0, 16), 2)  # 8 commits: two expiry rounds, both fail
+    assert len(calls) == 2 and errors._value.get() - before == 2
+    assert p.state == SinkState(8, {0: 15}) and len(load(catalog).snapshots()) == 8
+    monkeypatch.undo()
+    feed(p, 0, range(16, 24), 2)  # the next round works
+    assert len(load(catalog).snapshots()) <= EXPIRE.snapshot_min_keep + EXPIRE.expire_every_commits
+    assert sorted(int(t) for t in trade_ids(catalog)) == list(range(24))
