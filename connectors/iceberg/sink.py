@@ -24,7 +24,12 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, RESTError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    RESTError,
+    ValidationException,
+)
 from pyiceberg.table.snapshots import ancestors_of
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
@@ -46,7 +51,17 @@ from operators.positioned import Positioned, PositionedBatch
 log = logging.getLogger(__name__)
 
 # Failures after which the commit may or may not have landed: reload, look, then retry.
-RETRYABLE = (CommitFailedException, CommitStateUnknownException, RESTError, OSError, TimeoutError)
+# ValidationException: pyiceberg's own conflict retry could not rebase our append, e.g. "Cannot find
+# starting snapshot" when another writer of the table expired the snapshot our transaction started
+# from; nothing landed, and a fresh transaction on the reloaded table is a plain append again.
+RETRYABLE = (
+    CommitFailedException,
+    CommitStateUnknownException,
+    ValidationException,
+    RESTError,
+    OSError,
+    TimeoutError,
+)
 
 # Buffered row objects are converted to Arrow this many at a time: an epoch's rows then sit in compact
 # columns instead of Python objects (less memory, less for the garbage collector to walk); the commit
@@ -315,7 +330,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, CommitFailedException):
+    if isinstance(exc, (CommitFailedException, ValidationException)):
         return "conflict"
     if isinstance(exc, CommitStateUnknownException):
         return "unknown_state"

@@ -15,8 +15,8 @@ client missed) and the recording, never from the collector's view:
   truth at its id, the diffs after it chain without a hole, and the book just before each gap and at the
   end equals the truth at its last id;
 * snapshots are expired (bounded table metadata, connectors/iceberg/maintenance.py) with a
-  `snapshot_max_age_s` of EXPIRY_AGE_S instead of the default hour, so the metadata reaches its steady
-  state early in the run, as a 24/7 collector's does after its first hour; the tables end with far
+  `snapshot_max_age_s` of EXPIRY_AGE_S (45 s, an eighth of a shorter run) instead of the default hour,
+  so the metadata reaches its steady state early in the run, as a 24/7 collector's does after its first hour; the tables end with far
   fewer snapshots than commits;
 * memory is flat (issue #6), three ways: the Python heap (allocated blocks right after a full gc, sampled in the flow
   process by tests/support/memprobe) of the last third is within 5 % of the first third's, so nothing
@@ -72,7 +72,10 @@ HEAP_BLOCKS_TOLERANCE = 0.05  # live Python objects (sys.getallocatedblocks): la
 BAN_EVERY_S = 15.0
 BAN_S = 4.0
 CALM_S = 10.0
-EXPIRY_AGE_S = 45.0  # snapshots kept: the heap's steady state starts about here (after the warm-up)
+# snapshots kept (seconds, and at least / every EXPIRY_KEEP commits): the metadata's steady state must
+# start early in the first third, so a 75 s run keeps ~9 s of them, a 10-minute run 45 s
+EXPIRY_AGE_S = min(45.0, DURATION_S / 8)
+EXPIRY_KEEP = 10 if DURATION_S >= 300 else 4
 
 
 def rss_kb(pid: int) -> int | None:
@@ -254,8 +257,8 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
             # bounded metadata in steady state well within the run (2 s epochs: one snapshot per
             # table every 2 s); the default keeps an hour, which a 10-minute run never reaches
             "CRYPTOFLOW_SINK__SNAPSHOT_MAX_AGE_S": str(EXPIRY_AGE_S),
-            "CRYPTOFLOW_SINK__SNAPSHOT_MIN_KEEP": "10",
-            "CRYPTOFLOW_SINK__EXPIRE_EVERY_COMMITS": "10",
+            "CRYPTOFLOW_SINK__SNAPSHOT_MIN_KEEP": str(EXPIRY_KEEP),
+            "CRYPTOFLOW_SINK__EXPIRE_EVERY_COMMITS": str(EXPIRY_KEEP),
         }
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_delta",
                "-r", str(tmp_path / "recovery"), "-s", "2", "-b", "30"]  # fmt: skip
