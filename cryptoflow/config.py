@@ -386,6 +386,17 @@ class SinkConfig(_Section):
     commit_attempts: int = Field(8, ge=1, le=100)
     retry_initial_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(10.0, gt=0)
+    # Bounded table metadata (docs/exactly-once.md, "Bounded metadata"): every `expire_every_commits`
+    # commits the sink expires snapshots older than `snapshot_max_age_s`, always keeping the newest
+    # `snapshot_min_keep`; 0 turns the sink's own expiry off (S3 Tables' managed expiry can do it).
+    expire_every_commits: int = Field(50, ge=0)
+    snapshot_max_age_s: float = Field(3600.0, ge=0)
+    snapshot_min_keep: int = Field(10, ge=1)
+    # metadata.json versions kept (`write.metadata.previous-versions-max`) and whether older ones are
+    # deleted after each commit (`write.metadata.delete-after-commit.enabled`); false on S3 Tables,
+    # which removes unreferenced files itself and does not let writers delete objects
+    metadata_versions_max: int = Field(20, ge=1)
+    metadata_delete_after_commit: bool = True
 
 
 class MetricsConfig(_Section):

@@ -93,6 +93,11 @@ COMMIT_RECONCILED = Counter(
     "Commits whose outcome was unknown, then found (landed) or not found (retried) in the table",
     ["table", "outcome"],
 )
+SNAPSHOTS_EXPIRED = Counter(
+    "cryptoflow_snapshots_expired_total",
+    "Iceberg snapshots the sink expired (bounded table metadata; outcome ok) or failed to (error)",
+    ["table", "outcome"],
+)
 ROWS_DEDUPED = Counter(
     "cryptoflow_rows_deduplicated_total",
     "Rows dropped by the sink because the table already holds their stream position (replay)",

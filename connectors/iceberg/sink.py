@@ -1,10 +1,13 @@
 """Exactly-once Iceberg sink: one committer partition per table, one atomic commit per Bytewax epoch.
 
-The Iceberg snapshot summary is the source of truth (iceberg-notes.md sections 4 and 6.2). Every
-commit records `cryptoflow.writer-id`, `cryptoflow.seq` and the per-shard watermark (the highest
-triggering source offset it covers). On start the partition walks the table's snapshot ancestry for its
-writer id and takes the max of that and Bytewax's saved state, because the table is ahead after a
-crash between the Iceberg commit and the Bytewax snapshot. Rows at or below the watermark are
+The table is the source of truth (iceberg-notes.md sections 4 and 6.2). Every commit records
+`cryptoflow.writer-id`, `cryptoflow.seq` and the per-shard watermark (the highest triggering source
+offset it covers) in the snapshot summary, and the same seq and watermark as the table property
+`cryptoflow.writer.<writer-id>`, set in the same atomic transaction as the append: the property
+survives snapshot expiry (connectors/iceberg/maintenance.py), the summaries do not. On start the
+partition reads its property (falling back to the ancestry walk for tables written before the
+property existed) and takes the max of that and Bytewax's saved state, because the table is ahead after
+a crash between the Iceberg commit and the Bytewax snapshot. Rows at or below the watermark are
 replays of committed input and are dropped. A commit whose outcome is unknown (HTTP 500, timeout,
 storage error) is reconciled by looking up `(writer-id, seq)` in the reloaded table before retrying.
 """
@@ -21,10 +24,24 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException, RESTError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    CommitStateUnknownException,
+    RESTError,
+    ValidationException,
+)
 from pyiceberg.table.snapshots import ancestors_of
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
+from connectors.iceberg.maintenance import (
+    SEQ,
+    WATERMARK,
+    WRITER_ID,
+    expire_snapshots,
+    metadata_properties,
+    writer_key,
+    writer_value,
+)
 from cryptoflow import allocator, metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
@@ -33,12 +50,18 @@ from operators.positioned import Positioned, PositionedBatch
 
 log = logging.getLogger(__name__)
 
-WRITER_ID = "cryptoflow.writer-id"
-SEQ = "cryptoflow.seq"
-WATERMARK = "cryptoflow.watermark"
-
 # Failures after which the commit may or may not have landed: reload, look, then retry.
-RETRYABLE = (CommitFailedException, CommitStateUnknownException, RESTError, OSError, TimeoutError)
+# ValidationException: pyiceberg's own conflict retry could not rebase our append, e.g. "Cannot find
+# starting snapshot" when another writer of the table expired the snapshot our transaction started
+# from; nothing landed, and a fresh transaction on the reloaded table is a plain append again.
+RETRYABLE = (
+    CommitFailedException,
+    CommitStateUnknownException,
+    ValidationException,
+    RESTError,
+    OSError,
+    TimeoutError,
+)
 
 # Buffered row objects are converted to Arrow this many at a time: an epoch's rows then sit in compact
 # columns instead of Python objects (less memory, less for the garbage collector to walk); the commit
@@ -68,8 +91,24 @@ def commit_properties(writer_id: str, state: SinkState) -> dict[str, str]:
     }
 
 
-def committed_state(table: Any, writer_id: str) -> SinkState:
-    """The latest commit of `writer_id` in the current snapshot's ancestry (Flink's approach)."""
+def property_state(table: Any, writer_id: str) -> SinkState | None:
+    """The state `writer_id` committed as a table property with its latest append; None if the
+    writer never committed with this version (or the value is unreadable: logged, then the ancestry
+    walk decides)."""
+    raw = table.metadata.properties.get(writer_key(writer_id))
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+        return SinkState(int(data["seq"]), {int(k): int(v) for k, v in data["watermark"].items()})
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.error("unreadable watermark property %s=%r (%s); using the ancestry walk", writer_id, raw, exc)
+        return None
+
+
+def ancestry_state(table: Any, writer_id: str) -> SinkState:
+    """The latest commit of `writer_id` in the current snapshot's ancestry (Flink's approach); what
+    tables written before the watermark property rely on."""
     for snap in ancestors_of(table.current_snapshot(), table.metadata):
         props = snap.summary.additional_properties if snap.summary else {}
         if props.get(WRITER_ID) == writer_id and SEQ in props:
@@ -78,8 +117,20 @@ def committed_state(table: Any, writer_id: str) -> SinkState:
     return SinkState()
 
 
+def committed_state(table: Any, writer_id: str) -> SinkState:
+    """The writer's last committed state: the property, or the ancestry if that is further (a table
+    written by the older version, or by it again after this one)."""
+    walked = ancestry_state(table, writer_id)
+    stored = property_state(table, writer_id)
+    return walked if stored is None or walked.seq > stored.seq else stored
+
+
 def find_commit(table: Any, writer_id: str, seq: int) -> bool:
-    """Whether `(writer_id, seq)` is in the ancestry (used to reconcile an unknown outcome)."""
+    """Whether `(writer_id, seq)` landed (used to reconcile an unknown outcome): the property says so
+    at once (it commits atomically with the append), the ancestry for older tables."""
+    stored = property_state(table, writer_id)
+    if stored is not None and stored.seq >= seq:
+        return True
     for snap in ancestors_of(table.current_snapshot(), table.metadata):
         props = snap.summary.additional_properties if snap.summary else {}
         if props.get(WRITER_ID) == writer_id:
@@ -125,6 +176,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             ledger.reconcile(
                 table_def.name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq)
             )
+        self.commits_since_expiry = 0
         self.buffer: list[Any] = []
         self.converted: list[Any] = []  # Arrow tables of earlier buffered rows, in order
         self.pending: dict[int, int] = {}
@@ -185,17 +237,19 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.state = target
         log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, target.seq)
         del arrow, tables
+        self._maybe_expire()
         allocator.release()  # the epoch's buffers are free now: give a burst's pages back (issue #6)
 
     def _commit(self, arrow: Any, target: SinkState) -> None:
         """Append once; on failure reload, and retry only if `(writer-id, seq)` did not land."""
         name, props = self.table_def.name, commit_properties(self.writer_id, target)
+        table_props = {writer_key(self.writer_id): writer_value(target.seq, target.watermark)}
         if self.ledger is not None:
             self.ledger.begin(name, self.writer_id, target.seq, target.watermark, arrow.num_rows)
         delay = self.retry.retry_initial_s
         for attempt in range(1, self.retry.commit_attempts + 1):
             try:
-                self.table.append(arrow, snapshot_properties=props)
+                self._append(arrow, props, table_props)
                 break
             except RETRYABLE as exc:
                 reason = _reason(exc)
@@ -212,6 +266,45 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 metrics.COMMIT_RECONCILED.labels(name, "absent").inc()
         if self.ledger is not None:
             self.ledger.committed(name, self.writer_id, target.seq)
+
+    def _append(self, arrow: Any, props: dict[str, str], table_props: dict[str, str]) -> None:
+        """One atomic commit: the rows (snapshot summary = writer, seq, watermark) and the writer's
+        watermark property, plus the metadata-log bounds where the table lacks them."""
+        current = self.table.metadata.properties
+        bounds = {k: v for k, v in metadata_properties(self.retry).items() if current.get(k) != v}
+        tx = self.table.transaction()
+        tx.set_properties({**bounds, **table_props})
+        tx.append(arrow, snapshot_properties=props)
+        tx.commit_transaction()
+
+    def _maybe_expire(self) -> None:
+        """Every `expire_every_commits` commits, expire old snapshots (one extra metadata commit).
+        A failure (e.g. another writer of a shared table expired the same snapshots first) is
+        counted and logged; the next round tries again."""
+        every = self.retry.expire_every_commits
+        if not every:
+            return
+        self.commits_since_expiry += 1
+        if self.commits_since_expiry < every:
+            return
+        self.commits_since_expiry = 0
+        name, started = self.table_def.name, time.perf_counter()
+        try:
+            removed = expire_snapshots(self.table, self.retry)
+        except Exception as exc:  # never let maintenance stop the flow; the data commit is done
+            metrics.SNAPSHOTS_EXPIRED.labels(name, "error").inc()
+            log.warning("%s: snapshot expiry failed (%s: %s); retrying later", name, type(exc).__name__, exc)
+            try:
+                self.table = self.reload()
+            except RETRYABLE as reload_exc:
+                log.warning("%s: reload after the failed expiry failed (%s)", name, reload_exc)
+            return
+        if removed:
+            metrics.SNAPSHOTS_EXPIRED.labels(name, "ok").inc(removed)
+        log.info(
+            "%s: expired %d snapshots in %.1f ms, %d kept",
+            name, removed, (time.perf_counter() - started) * 1000, len(self.table.metadata.snapshots),
+        )  # fmt: skip
 
     def _landed(self, seq: int) -> bool:
         """Reload the table (retrying storage/catalog errors) and look for our commit."""
@@ -237,7 +330,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, CommitFailedException):
+    if isinstance(exc, (CommitFailedException, ValidationException)):
         return "conflict"
     if isinstance(exc, CommitStateUnknownException):
         return "unknown_state"

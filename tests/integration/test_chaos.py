@@ -14,6 +14,10 @@ client missed) and the recording, never from the collector's view:
 * every book resynced: rebuilt from the committed `spot_delta` rows, each snapshot equals the recording's
   truth at its id, the diffs after it chain without a hole, and the book just before each gap and at the
   end equals the truth at its last id;
+* snapshots are expired (bounded table metadata, connectors/iceberg/maintenance.py) with a
+  `snapshot_max_age_s` of EXPIRY_AGE_S (45 s, an eighth of a shorter run) instead of the default hour,
+  so the metadata reaches its steady state early in the run, as a 24/7 collector's does after its first hour; the tables end with far
+  fewer snapshots than commits;
 * memory is flat (issue #6), three ways: the Python heap (allocated blocks right after a full gc, sampled in the flow
   process by tests/support/memprobe) of the last third is within 5 % of the first third's, so nothing
   accumulates per connection, gap, resync or epoch; RSS has no upward trend over the second half (its
@@ -53,6 +57,7 @@ from cryptoflow.simulator.faults import FaultPlan
 from cryptoflow.simulator.server import ExchangeSimulator
 from tests.integration.test_binance_spot_end_to_end import read
 from tests.support import chaos_kraken
+from tests.support.crash import commits_and_snapshots
 from tests.support.recording_truth import binance_true_book
 
 pytestmark = pytest.mark.integration
@@ -67,6 +72,10 @@ HEAP_BLOCKS_TOLERANCE = 0.05  # live Python objects (sys.getallocatedblocks): la
 BAN_EVERY_S = 15.0
 BAN_S = 4.0
 CALM_S = 10.0
+# snapshots kept (seconds, and at least / every EXPIRY_KEEP commits): the metadata's steady state must
+# start early in the first third, so a 75 s run keeps ~9 s of them, a 10-minute run 45 s
+EXPIRY_AGE_S = min(45.0, DURATION_S / 8)
+EXPIRY_KEEP = 10 if DURATION_S >= 300 else 4
 
 
 def rss_kb(pid: int) -> int | None:
@@ -245,6 +254,11 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
             "CRYPTOFLOW_SHARDING__COOLDOWN_S": "3",
             "CRYPTOFLOW_CONNECTOR__RECONNECT_INITIAL_S": "0.05",
             "CRYPTOFLOW_CONNECTOR__RECONNECT_MAX_S": "1.0",
+            # bounded metadata in steady state well within the run (2 s epochs: one snapshot per
+            # table every 2 s); the default keeps an hour, which a 10-minute run never reaches
+            "CRYPTOFLOW_SINK__SNAPSHOT_MAX_AGE_S": str(EXPIRY_AGE_S),
+            "CRYPTOFLOW_SINK__SNAPSHOT_MIN_KEEP": str(EXPIRY_KEEP),
+            "CRYPTOFLOW_SINK__EXPIRE_EVERY_COMMITS": str(EXPIRY_KEEP),
         }
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_delta",
                "-r", str(tmp_path / "recovery"), "-s", "2", "-b", "30"]  # fmt: skip
@@ -303,6 +317,10 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     assert len(gaps) + len(kraken_gaps) == len(all_gaps)
     delta = read_columns(env, "spot_delta", DELTA_COLUMNS, "exchange == 'binance'")
     assert {g["reason"] for g in gaps} <= {"sequence", "snapshot_too_old"}
+    commits, kept = commits_and_snapshots(env, "spot_delta")
+    print(f"\nspot_delta: {commits} commits, {kept} snapshots kept")
+    # each writer keeps EXPIRY_AGE_S of 2 s epochs plus up to min_keep + expire_every unexpired ones
+    assert kept < commits if DURATION_S < 300 else kept <= commits / 2, (commits, kept)
     gap_rows = Counter((g["exchange_symbol"], g["seq_from"], g["seq_to"], g["reason"]) for g in gaps)
     assert max(gap_rows.values(), default=1) == 1, "a gap was written twice"
     expected, excused, problems, resyncs = set(), [], [], 0

@@ -1,7 +1,8 @@
 """Commit faults over real HTTP, injected by a proxy between the sink and SeaweedFS (S3 + the
 S3 Tables-shaped Iceberg REST catalog with SigV4): catalog 409 conflicts, a 500 on commit before and
 after the catalog applied it (CommitStateUnknown), S3 errors and timeouts on Parquet upload. Each is
-retried with backoff and the table ends with every row exactly once and one snapshot per seq."""
+retried with backoff and the table ends with every row exactly once and one snapshot per seq. Snapshot
+expiry through the same REST catalog keeps recovery exact."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
-from connectors.iceberg.sink import IcebergSinkPartition
+from connectors.iceberg.sink import IcebergSinkPartition, SinkState, ancestry_state, committed_state
 from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.schemas import TABLES
@@ -134,3 +135,41 @@ def test_duckdb_reads_the_rest_catalog_table(stack):
         "GROUP BY symbol ORDER BY symbol"
     ).fetchall()
     assert [tuple(r) for r in got] == expected_aggregates(data)
+
+
+def test_snapshot_expiry_on_the_rest_catalog_keeps_exactly_once(stack):
+    """The commit shape (watermark property + append in one transaction) and the expiry commit through
+    the REST catalog: a quiet writer's only commit is expired by a busy writer's expiry, and both
+    restart without Bytewax state, replay, and land every row exactly once."""
+    cfg = CatalogConfig(**yaml.safe_load(stack.catalog_yaml("expiry"))["catalog"])
+    catalog = load_catalog(cfg)
+    ensure_table(catalog, cfg.namespace, TICKS, ParquetConfig())
+
+    def load():
+        return catalog.load_table((cfg.namespace, "ticks"))
+
+    expire = SinkConfig(
+        commit_attempts=8, retry_initial_s=0.05, retry_max_s=0.5,
+        expire_every_commits=3, snapshot_max_age_s=0, snapshot_min_keep=2,
+    )  # fmt: skip
+    ok = metrics.SNAPSHOTS_EXPIRED.labels("ticks", "ok")._value.get()
+    errors = metrics.SNAPSHOTS_EXPIRED.labels("ticks", "error")._value.get()
+
+    def run(writer: str, shard: int, offsets: range, per_epoch: int) -> None:
+        part = IcebergSinkPartition(TICKS, load(), writer, None, expire, reload=load)
+        for i in range(offsets.start, offsets.stop, per_epoch):
+            part.write_batch([trade(shard, o) for o in range(i, min(i + per_epoch, offsets.stop))])
+            part.snapshot()
+
+    run("rest/quiet", 1, range(0, 4), 4)
+    run("rest/busy", 0, range(0, 24), 2)  # 12 commits, expiry every 3
+    table = load()
+    assert len(table.snapshots()) <= expire.snapshot_min_keep + expire.expire_every_commits
+    assert ancestry_state(table, "rest/quiet") == SinkState()  # its commit is gone from the metadata
+    assert committed_state(table, "rest/quiet") == SinkState(1, {1: 3})
+    assert metrics.SNAPSHOTS_EXPIRED.labels("ticks", "ok")._value.get() > ok
+    assert metrics.SNAPSHOTS_EXPIRED.labels("ticks", "error")._value.get() == errors
+    run("rest/quiet", 1, range(0, 6), 5)  # restarts: replay plus new input
+    run("rest/busy", 0, range(0, 30), 7)
+    trade_ids = load().scan().to_arrow().column("trade_id").to_pylist()
+    assert sorted(trade_ids, key=int) == [str(o) for o in range(30)] + [str(100_000 + o) for o in range(6)]

@@ -2,7 +2,9 @@
 `python -m bytewax.run -r DIR -s 1`, SIGKILLed at least 10 times (while reading the journal, while
 writing Parquet, between the Iceberg commit and the Bytewax snapshot, and at random moments), resumed
 each time, must leave exactly the rows of an uninterrupted run, in the embedded SqlCatalog and in the
-S3 Tables-shaped REST catalog (SeaweedFS). `make crash-test` runs the same with more kills
+S3 Tables-shaped REST catalog (SeaweedFS). The faulted runs expire snapshots after every commit
+down to the newest one, so every resume reads its watermark from the table property, never from a
+snapshot summary. `make crash-test` runs the same with more kills
 (CFTEST_CRASH_KILLS) and a fresh seed; CFTEST_CRASH_SEED reproduces a run.
 """
 
@@ -19,6 +21,7 @@ import yaml
 from cryptoflow.config import DEFAULT_CONFIG_PATH
 from tests.support.crash import (
     as_multiset,
+    commits_and_snapshots,
     random_schedule,
     replay_env,
     run_once,
@@ -34,6 +37,13 @@ pytestmark = pytest.mark.integration
 KILLS = int(os.environ.get("CFTEST_CRASH_KILLS", "10"))
 SEED = int(os.environ.get("CFTEST_CRASH_SEED") or random.randrange(1 << 30))
 PACE_S = 0.03  # per journal batch of one record: the 189-record capture spans several 1 s epochs
+# as aggressive as it gets: a kill can hit any point of the expiry cycle, and no writer's last commit
+# is still in the metadata when it resumes
+EXPIRY_ENV = {
+    "CRYPTOFLOW_SINK__EXPIRE_EVERY_COMMITS": "1",
+    "CRYPTOFLOW_SINK__SNAPSHOT_MAX_AGE_S": "0",
+    "CRYPTOFLOW_SINK__SNAPSHOT_MIN_KEEP": "1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +65,7 @@ def check_crash_run(make_env, reference) -> None:
     fired, ahead, rnd = [], 0, 0
     while len(fired) < KILLS:
         env, recovery = make_env(rnd)
+        env = {**env, **EXPIRY_ENV}
         schedule = random_schedule(SEED + rnd, KILLS - len(fired))
         report = run_with_crashes("spot_delta", env, recovery, schedule, PACE_S)
         context = f"seed={SEED} round={rnd} fired={report.fired} not_fired={report.not_fired}"
@@ -64,6 +75,8 @@ def check_crash_run(make_env, reference) -> None:
         assert len(rows) == len(reference), context
         assert as_multiset(rows) == as_multiset(reference), context  # none missing, none twice
         assert all(isinstance(r["price"], Decimal) for r in rows)
+        commits, kept = commits_and_snapshots(env, "spot_delta")
+        assert kept < commits, (context, commits, kept)  # expiry really ran during the round
         fired += report.fired
         ahead += report.ahead_resumes
         rnd += 1

@@ -7,6 +7,7 @@ harness knows which faults really fired rather than assuming it.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.iceberg.catalog import load_catalog
+from connectors.iceberg.maintenance import WRITER_PREFIX
 from cryptoflow.capture import run_capture
 from cryptoflow.config import load_settings
 
@@ -120,6 +122,15 @@ def table_rows(env: dict[str, str], table: str) -> list[dict]:
     settings = load_settings(environ={**os.environ, **env})
     cat = load_catalog(settings.catalog)
     return cat.load_table((settings.catalog.namespace, table)).scan().to_arrow().to_pylist()
+
+
+def commits_and_snapshots(env: dict[str, str], table: str) -> tuple[int, int]:
+    """(commits the table's writers made, per their watermark properties; snapshots still kept)."""
+    settings = load_settings(environ={**os.environ, **env})
+    loaded = load_catalog(settings.catalog).load_table((settings.catalog.namespace, table))
+    props = loaded.metadata.properties
+    commits = sum(json.loads(v)["seq"] for k, v in props.items() if k.startswith(WRITER_PREFIX))
+    return commits, len(loaded.snapshots())
 
 
 def as_multiset(rows: list[dict]) -> Counter:

@@ -72,25 +72,33 @@ def test_rows_emitted_late_with_a_low_lineage_offset_are_kept(catalog):
 
 
 class FlakyAppend:
-    """Wraps table.append: the n-th calls fail, before or after really committing."""
+    """Wraps the commit of the table's append transactions: the n-th commits fail, before or after
+    really committing."""
 
     def __init__(self, catalog, plan: dict[int, tuple[str, Exception]]):
         self.catalog, self.plan, self.calls = catalog, plan, 0
 
     def install(self, partition: IcebergSinkPartition) -> None:
         table = partition.table
-        real = table.append
+        real = table.transaction
 
-        def append(df, snapshot_properties):
-            self.calls += 1
-            when, exc = self.plan.get(self.calls, ("never", None))
-            if when == "before":
-                raise exc
-            real(df, snapshot_properties=snapshot_properties)
-            if when == "after":
-                raise exc
+        def transaction():
+            tx = real()
+            commit = tx.commit_transaction
 
-        table.append = append
+            def flaky_commit():
+                self.calls += 1
+                when, exc = self.plan.get(self.calls, ("never", None))
+                if when == "before":
+                    raise exc
+                commit()
+                if when == "after":
+                    raise exc
+
+            tx.commit_transaction = flaky_commit
+            return tx
+
+        table.transaction = transaction
 
 
 @pytest.mark.parametrize(

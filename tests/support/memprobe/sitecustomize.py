@@ -95,7 +95,22 @@ def _regions() -> dict:
 
 
 def _types() -> Counter:
-    return Counter(type(o).__name__ for o in gc.get_objects())
+    """Live objects by type name. gc.get_objects() also returns objects other threads are still
+    building, e.g. the tuple `tuple(generator)` fills while its generator reads a file with the GIL
+    released; if that thread resized it while our list holds a second reference, CPython raises
+    `SystemError: Objects/tupleobject.c: bad argument to internal function` in the flow (seen in a
+    chaos run, in pyiceberg's manifest reading). So no other thread may run while the list exists: a
+    huge switch interval keeps the GIL here until the list is gone (nothing below blocks)."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        objects = gc.get_objects()
+        try:
+            return Counter(type(o).__name__ for o in objects)
+        finally:
+            del objects
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _run(path: str, every: float, frames: int) -> None:
