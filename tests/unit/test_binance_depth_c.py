@@ -18,13 +18,12 @@ import connectors.binance.parsing as parsing
 from connectors.binance.parsing import (
     GuessingInstruments,
     Instrument,
-    ParseError,
-    parse_ws_frame,
     parse_ws_frames,
 )
 from cryptoflow.level_block import BlockLevels
 from cryptoflow.model import DiffLevels
 from cryptoflow.schemas import _block_levels_table, _diff_levels_table, level_batches_to_arrow
+from tests.support.binance_reference import parse_frame_by_frame
 
 PURE_PYTHON_CHOSEN = os.environ.get("CRYPTOFLOW_PURE_PYTHON_PARSE") == "1"
 pytestmark = pytest.mark.skipif(PURE_PYTHON_CHOSEN, reason="CRYPTOFLOW_PURE_PYTHON_PARSE=1: fallback chosen")
@@ -38,21 +37,6 @@ def _depth(i: int = 0, **fields) -> str:
     data.update(fields)
     data = {k: v for k, v in data.items() if v is not ...}
     return orjson.dumps({"stream": "nknusdt@depth@100ms", "data": data}).decode()
-
-
-def _reference(frames, instruments):
-    """`parse_ws_frame` frame by frame: (events, kept frames, error reasons)."""
-    events, kept, errors = [], [], []
-    for raw in frames:
-        try:
-            ev = parse_ws_frame(raw, instruments, 5, 99)
-        except ParseError as exc:
-            errors.append((raw, exc.reason))
-            continue
-        if ev is not None:
-            events.append(ev)
-            kept.append(raw)
-    return events, kept, errors
 
 
 def _batch(frames, instruments=INSTRUMENTS):
@@ -84,7 +68,7 @@ def test_recordings_decode_in_c_and_equal_the_reference(venue, size):
         events, kept, errors = _batch(read, instruments)
         assert kept == read and not errors
         got += events
-    want, _, _ = _reference(frames, instruments)
+    want, _, _ = parse_frame_by_frame(frames, instruments, 99)
     assert len(got) > 100 and got == want
     assert all(type(e.payload) is BlockLevels for e in got)
     # materialised levels have exactly the reference's types and values
@@ -148,7 +132,7 @@ def test_a_read_with_an_odd_frame_anywhere_equals_the_existing_path(odd, positio
         frames = [f.encode() for f in frames]
     got = _batch(frames)
     if odd not in ODD or ODD.index(odd) not in BEYOND_64_BITS:
-        assert got == _reference(frames, INSTRUMENTS)
+        assert got == parse_frame_by_frame(frames, INSTRUMENTS, 99)
     monkeypatch.setattr(parsing, "_c_decode", None)
     assert got == _batch(frames)
 
@@ -192,7 +176,7 @@ def test_random_mutations_never_disagree_with_the_reference():
         if parsing._c_decode(frames) is None:
             continue
         taken += 1
-        assert _batch(frames) == _reference(frames, INSTRUMENTS), frames[k]
+        assert _batch(frames) == parse_frame_by_frame(frames, INSTRUMENTS, 99), frames[k]
     assert taken > 100  # the mutations reach the handled side too
 
 

@@ -11,6 +11,7 @@ from connectors.binance.parsing import (
     parse_ws_frames,
 )
 from cryptoflow.model import BUY, SELL, Kind
+from tests.support.binance_reference import parse_frame_by_frame
 
 INSTRUMENTS = {"NKNUSDT": Instrument("NKNUSDT", "NKN-USDT", "NKN", "USDT", "spot")}
 DIFF = (
@@ -74,21 +75,6 @@ def test_snapshot_and_exchange_info():
     assert info["LRCBTC"].symbol == "LRC-BTC"
 
 
-def _one_by_one(frames, instruments, ingest_us):
-    """The reference: `parse_ws_frame` per frame, errors as (frame, reason)."""
-    events, kept, errors = [], [], []
-    for raw in frames:
-        try:
-            ev = parse_ws_frame(raw, instruments, 5, ingest_us)
-        except ParseError as exc:
-            errors.append((raw, exc.reason))
-            continue
-        if ev is not None:
-            events.append(ev)
-            kept.append(raw)
-    return events, kept, errors
-
-
 def _depth(**fields) -> str:
     data = {"e": "depthUpdate", "E": 1633998512068, "s": "NKNUSDT", "U": 10, "u": 12,
             "b": [["0.35130000", "6195.00000000"]], "a": [["0.36", "1.0"], ["0.37", "0"]]}  # fmt: skip
@@ -114,7 +100,7 @@ def test_batch_parser_matches_the_frame_parser_on_every_shape():
     events, kept = parse_ws_frames(
         frames, INSTRUMENTS, 5, 99, lambda raw, exc: errors.append((raw, exc.reason))
     )
-    want_events, want_kept, want_errors = _one_by_one(frames, INSTRUMENTS, 99)
+    want_events, want_kept, want_errors = parse_frame_by_frame(frames, INSTRUMENTS, 99)
     assert events == want_events and kept == want_kept and errors == want_errors
     assert len(events) == 10 and {reason for _, reason in errors} == {
         "malformed_json", "missing_field", "unknown_symbol", "unexpected_shape", "server_error", "unknown_event"
@@ -132,7 +118,7 @@ def test_batch_parser_matches_the_frame_parser_on_the_recordings():
         frames = [item for kind, item in corpus.schedule if kind == "ws"]
         instruments = GuessingInstruments(corpus.market)
         events, kept = parse_ws_frames(frames, instruments, 5, 99, lambda raw, exc: None)
-        want_events, want_kept, _ = _one_by_one(frames, instruments, 99)
+        want_events, want_kept, _ = parse_frame_by_frame(frames, instruments, 99)
         assert len(events) > 100 and events == want_events and kept == want_kept
 
 
@@ -158,7 +144,7 @@ def test_typed_batch_decode_equals_the_frame_parser_with_an_odd_frame_anywhere(o
     events, kept = parse_ws_frames(
         frames, INSTRUMENTS, 5, 99, lambda raw, exc: errors.append((raw, exc.reason))
     )
-    want_events, want_kept, want_errors = _one_by_one(frames, INSTRUMENTS, 99)
+    want_events, want_kept, want_errors = parse_frame_by_frame(frames, INSTRUMENTS, 99)
     assert events == want_events and kept == want_kept and errors == want_errors
     assert len(events) >= 8
 
@@ -168,7 +154,7 @@ def test_a_read_of_depth_frames_takes_the_typed_batch_decode(monkeypatch):
     import connectors.binance.parsing as parsing
 
     frames = [_depth(U=10 + 3 * i, u=12 + 3 * i, pu=9 + 3 * i) for i in range(5)] + [_depth(pu=...)]
-    want, want_kept, _ = _one_by_one(frames, INSTRUMENTS, 99)
+    want, want_kept, _ = parse_frame_by_frame(frames, INSTRUMENTS, 99)
     monkeypatch.setattr(parsing, "_parse_frames_one_by_one", None)  # calling it would raise
     events, kept = parse_ws_frames(frames, INSTRUMENTS, 5, 99, lambda raw, exc: None)
     assert events == want and kept == want_kept == frames
