@@ -26,11 +26,14 @@ def venue(messages: int, rate: float = 0.0) -> KrakenV2SyntheticVenue:
     return KrakenV2SyntheticVenue(market, messages=messages, rate=rate, trade_every=0, start_after_s=0.2)
 
 
-async def transcript(url: str, local_ip: str = "127.0.0.1") -> tuple[list[str], int | None]:
-    """Subscribe both books and read until the server closes: (frames received, close code)."""
+KRAKEN_BOOKS = {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"]}}
+
+
+async def transcript(url: str, request: dict = KRAKEN_BOOKS) -> tuple[list[str], int | None]:
+    """Send `request` (default: both Kraken books) and read until the server closes: (frames
+    received, close code)."""
     frames: list[str] = []
     async with connect(url, max_size=None, ping_interval=None) as ws:
-        request = {"method": "subscribe", "params": {"channel": "book", "symbol": ["BTC/USD", "ETH/USD"]}}
         await ws.send(json.dumps(request))
         try:
             async for raw in ws:
@@ -125,20 +128,9 @@ def test_subscribe_session_venues_get_the_same_faults_okx_synthetic():
     okx = OkxSyntheticVenue(market, messages=5000, trade_every=0, liquidation_every=0, funding_every=0,
                             start_after_s=0.2)  # fmt: skip
 
-    async def run(url: str) -> tuple[list[str], int | None]:
-        frames: list[str] = []
-        async with connect(url, max_size=None, ping_interval=None) as ws:
-            args = [{"channel": "books", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]
-            await ws.send(json.dumps({"op": "subscribe", "args": args}))
-            try:
-                async for raw in ws:
-                    frames.append(raw if isinstance(raw, str) else raw.decode())
-            except ConnectionClosed:
-                pass
-            return frames, ws.close_code
-
+    books = {"op": "subscribe", "args": [{"channel": "books", "instId": i} for i in ("BTC-USDT", "ETH-USDT")]}
     with ExchangeSimulator(okx, faults=FaultPlan(seed=7, disconnect_prob=0.02)) as sim:
-        frames, code = asyncio.run(run(f"{sim.ws_url}{WS_PATH}"))
+        frames, code = asyncio.run(transcript(f"{sim.ws_url}{WS_PATH}", books))
         stats = sim.stats
     [session] = stats.sessions
     assert code == 1011 and session.ended_by == "disconnect" and stats.replays_finished == 0
