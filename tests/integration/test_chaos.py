@@ -57,6 +57,7 @@ from cryptoflow.simulator.faults import FaultPlan
 from cryptoflow.simulator.server import ExchangeSimulator
 from tests.integration.test_binance_spot_end_to_end import read
 from tests.support import chaos_kraken
+from tests.support.book_truth import apply_level_rows
 from tests.support.crash import commits_and_snapshots
 from tests.support.recording_truth import binance_true_book
 
@@ -209,12 +210,7 @@ def rebuild_and_check(symbol: str, rows: list[dict], stride: int) -> tuple[list[
             problems.append(f"{symbol}: diff {first_seq}..{seq} before any snapshot")
         elif not (first_seq <= last + 1 <= seq if last == snapshots[-1] else first_seq == last + 1):
             problems.append(f"{symbol}: diff {first_seq}..{seq} does not continue {last}")
-        for r in levels:
-            side = bids if r["side"] == "bid" else asks
-            if r["qty"] == 0:
-                side.pop(r["price"], None)
-            else:
-                side[r["price"]] = r["qty"]
+        apply_level_rows(bids, asks, levels)
         if is_snapshot:
             check(seq, "snapshot")
         last = seq

@@ -16,6 +16,7 @@ from cryptoflow.simulator.server import ExchangeSimulator
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
 from tests.integration.test_binance_spot_end_to_end import read, run_flow
 from tests.support import coinbase_truth
+from tests.support.book_truth import apply_level_rows
 
 pytestmark = pytest.mark.integration
 KRAKEN_SYMBOLS = ["BTC-USD", "ETH-USD"]
@@ -123,12 +124,7 @@ def _rebuild(rows: list[dict], depth: int | None) -> tuple[list, list]:
     for message in by_message.values():
         if message[0]["is_snapshot"]:
             bids, asks = {}, {}
-        for r in message:
-            side = bids if r["side"] == "bid" else asks
-            if r["qty"] == 0:
-                side.pop(r["price"], None)
-            else:
-                side[r["price"]] = r["qty"]
+        apply_level_rows(bids, asks, message)
         if depth is not None:
             bids = dict(sorted(bids.items(), reverse=True)[:depth])
             asks = dict(sorted(asks.items())[:depth])

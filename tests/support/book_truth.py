@@ -312,3 +312,14 @@ def coinbase_stream(product: str) -> ReferenceStream:
                 (i, "load" if event["type"] == "snapshot" else "apply", bids, asks, msg["sequence_num"])
             )
     return ReferenceStream(frames, ops)
+
+
+def apply_level_rows(bids: dict, asks: dict, rows: list[dict]) -> None:
+    """Apply one message's committed level rows (`side`, `price`, `qty`; qty 0 deletes) to a naive
+    dict book: how the flow tests rebuild a book from what the table holds."""
+    for r in rows:
+        side = bids if r["side"] == "bid" else asks
+        if r["qty"] == 0:
+            side.pop(r["price"], None)
+        else:
+            side[r["price"]] = r["qty"]

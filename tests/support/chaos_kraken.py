@@ -15,6 +15,7 @@ from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
 from cryptoflow.simulator.server import ExchangeSimulator, SimulatorStats
 from cryptoflow.simulator.synthetic.market import UNBOUNDED, SyntheticMarket
 from operators.book.levels import OrderBook
+from tests.support.book_truth import apply_level_rows
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "SOL-USD"]
 DEPTH = 10  # the client's default book depth
@@ -132,12 +133,7 @@ def rebuild_and_check(market: SyntheticMarket, symbol: str, rows: list[dict]) ->
             bids, asks = {}, {}
         elif not snapshots or offset < snapshots[0]:
             problems.append(f"{symbol}: update at offset {offset} before any snapshot")
-        for r in message:
-            side = bids if r["side"] == "bid" else asks
-            if r["qty"] == 0:
-                side.pop(r["price"], None)
-            else:
-                side[r["price"]] = r["qty"]
+        apply_level_rows(bids, asks, message)
         bids = dict(sorted(bids.items(), reverse=True)[:DEPTH])
         asks = dict(sorted(asks.items())[:DEPTH])
         for ts, what in due.get(i, []):
