@@ -14,7 +14,8 @@ Reported, as p50 / p90 / p99 / max:
   the book logic observes per event when it has applied it and built its rows (operators/book_logic.py),
   scraped from the flow's /metrics endpoint; percentiles are bucket upper bounds (linear inside a bucket);
 * ingest -> committed: Iceberg commit time (the snapshot that added the row's data file) minus
-  `ingest_ts`, per committed row; dominated by `parquet.flush_interval_ms` (default 5,000 ms).
+  `ingest_ts`, per committed row; dominated by the Bytewax epoch (the sink commits once per epoch;
+  `bytewax.run -s`, 10 s without recovery; `--epoch-s`).
 
 Whether the rate was sustained is reported as offered vs achieved: book changes made (due) per second,
 book frames written to the flow's sockets per second, and book events the flow normalized per second
@@ -22,7 +23,7 @@ book frames written to the flow's sockets per second, and book events the flow n
 source shard; more mean the flow reconnected and resubscribed) and the events the histogram saw.
 The flow process's CPU time per normalized event and the share of the wall time its threads waited
 for a CPU (the machine's other load) are reported too: a flow starved of CPU shows as latency.
-Options: `--rates`, `--quick`, `--flush-ms`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
+Options: `--rates`, `--quick`, `--epoch-s`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
 `--generator`, `--generator-only`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
 `measure()` in `make bench`.
 """
@@ -146,6 +147,9 @@ def committed_latencies(env: dict[str, str], since_us: int) -> tuple[list[int], 
     return to_ingest, to_commit
 
 
+BYTEWAX_DEFAULT_EPOCH_S = 10.0  # `python -m bytewax.run` without `-s` or recovery
+
+
 def make_venue(
     generator: str, rate: float, messages: int, symbols: int
 ) -> KrakenV2SyntheticVenue | PacedKrakenV2Venue:
@@ -166,7 +170,7 @@ def run_rate(
     rate: float,
     seconds: float,
     symbols: int,
-    flush_ms: int | None = None,
+    epoch_s: int | None = None,
     idle_poll_ms: int | None = None,
     switch_interval_ms: float | None = None,
     generator: str = "pregen",
@@ -201,8 +205,6 @@ def run_rate(
             "CRYPTOFLOW_METRICS__PORT": str(metrics_port),
             "CRYPTOFLOW_LOG_LEVEL": "WARNING",
         }
-        if flush_ms is not None:
-            env["CRYPTOFLOW_PARQUET__FLUSH_INTERVAL_MS"] = str(flush_ms)
         if idle_poll_ms is not None:
             env["CRYPTOFLOW_CONNECTOR__IDLE_POLL_MS"] = str(idle_poll_ms)
         if switch_interval_ms is not None:
@@ -210,6 +212,8 @@ def run_rate(
         if shards is not None:  # sharding.total_shards: the symbols' connections (client threads)
             env["CRYPTOFLOW_SHARDING__TOTAL_SHARDS"] = str(shards)
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
+        if epoch_s is not None:  # without recovery `-s` is the epoch interval (Bytewax's default 10 s)
+            cmd += ["-s", str(epoch_s)]
         log_path = root / "flow.log"
         feed_start = feed_end = last_frame_at = None
         feed_start_us = 1 << 62  # no feed, no rows
@@ -300,7 +304,7 @@ def run_rate(
             _minus(last.get("exchange", []), baseline.get("exchange", []))
         ),
         "ingest_to_committed": exact_percentiles(to_commit),
-        "flush_interval_ms": flush_ms or load_settings(environ=env).parquet.flush_interval_ms,
+        "epoch_s": epoch_s or BYTEWAX_DEFAULT_EPOCH_S,
         "idle_poll_ms": idle_poll_ms or load_settings(environ=env).connector.idle_poll_ms,
         "switch_interval_ms": switch_interval_ms or load_settings(environ=env).runtime.switch_interval_ms,
         # the flow process from the feed start until it had normalized the last event: CPU time per event
@@ -419,7 +423,7 @@ def print_report(m: dict) -> None:
                   f"waiting for a CPU {c['runqueue_wait_share']:.0%} of the wall time (load average "
                   f"{r['load_average']:.1f})")  # fmt: skip
         print(f"  ingest -> committed:    {_fmt(r['ingest_to_committed'])} "
-              f"(parquet.flush_interval_ms {r['flush_interval_ms']}, connector.idle_poll_ms {r['idle_poll_ms']})")  # fmt: skip
+              f"(epoch {r['epoch_s']:g} s, connector.idle_poll_ms {r['idle_poll_ms']})")  # fmt: skip
 
 
 def main() -> None:
@@ -429,7 +433,7 @@ def main() -> None:
         "--rates", default="10000,50000", help="offered book changes per second, comma-separated"
     )
     parser.add_argument(
-        "--flush-ms", type=int, help="parquet.flush_interval_ms for the flow (default: config)"
+        "--epoch-s", type=int, help="the flow's Bytewax epoch in seconds, one commit each (default 10)"
     )
     parser.add_argument(
         "--idle-poll-ms", type=int, help="connector.idle_poll_ms for the flow (default: config)"
@@ -459,7 +463,7 @@ def main() -> None:
         for rate in rates:
             print(json.dumps(measure_generator(rate, seconds, symbols)))
         return
-    m = measure(args.quick, rates, flush_ms=args.flush_ms, idle_poll_ms=args.idle_poll_ms,
+    m = measure(args.quick, rates, epoch_s=args.epoch_s, idle_poll_ms=args.idle_poll_ms,
                 switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))

@@ -185,7 +185,7 @@ def _book_and_latency(r: dict) -> list[str]:
                 f"| exchange -> ingest | {_ms(x['exchange_to_ingest'])}",
                 f"| ingest -> normalized | {_ms(x['ingest_to_normalized'])}",
                 f"| exchange -> normalized | {_ms(x['exchange_to_normalized'])}",
-                f"| ingest -> committed (flush {x['flush_interval_ms']} ms) | {_ms(x['ingest_to_committed'])}",
+                f"| ingest -> committed (epoch {x.get('epoch_s', 10):g} s) | {_ms(x['ingest_to_committed'])}",
                 f"| (connector.idle_poll_ms {x['idle_poll_ms']}) | | | | |",
                 "",
             ]

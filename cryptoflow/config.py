@@ -114,7 +114,6 @@ class ShardingConfig(_Section):
 
 class ParquetConfig(_Section):
     target_mb: int = Field(128, ge=1, le=4096)
-    flush_interval_ms: int = Field(5000, ge=100)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     compression_level: int | None = None
     row_group_rows: int = Field(1_048_576, ge=1_000)
