@@ -6,9 +6,10 @@ exchange-specific shapes. Control messages (subscribe acks) parse to `None`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from functools import partial
+from typing import Any, Literal
 
 import msgspec
 import orjson
@@ -156,22 +157,11 @@ def _depth_events(
     ingest_us: int,
     on_error: Callable[[bytes | str, ParseError], None],
 ) -> tuple[list[RawEvent], list[bytes | str]]:
-    events: list[RawEvent] = []
-    new_event, get = RawEvent, instruments.get
-    for frame in frames:
-        d = frame.data
-        inst = get(d.s)
-        if inst is None:
-            break
-        prev = d.pu
-        events.append(new_event(
-            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, _DEPTH_DIFF, d.E * 1000,
-            ingest_us, shard, -1, (d.b, d.a), d.U, d.u, None if prev is _UNSET else prev,
-        ))  # fmt: skip
-    else:
-        return events, raws
-    # an unknown symbol: the per-frame path counts it (and its neighbours are parsed the same way)
-    return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+    """Events of a read the typed msgspec decode took."""
+    fields = [
+        (d.s, d.E, d.U, d.u, None if d.pu is _UNSET else d.pu, (d.b, d.a)) for d in (f.data for f in frames)
+    ]
+    return _decoded_events(fields, raws, instruments, shard, ingest_us, on_error)
 
 
 def _block_events(
@@ -184,20 +174,32 @@ def _block_events(
 ) -> tuple[list[RawEvent], list[bytes | str]]:
     """Events of a read the compiled decoder took: per-frame scalars from its lists, levels by reference."""
     symbols, times, firsts, lasts, prevs, block = columns
+    payloads = map(partial(BlockLevels, block), range(len(symbols)))
+    fields = zip(symbols, times, firsts, lasts, prevs, payloads, strict=True)
+    return _decoded_events(fields, raws, instruments, shard, ingest_us, on_error)
+
+
+def _decoded_events(
+    fields: Iterable[tuple[str, int, int, int, int | None, Any]],
+    raws: list[bytes | str],
+    instruments: dict[str, Instrument],
+    shard: int,
+    ingest_us: int,
+    on_error: Callable[[bytes | str, ParseError], None],
+) -> tuple[list[RawEvent], list[bytes | str]]:
+    """One depth-diff event per decoded frame `(symbol, E, U, u, pu, levels)`; a symbol we do not know
+    sends the whole read down the per-frame path, which counts it (its neighbours are parsed the same way)."""
     events: list[RawEvent] = []
-    new_event, new_levels, get = RawEvent, BlockLevels, instruments.get
-    for i, (sym, ts, first, last, prev) in enumerate(zip(symbols, times, firsts, lasts, prevs, strict=True)):
+    new_event, get = RawEvent, instruments.get
+    for sym, ts, first, last, prev, levels in fields:
         inst = get(sym)
         if inst is None:
-            break
+            return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
         events.append(new_event(
             EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, _DEPTH_DIFF, ts * 1000,
-            ingest_us, shard, -1, new_levels(block, i), first, last, prev,
+            ingest_us, shard, -1, levels, first, last, prev,
         ))  # fmt: skip
-    else:
-        return events, raws
-    # an unknown symbol: the per-frame path counts it (and its neighbours are parsed the same way)
-    return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+    return events, raws
 
 
 def _parse_frames_one_by_one(
