@@ -23,9 +23,11 @@ import json
 import logging
 import queue
 import resource
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -189,8 +191,14 @@ def committed(catalog_cfg: CatalogConfig, stream: str = "spot_delta") -> tuple[i
 
 
 def run_inproc(
-    corpus: BinanceCorpus, warehouse: Path | None = None, profiler=None, feed_batch: int = FEED_BATCH
+    corpus: BinanceCorpus,
+    warehouse: Path | None = None,
+    profiler=None,
+    feed_batch: int = FEED_BATCH,
+    ready: Callable[[], None] | None = None,
 ) -> E2EResult:
+    """One timed run; `ready` (if given) is called once everything is built, right before the clock
+    starts: the process benchmark uses it to start concurrent runs together."""
     with tempfile.TemporaryDirectory(prefix="cryptoflow-bench-") as tmp:
         root = Path(warehouse or tmp)
         settings = _settings(corpus, root)
@@ -198,6 +206,8 @@ def run_inproc(
         for table in (stream, "gaps"):
             ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
         flow = build_flow(corpus, settings, feed_batch)
+        if ready is not None:
+            ready()
         if profiler is not None:
             profiler.start()
         started_at = time.time()
@@ -224,6 +234,11 @@ def run_inproc(
     )
 
 
+def _wait_for_go() -> None:
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -234,10 +249,15 @@ def main() -> None:
     parser.add_argument("--venue", default="binance-spot")
     parser.add_argument("--reps", type=int, required=True)
     parser.add_argument("--batch", type=int, default=FEED_BATCH, help="frames per socket read")
+    parser.add_argument(
+        "--wait-go",
+        action="store_true",
+        help="print 'ready' once built and wait for a line on stdin before the timed run",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     corpus = load_binance(args.venue, args.reps)
-    result = run_inproc(corpus, feed_batch=args.batch)
+    result = run_inproc(corpus, feed_batch=args.batch, ready=_wait_for_go if args.wait_go else None)
     print(json.dumps({**asdict(result), "valid": result.valid}))
 
 

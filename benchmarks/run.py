@@ -34,7 +34,7 @@ from cryptoflow.paths import REPO_ROOT
 HEADLINE = "binance-spot"
 # Corpus sizes (repetitions of the recording): full ~100k spot frames, quick ~25k.
 SIZES = {
-    "full": {"binance-spot": 600, "binance-usdm": 80, "sim_small": 30, "sim_big": 400, "procs": 300, "other": 20},
+    "full": {"binance-spot": 600, "binance-usdm": 80, "sim_small": 30, "sim_big": 400, "procs": 900, "other": 20},
     "quick": {"binance-spot": 150, "binance-usdm": 20, "sim_small": 20, "sim_big": 120, "procs": 120, "other": 5},
 }  # fmt: skip
 
@@ -161,8 +161,20 @@ def bench_simulator(size: dict, runs: int) -> dict:
 
 
 def _procs(venue: str, reps: int, count: int) -> list[dict]:
-    cmd = [sys.executable, "-m", "benchmarks.ours_inproc", "--venue", venue, "--reps", str(reps)]
-    procs = [subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+    """`count` concurrent runs that start their clocks together: each loads its corpus and builds its
+    flow, says ready, and waits for the go, so one process's start-up is not inside the other's run."""
+    cmd = [sys.executable, "-m", "benchmarks.ours_inproc", "--venue", venue, "--reps", str(reps), "--wait-go"]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    for p in procs:
+        line = p.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"benchmark process said {line!r} instead of 'ready' (exit {p.wait()})")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     return [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
 
 
