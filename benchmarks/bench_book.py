@@ -11,6 +11,10 @@ the pure-Python fallback) it reports:
   they are applied and only the applying timed (the generating work evicts the book from the CPU caches
   in between, as parsing and the rest of the pipeline do in the dataflow). CPU time of this process
   (`time.process_time`), best of 3 runs, so that other processes on a shared machine inflate it less.
+  CPU time still grows when other jobs share the caches and memory bandwidth (the 17:51 run of
+  docs/benchmarks.md: 278 ns right after the two-process section, 185-192 ns on the same code in a quiet
+  interleaved comparison), so the report also gives the CPU time of a fixed pure-Python reference loop
+  taken just before, and the load average: a slow reference loop means a slow machine, not a slow book.
 * the Kraken v1 recording's level updates replayed into a book;
 * bytes per resting level: tracemalloc over a 100,000-level book grown level by level (the parsed
   frames' strings are created while tracing, so a book that keeps them is charged for them);
@@ -89,6 +93,16 @@ def qty_messages(rng: random.Random, book: OrderBook, count: int) -> list[tuple[
         ([[rng.choice(bids), _qty(rng)] for _ in range(5)], [[rng.choice(asks), _qty(rng)] for _ in range(5)])
         for _ in range(count)
     ]
+
+
+def reference_ms(repeats: int = 5) -> float:
+    """CPU milliseconds of `sum(range(10**6))`, best of `repeats`: how fast this core runs right now."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        sum(range(10**6))
+        best = min(best, time.process_time() - start)
+    return best * 1e3
 
 
 def _apply_timed(book: OrderBook, msgs: list) -> tuple[int, float]:
@@ -273,7 +287,8 @@ def measure(quick: bool = False) -> dict:
     """Everything above as a dict (`benchmarks.run` report section)."""
     updates, repeats = (100_000, 2) if quick else (300_000, 3)
     symbols = 100 if quick else 1000
-    out: dict = {"updates": updates, "repeats": repeats, "clock": "process CPU time", "impls": {}}
+    out: dict = {"updates": updates, "repeats": repeats, "clock": "process CPU time", "impls": {},
+                 "load_average": os.getloadavg()[0], "reference_ms": reference_ms()}  # fmt: skip
     for name, side in SIDES.items():
         r = time_mixes(side, updates, repeats)
         r["kraken_replay_ns"] = kraken_ns(side, repeats)
@@ -286,8 +301,10 @@ def measure(quick: bool = False) -> dict:
 
 
 def print_report(m: dict) -> None:
-    print(f"order book, {m['updates']:,} level updates per mix, 10 levels per message, {m['clock']}, "
-          f"best of {m['repeats']} (default side: {m['default']})")  # fmt: skip
+    print(f"order book, {m['updates']:,} level updates per mix, 10 levels per message, ns of {m['clock']} "
+          f"per level update, best of {m['repeats']} (default side: {m['default']})")  # fmt: skip
+    print(f"machine: load average {m['load_average']:.1f}, reference loop sum(range(10**6)) "
+          f"{m['reference_ms']:.1f} ms CPU (higher = a slower machine right now, not a slower book)")  # fmt: skip
     for name, r in m["impls"].items():
         s, rss = r["snapshot"], r["rss"]
         print(f"[{name}]")

@@ -150,9 +150,18 @@ def _book_and_latency(r: dict) -> list[str]:
     book = r.get("book")
     if book:
         lines += [
-            f"## Order book (`make bench-book`; {book['updates']:,} level updates per mix, {book['clock']}, "
-            f"best of {book['repeats']}; default side: {book['default']})",
+            f"## Order book (`make bench-book`; {book['updates']:,} level updates per mix, ns of {book['clock']} "
+            f"per level update, best of {book['repeats']}; default side: {book['default']})",
             "",
+            *(
+                [
+                    f"Machine just before: load average {book['load_average']:.1f}, reference loop "
+                    f"`sum(range(10**6))` {book['reference_ms']:.1f} ms CPU.",
+                    "",
+                ]
+                if "reference_ms" in book
+                else []
+            ),
             "| side | churn ns/update (batch / interleaved) | qty-only ns/update (batch / interleaved) | "
             "Kraken replay ns | bytes/level (tracemalloc) | RSS 1,000 x 2,000/side: MB, bytes/level | "
             "epoch snapshot us, KB (deep copy us) |",

@@ -13,6 +13,11 @@ BAD_FRAMES = Counter(
     "Frames that could not be parsed or were not understood",
     ["exchange", "reason"],
 )
+SUBSCRIPTIONS_LEFT_OUT = Counter(
+    "cryptoflow_subscriptions_left_out_total",
+    "Subscriptions a connection did not make because they exceed the venue's per-connection limit",
+    ["exchange"],
+)
 UNKNOWN_SYMBOL = Counter(
     "cryptoflow_unknown_symbol_total", "Messages for symbols not configured", ["exchange"]
 )

@@ -197,7 +197,8 @@ class OkxClient(SubscribeClient):
     def topics(self) -> list[Topic]:
         """This connection's subscriptions. More than `max_args_per_connection` (only if the REST list
         classifies an instrument unlike its id, which `plan_connections` sizes by) never stops the client:
-        the excess is logged, counted and left out."""
+        the excess is logged and counted once per client (`subscriptions_left_out_total`: not a bad frame,
+        nothing was received) and left out."""
         out = okx_topics(self.inst_ids, self.channels, self.markets, self.cfg.book_channel,
                          lambda i: self.inst_map[i][0] if i in self.inst_map else None)  # fmt: skip
         limit = self.cfg.max_args_per_connection
@@ -205,7 +206,7 @@ class OkxClient(SubscribeClient):
             if not self._over_limit_logged:
                 log.error("okx shard %s: %d subscriptions exceed okx.max_args_per_connection (%d); "
                           "leaving out %s", self.shard, len(out), limit, out[limit:])  # fmt: skip
-                metrics.BAD_FRAMES.labels(EXCHANGE, "too_many_subscriptions").inc()
+                metrics.SUBSCRIPTIONS_LEFT_OUT.labels(EXCHANGE).inc(len(out) - limit)
                 self._over_limit_logged = True
             out = out[:limit]
         return out

@@ -1,11 +1,13 @@
-"""A Kraken book kept by the connector only to check the venue's checksum after every message.
+"""Kraken's book rules, once: how a snapshot or an update changes the book and when the book is broken.
 
-Why: Kraken has no sequence numbers; a lost message shows only as a checksum mismatch, and only the
-client can resubscribe (a fresh snapshot). The client used to run the dataflow's whole `BookTracker` for
-this, so every book message was tracked twice; this is the part the client needs and nothing else: two
-compiled sides (operators/book/_levels.c), the snapshot/update rules, the CRC32 and the crossed-book
-check. No rows, counters, gap rows or `Step` objects. It must break exactly where `BookTracker` (scheme
-`kraken`) breaks, so the client asks for a resync whenever the dataflow writes a gap row for that reason.
+Why one place: Kraken has no sequence numbers; a lost message shows only as a checksum mismatch, and
+only the client can resubscribe (a fresh snapshot). So two parties judge every Kraken book message: the
+connector, which keeps a checksum-only copy of each book to decide resubscribes, and the dataflow's
+`BookTracker` (scheme `kraken`), which writes the gap row. Both call `load_snapshot` / `apply_update`
+below, so they break on the same message for the same reason by construction.
+
+`KrakenChecksumBook` is the connector's copy: two compiled sides (operators/book/_levels.c) and these
+rules, nothing else (no rows, counters, gap rows or `Step` objects).
 """
 
 from __future__ import annotations
@@ -14,7 +16,40 @@ from cryptoflow.model import Kind, RawEvent
 from operators.book.checksums import kraken_checksum
 from operators.book.levels import OrderBook
 
-_BAD_EVENT = (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError)
+# Why a book broke (the `gaps.reason` values `BookTracker` writes for them).
+CHECKSUM = "checksum"
+CROSSED = "crossed"
+BAD_EVENT = "bad_event"
+BAD_INPUT = (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError)
+
+
+def load_snapshot(book: OrderBook, ev: RawEvent) -> str | None:
+    """Replace `book` with the snapshot `ev`; returns `CHECKSUM` / `CROSSED` if the result is broken.
+    Raises one of `BAD_INPUT` on a malformed level (the book may be half loaded then)."""
+    bids, asks = ev.payload
+    book.load(bids, asks)
+    return _settle(book, ev)
+
+
+def apply_update(book: OrderBook, ev: RawEvent) -> str | None:
+    """Apply the update `ev` to `book`; as `load_snapshot`."""
+    bids, asks = ev.payload
+    book.apply(bids, asks)
+    return _settle(book, ev)
+
+
+def _settle(book: OrderBook, ev: RawEvent) -> str | None:
+    """Kraken drops levels beyond the subscribed depth without sending deletes, then checksums the
+    best 10 of each side (v1 snapshots carry no checksum); a crossed book is broken too."""
+    depth = ev.book_depth
+    if depth is not None:
+        book.bids.truncate(depth, remember=False)
+        book.asks.truncate(depth, remember=False)
+    if ev.checksum is not None and ev.checksum != kraken_checksum(book):
+        return CHECKSUM
+    if book.crossed():
+        return CROSSED
+    return None
 
 
 class KrakenChecksumBook:
@@ -29,28 +64,17 @@ class KrakenChecksumBook:
 
     def on_event(self, ev: RawEvent) -> str | None:
         kind = ev.kind
-        if kind is not Kind.DEPTH_SNAPSHOT and (kind is not Kind.DEPTH_DIFF or not self.valid):
-            return None  # not a book message, or waiting for the resync snapshot
         try:
-            bids, asks = ev.payload
-            book, depth = self.book, ev.book_depth
             if kind is Kind.DEPTH_SNAPSHOT:
-                book.load(bids, asks)
                 self.valid = True
+                reason = load_snapshot(self.book, ev)
+            elif kind is Kind.DEPTH_DIFF and self.valid:
+                reason = apply_update(self.book, ev)
             else:
-                book.apply(bids, asks)
-            if depth is not None:  # Kraken truncates to the subscribed depth without sending deletes
-                book.bids.truncate(depth, remember=False)
-                book.asks.truncate(depth, remember=False)
-            if ev.checksum is not None and ev.checksum != kraken_checksum(book):
-                return self._broken("checksum")
-            if book.crossed():
-                return self._broken("crossed")
-        except _BAD_EVENT:
-            return self._broken("bad_event")
-        return None
-
-    def _broken(self, reason: str) -> str:
-        self.valid = False
-        self.book.clear()
+                return None  # not a book message, or waiting for the resync snapshot
+        except BAD_INPUT:
+            reason = BAD_EVENT
+        if reason is not None:
+            self.valid = False
+            self.book.clear()
         return reason

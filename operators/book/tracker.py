@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from cryptoflow.model import BookRow, GapRow, Kind, RawEvent
-from operators.book.checksums import kraken_checksum, okx_checksum
+from operators.book.checksum_book import CHECKSUM, CROSSED, apply_update, load_snapshot
+from operators.book.checksums import okx_checksum
 from operators.book.levels import OrderBook, price_key
-from operators.sequencing import bybit, kraken, okx
+from operators.sequencing import bybit, okx
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
@@ -115,6 +116,8 @@ class BookTracker:
         try:
             if self.sync is not None:
                 self._binance(ev, step)
+            elif self.scheme == KRAKEN:
+                self._kraken(ev, step)
             elif kind is Kind.DEPTH_SNAPSHOT:
                 self._snapshot(ev, step)
             else:
@@ -195,6 +198,36 @@ class BookTracker:
         ok = _same(self.book.best_bid(), bid_px, bid_qty) and _same(self.book.best_ask(), ask_px, ask_qty)
         self._record_check(self.counters.book_ticker, ok)
 
+    # ----------------------------------------------------------------------------------------- kraken
+    def _kraken(self, ev: RawEvent, step: Step) -> None:
+        """Kraken's rules (apply, truncate to the subscribed depth, checksum, crossed) are
+        `operators.book.checksum_book`'s, the ones the client's checksum book uses to resubscribe; here
+        they also count, write the gap row and emit rows. No sequence numbers: nothing is stale until the
+        book was valid once (updates before the first snapshot are simply not ours yet)."""
+        if ev.kind is Kind.DEPTH_SNAPSHOT:
+            self.counters.snapshots += 1
+            broke = load_snapshot(self.book, ev)
+            self._synced(ev.seq)
+        elif self.valid:
+            broke = apply_update(self.book, ev)
+            if ev.seq is not None:
+                self.book_id = ev.seq
+            self.counters.applied += 1
+        else:
+            if self.ever_valid:
+                self.counters.stale += 1  # waiting for the resync snapshot: nothing to apply to
+            return
+        if ev.exchange_ts_us is not None:
+            self.last_ts = ev.exchange_ts_us
+        if ev.checksum is not None:
+            self._record_check(self.counters.checksum, broke != CHECKSUM)
+        if broke is not None:
+            if broke == CROSSED:
+                self.counters.crossed += 1
+            self._gap(ev, step, broke, seq_to=ev.seq)
+            return
+        self._maybe_emit(ev, step)
+
     # ------------------------------------------------------------------------ snapshot + delta venues
     def _snapshot(self, ev: RawEvent, step: Step) -> None:
         self.counters.snapshots += 1
@@ -209,8 +242,7 @@ class BookTracker:
 
     def _delta(self, ev: RawEvent, step: Step) -> None:
         if not self.valid:
-            if self.ever_valid or self.scheme != KRAKEN:
-                self.counters.stale += 1  # waiting for the resync snapshot: nothing to apply to
+            self.counters.stale += 1  # waiting for the resync snapshot: nothing to apply to
             return
         verdict = self._verdict(ev)
         if verdict is Verdict.STALE:
@@ -221,9 +253,6 @@ class BookTracker:
             return
         bids, asks = ev.payload
         self.book.apply(bids, asks)
-        if ev.book_depth is not None:
-            self.book.bids.truncate(ev.book_depth, remember=False)
-            self.book.asks.truncate(ev.book_depth, remember=False)
         if ev.seq is not None:
             self.book_id = ev.seq
         if ev.exchange_ts_us is not None:
@@ -240,7 +269,7 @@ class BookTracker:
             return bybit.delta_verdict(self.book_id, ev.seq)
         if self.scheme == OKX:
             return okx.update_verdict(self.book_id, ev.prev_seq, ev.seq) or Verdict.APPLY
-        return Verdict.APPLY  # Coinbase: checked per connection by the parser; Kraken: checksum only
+        return Verdict.APPLY  # Coinbase: checked per connection by the parser
 
     def _verify_checksum(self, ev: RawEvent, step: Step) -> bool:
         if ev.checksum is None:
@@ -250,8 +279,6 @@ class BookTracker:
                 return True
             actual = okx_checksum(self.book)
             ok = actual == ev.checksum
-        elif self.scheme == KRAKEN:
-            ok = kraken.checksum_verdict(ev.checksum, kraken_checksum(self.book)) is Verdict.APPLY
         else:
             return True
         self._record_check(self.counters.checksum, ok)
@@ -263,9 +290,10 @@ class BookTracker:
     def _adopt(self, snap: RawEvent, seq: int | None) -> None:
         bids, asks = snap.payload
         self.book.load(bids, asks)
-        if snap.book_depth is not None:
-            self.book.bids.truncate(snap.book_depth, remember=False)
-            self.book.asks.truncate(snap.book_depth, remember=False)
+        self._synced(seq)
+
+    def _synced(self, seq: int | None) -> None:
+        """The book was just loaded from a snapshot at `seq`."""
         if self.gap_pending:
             self.counters.resyncs += 1
             self.gap_pending = False

@@ -123,6 +123,27 @@ def test_non_canonical_quantities_are_rejected(qty):
         side.set("1.5", qty)
 
 
+class _Text(str):
+    """A str subclass: its characters are not stored inline (not a compact str), unlike parsed JSON's."""
+
+
+def test_texts_read_inline_or_not_parse_the_same_and_non_ascii_digits_are_refused():
+    """The side reads compact ASCII str bytes in place and every other str through the C API."""
+    plain, other = CSide(descending=True), CSide(descending=True)
+    plain.apply([["101.25", "0.50"], ["100.5", "2"], ["99", "0"]])
+    other.apply([[_Text("101.25"), _Text("0.50")], [_Text("100.5"), "2"], ["99", _Text("0")]])
+    assert plain.top(5) == other.top(5) == [("101.25", "0.50"), ("100.5", "2")]
+    for price, qty in (
+        ("\uff11.5", "1"),
+        ("1.5", "\uff11"),
+        ("1.5", "1\u00e9"),
+        ("\u0661", "1"),
+    ):  # non-ASCII digits
+        with pytest.raises(ValueError):
+            other.set(price, qty)
+    assert other.top(5) == plain.top(5)
+
+
 def test_kraken_digits_of_small_and_zero_prices():
     side = CSide(descending=False)
     side.load([["0.00", "0.0500"], ["0.01", "10"], ["12.340", "0.00001"]])

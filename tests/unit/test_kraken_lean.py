@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import zlib
+from decimal import Decimal
 
 import pytest
 
@@ -190,3 +192,92 @@ def test_the_checksum_book_breaks_exactly_where_the_tracker_does():
             if mirror.valid:
                 assert mirror.book.bids.top(20) == trackers[symbol].book.bids.top(20)
                 assert mirror.book.asks.top(20) == trackers[symbol].book.asks.top(20)
+
+
+def _reference_crc(bids: dict, asks: dict) -> int:
+    """Kraken's checksum from the texts as sent (docs: best 10 asks then bids, '.' removed, leading
+    zeros stripped), over plain dicts: Decimal price -> (price text, qty text)."""
+    levels = [asks[p] for p in sorted(asks)[:10]] + [bids[p] for p in sorted(bids, reverse=True)[:10]]
+    return zlib.crc32("".join(t.replace(".", "").lstrip("0") for lv in levels for t in lv).encode())
+
+
+def _reference_stream(seed: int, depth: int = 10) -> list[tuple[RawEvent, str | None]]:
+    """A random Kraken v2 book stream with the reason each event must break the book for (or None),
+    decided on a dict book truncated to `depth` with a checksum computed from the texts: wrong
+    checksums, crossing bids, malformed levels, updates without a checksum, levels beyond the depth."""
+    rng = random.Random(seed)
+    events: list[tuple[RawEvent, str | None]] = []
+    bids: dict = {}
+    asks: dict = {}
+    valid = False
+
+    def level(ticks: int) -> list[str]:
+        return [f"{ticks / 100:.2f}", "0" if rng.random() < 0.2 else f"{rng.uniform(0.001, 5):.8f}"]
+
+    def put(side: dict, levels: list[list[str]], descending: bool) -> None:
+        for price, qty in levels:
+            if Decimal(qty) == 0:
+                side.pop(Decimal(price), None)
+            else:
+                side[Decimal(price)] = (price, qty)
+        for p in sorted(side, reverse=descending)[depth:]:
+            del side[p]
+
+    for n in range(3000):
+        if not valid or rng.random() < 0.01:
+            b = [[f"{(10_000 - 1 - i) / 100:.2f}", f"{rng.uniform(0.001, 5):.8f}"] for i in range(depth)]
+            a = [[f"{(10_000 + 1 + i) / 100:.2f}", f"{rng.uniform(0.001, 5):.8f}"] for i in range(depth)]
+            bids, asks, kind = {}, {}, Kind.DEPTH_SNAPSHOT
+            valid = True
+        else:
+            b = [level(10_000 - 1 - int(rng.expovariate(1 / 8))) for _ in range(rng.randint(0, 2))]
+            a = [level(10_000 + 1 + int(rng.expovariate(1 / 8))) for _ in range(rng.randint(0, 2))]
+            kind = Kind.DEPTH_DIFF
+        fault = rng.random()
+        if kind is Kind.DEPTH_DIFF and fault < 0.01:
+            b.append(["99.9.9", "1"])  # malformed: the book can no longer be trusted
+            events.append((RawEvent("kraken", "spot", "X-USD", "X/USD", kind, n, n, 0, n, (b, a),
+                                    checksum=0, book_depth=depth), "bad_event"))  # fmt: skip
+            valid = False
+            continue
+        if kind is Kind.DEPTH_DIFF and fault < 0.02:
+            b.append([f"{(10_000 + 50) / 100:.2f}", "1.00000000"])  # a bid above every ask
+        put(bids, b, True)
+        put(asks, a, False)
+        checksum: int | None = _reference_crc(bids, asks)
+        reason = None
+        if fault > 0.98:
+            checksum ^= 1 << rng.randrange(32)
+            reason = "checksum"
+        elif fault > 0.95:
+            checksum = None  # nothing to check (v1 snapshots)
+        if reason is None and bids and asks and max(bids) >= min(asks):
+            reason = "crossed"
+        events.append((RawEvent("kraken", "spot", "X-USD", "X/USD", kind, n, n, 0, n, (b, a),
+                                checksum=checksum, book_depth=depth), reason))  # fmt: skip
+        valid = reason is None
+    return events
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_both_kraken_books_break_where_an_independent_reference_says(seed):
+    stream = _reference_stream(seed)
+    expected = [(n, reason) for n, (_, reason) in enumerate(stream) if reason is not None]
+    assert {"checksum", "crossed", "bad_event"} <= {reason for _, reason in expected}
+    mirror = KrakenChecksumBook()
+    tracker = BookTracker(KRAKEN, BookSettings(emit=False))
+    mirror_breaks, tracker_breaks = [], []
+    for n, (ev, _) in enumerate(stream):
+        reason = mirror.on_event(ev)
+        if reason is not None:
+            mirror_breaks.append((n, reason))
+        step = tracker.on_event(ev)
+        tracker_breaks += [(n, gap.reason) for gap in step.gaps]
+    assert mirror_breaks == expected
+    assert tracker_breaks == expected
+    checked = [reason for ev, reason in stream if ev.checksum is not None and reason != "bad_event"]
+    counts = tracker.counters
+    assert (counts.checksum.match, counts.checksum.mismatch) == (
+        sum(r != "checksum" for r in checked), checked.count("checksum"))  # fmt: skip
+    assert counts.crossed == sum(reason == "crossed" for _, reason in stream)
+    assert counts.bad_events == sum(reason == "bad_event" for _, reason in stream)

@@ -75,14 +75,20 @@ def test_rest_list_that_adds_subscriptions_is_clamped_logged_and_counted_not_rai
     ids = ["AAA-USDT", "BBB-USDT", "CCC-USDT"]  # trades only (3 args) as the ids predict
     client = OkxClient(cfg, ConnectorConfig(), ids, {"trades", "funding"}, 0, queue.Queue())
     client.inst_map.update({i: (Market.PERP, i) for i in ids})  # what the REST list said
-    counter = metrics.BAD_FRAMES.labels("okx", "too_many_subscriptions")
-    before = counter._value.get()
+    left_out = metrics.SUBSCRIPTIONS_LEFT_OUT.labels("okx")
+    bad_frames = [m for m in metrics.BAD_FRAMES.collect()[0].samples if m.labels.get("exchange") == "okx"]
+    before = left_out._value.get()
     topics = client.topics()
     assert topics == [("trades", "AAA-USDT"), ("funding-rate", "AAA-USDT"), ("trades", "BBB-USDT"),
                       ("funding-rate", "BBB-USDT")]  # fmt: skip
-    assert counter._value.get() == before + 1
+    assert left_out._value.get() == before + 2  # 6 subscriptions, 4 fit: CCC-USDT's two are left out
     assert "exceed okx.max_args_per_connection (4)" in caplog.text
     assert len(client.subscribe_messages()) == 1  # and the subscribe goes out
+    assert left_out._value.get() == before + 2  # counted once per client, not per subscribe
+    # nothing was received, so nothing is a bad frame
+    assert [
+        m for m in metrics.BAD_FRAMES.collect()[0].samples if m.labels.get("exchange") == "okx"
+    ] == bad_frames
 
 
 def test_source_plans_enough_clients_for_a_large_shard():

@@ -120,3 +120,27 @@ def test_process_settings_sets_the_gil_switch_interval(monkeypatch):
     finally:
         sys.setswitchinterval(before_interval)
         signal.signal(signal.SIGTERM, before_handler)
+
+
+def test_a_connection_made_after_the_last_frame_gets_the_final_book_and_a_clean_close():
+    """It used to get its snapshot and then silence on an open socket: a client could not tell a
+    finished replay from a stalled feed."""
+    market = _market()
+    book = pregenerate(market, 300)  # leaves `market` at the truth after the last frame
+    venue = PacedKrakenV2Venue(book, market, rate=0.0, start_after_s=0.1)
+
+    async def first_then_late(url: str) -> tuple[list[str], int | None]:
+        _, code = await _read_all(url, V2)
+        assert code == 4100 and venue.finished_at is not None
+        return await asyncio.wait_for(_read_all(url, V2), timeout=10)  # hung forever before
+
+    with ExchangeSimulator(venue, speed=0.0) as sim:
+        frames, code = asyncio.run(first_then_late(f"{sim.ws_url}/v2"))
+    assert code == 4100
+    snapshots = [f for f in frames if f.startswith('{"channel":"book","type":"snapshot"')]
+    assert len(snapshots) == len(V2)
+    trackers, mismatches = _replay(frames)
+    assert mismatches == 0
+    for symbol, v2 in zip(SYMBOLS, V2, strict=True):
+        got, truth = trackers[v2].book, market.books[symbol]
+        assert got.bids.top(10) == truth.bids.top(10) and got.asks.top(10) == truth.asks.top(10)

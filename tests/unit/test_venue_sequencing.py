@@ -7,7 +7,7 @@ import pytest
 
 from cryptoflow.model import Kind, RawEvent
 from operators.book.tracker import OKX, BookTracker
-from operators.sequencing import bybit, coinbase, kraken, okx
+from operators.sequencing import bybit, coinbase, okx
 from operators.sequencing.verdict import Verdict as V
 
 
@@ -53,9 +53,3 @@ def test_bybit_delta_verdict(last, u, verdict):
                                                       (4, 2, V.STALE), (4, 6, V.GAP)])  # fmt: skip
 def test_coinbase_connection_verdict(last, seq, verdict):
     assert coinbase.connection_verdict(last, seq) is verdict
-
-
-def test_kraken_checksum_verdict():
-    assert kraken.checksum_verdict(None, 123) is V.APPLY  # v1 snapshots carry none
-    assert kraken.checksum_verdict(123, 123) is V.APPLY
-    assert kraken.checksum_verdict(123, 124) is V.GAP

@@ -11,7 +11,10 @@ socket write per connection. The offer is open-loop (the rate does not drop when
 backlog shows as latency), up to `max_buffer` bytes queued per connection.
 
 A symbol subscribed after the feed started (a resubscribe after a checksum mismatch, a reconnect) gets the
-snapshot of its book at that point: the initial snapshot with that symbol's frames so far applied.
+snapshot of its book at that point: the initial snapshot with that symbol's frames so far applied. A
+connection made after the last frame gets its acks and snapshots (the book at the end of the feed), then
+the same 4100 "end of replay" close as the others once it has been quiet for `LATE_CLOSE_S`: there are no
+updates left to send it, and a silent open socket would only look like a stalled feed to the client.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosedOK
 from websockets.protocol import State
 
 from cryptoflow.simulator.binance_spot import RecordedFrame, RestReply
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     from cryptoflow.simulator.server import SimulatorStats
 
 STAMP = '"timestamp":"'
+LATE_CLOSE_S = 0.2  # a connection made after the feed ended is closed after this long without a request
 TAIL = b'"}]}'
 _LEVEL = re.compile(rb'"price":([0-9.]+),"qty":([0-9.]+)')
 
@@ -129,6 +134,7 @@ class PacedKrakenV2Venue:
         self.blocked_s = 0.0  # time the sender waited because a connection had max_buffer queued
         self.started_at: float | None = None  # time.monotonic() of the first paced send
         self.finished_at: float | None = None  # and of the last frame's write
+        self.ended = False  # every frame was sent and the connections of that time closed
         self._task: asyncio.Task | None = None
         self._ids = itertools.count(1)
 
@@ -149,8 +155,15 @@ class PacedKrakenV2Venue:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(stats))
         try:
-            async for raw in ws:
+            while True:
+                try:
+                    raw = await (asyncio.wait_for(ws.recv(), LATE_CLOSE_S) if self.ended else ws.recv())
+                except TimeoutError:  # no updates will come: the end-of-replay close the others got
+                    await ws.close(4100, "end of replay")
+                    break
                 await self._request(session, raw)
+        except ConnectionClosedOK:
+            pass
         finally:
             for symbol in session.books:
                 if self.owner.get(symbol) is session:
@@ -252,7 +265,8 @@ class PacedKrakenV2Venue:
                 await asyncio.sleep(0.005)
             await asyncio.sleep(0.2)
         finally:
-            for session in self.sessions:
+            self.ended = True  # connections made from now on are closed in `serve`
+            for session in list(self.sessions):
                 await session.ws.close(4100, "end of replay")
 
     def _write(self, session: PacedSession) -> int:
