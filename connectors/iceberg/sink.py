@@ -235,6 +235,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             metrics.ROWS_COMMITTED.labels(name).inc(commit.rows)
             log.info("%s: committed staged seq %d (%d rows) on resume", name, commit.seq, commit.rows)
             in_table = merge_states(in_table, target)
+            self._maybe_expire()
         return in_table
 
     def write_batch(self, values: list[Any]) -> None:

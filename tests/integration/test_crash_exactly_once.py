@@ -63,7 +63,7 @@ def reference(binance_capture, tmp_path_factory):
 def check_crash_run(make_env, reference) -> None:
     """Rounds of (faulted runs ..., clean run) on fresh tables until KILLS faults really fired; every
     round must end with exactly the reference rows."""
-    fired, ahead, staged, rnd = [], 0, 0, 0
+    fired, ahead, staged, landed, rnd = [], 0, 0, 0, 0
     while len(fired) < KILLS:
         env, recovery = make_env(rnd)
         env = {**env, **EXPIRY_ENV}
@@ -81,18 +81,22 @@ def check_crash_run(make_env, reference) -> None:
         fired += report.fired
         ahead += report.ahead_resumes
         staged += report.staged_resumes
+        landed += report.landed_resumes
         rnd += 1
     kinds = Counter(f.split(":")[0] for f in fired)
     print(
         f"seed={SEED} kills={len(fired)} by kind={dict(kinds)} resumes with the table ahead={ahead}, "
-        f"committing a staged epoch={staged}"
+        f"committing a staged epoch={staged}, finding the staged epoch landed={landed}"
     )
     assert {"read", "parquet", "after_commit", "staged", "random"} <= set(kinds), kinds
     # a kill after the epoch's files were staged and its state saved, before the background commit,
     # was resumed by committing the staged files (and the rows above prove it happened once)
     assert staged >= 1
-    # a kill between commit and snapshot was resumed with the table ahead of Bytewax, and deduplicated
-    assert ahead >= 1
+    # a kill after a commit landed was resumed without committing it again: either Bytewax had not stored
+    # the epoch's state yet (the table is ahead: replayed rows deduplicated), or it had, with the epoch
+    # staged (found in the table). The background commit usually starts after Bytewax stored the state,
+    # so the second is the common one now.
+    assert ahead + landed >= 1, (ahead, landed)
 
 
 def test_sigkill_resume_sql_catalog_exactly_once(binance_capture, reference, tmp_path):

@@ -78,6 +78,7 @@ class CrashReport:
     runs: int = 0
     ahead_resumes: int = 0  # resumes that found the table ahead of Bytewax's state (and deduplicated)
     staged_resumes: int = 0  # resumes that committed a staged epoch the table did not have
+    landed_resumes: int = 0  # resumes whose state's staged epoch had landed already (not committed again)
     logs: list[str] = field(default_factory=list)
 
 
@@ -111,6 +112,7 @@ def run_with_crashes(
         report.logs.append(f"--- fault={fault!r} rc={result.returncode}\n{result.stderr[-4000:]}")
         report.ahead_resumes += result.stderr.count(AHEAD)
         report.staged_resumes += sum("committed staged seq" in line for line in result.stderr.splitlines())
+        report.landed_resumes += result.stderr.count("is in the table already; not committing again")
         fired = [line for line in result.stderr.splitlines() if line.startswith(MARKER)]
         if fired:
             assert result.returncode == -9, report.logs[-1]
