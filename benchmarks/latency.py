@@ -56,7 +56,7 @@ from cryptoflow.simulator.synthetic.paced import PacedKrakenV2Venue, pregenerate
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRIC = "cryptoflow_normalize_latency_seconds"
 # the worker's wait at each epoch's end for the sink's data files (connectors/iceberg/sink.py)
-SEAL_METRIC = 'cryptoflow_sink_seal_seconds_bucket{table="spot_ob",'
+SEAL_METRIC = "cryptoflow_sink_seal_seconds_bucket{"
 START_AFTER_S = 4.0  # the feed starts this long after the first connection: every symbol has subscribed
 
 
@@ -72,8 +72,10 @@ def scrape(port: int) -> dict[str, list[tuple[float, float]]]:
     out: dict[str, list[tuple[float, float]]] = {}
     for line in text.splitlines():
         if line.startswith(SEAL_METRIC):
-            le, value = line[len(SEAL_METRIC) :].rsplit("} ", 1)
-            out.setdefault("seal", []).append((float(le.split("=", 1)[1].strip('"')), float(value)))
+            labels, value = line[len(SEAL_METRIC) :].rsplit("} ", 1)
+            fields = dict(part.split("=", 1) for part in labels.split(","))
+            if fields.get("table") == '"spot_ob"':
+                out.setdefault("seal", []).append((float(fields["le"].strip('"')), float(value)))
             continue
         if not line.startswith(METRIC + "_bucket{"):
             continue

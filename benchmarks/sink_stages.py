@@ -19,8 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
+from connectors.iceberg.sink import IcebergSinkPartition
 from connectors.iceberg.staging import append_files
-from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.model import BookRow
 from cryptoflow.schemas import TABLES
 
@@ -81,15 +82,54 @@ def epoch_stages(table, rows: list[BookRow]) -> str:
     )
 
 
+def paced_epoch(p, rows: list[BookRow], rate: float, batch: int = 10) -> str:
+    """Feed `rows` to the two-phase sink partition at `rate` rows/s in batches of `batch` (as the flow's
+    worker would at 10k frames/s), then end the epoch: the worker's time in `write_batch` (the
+    hand-over) and in `snapshot()` (the seal: last conversion, sort, data files)."""
+    start, in_write = time.perf_counter(), 0.0
+    for i in range(0, len(rows), batch):
+        due = start + i / rate
+        now = time.perf_counter()
+        if due > now:
+            time.sleep(due - now)
+        t = time.perf_counter()
+        p.write_batch(rows[i : i + batch])
+        in_write += time.perf_counter() - t
+    fed = time.perf_counter() - start
+    _, seal_w, seal_c = timed(p.snapshot)
+    _, drain_w, _ = timed(p.drain)
+    return (
+        f"fed {len(rows)} rows in {fed:.1f} s; worker in write_batch {in_write * 1000:.0f} ms total "
+        f"({in_write / (len(rows) / batch) * 1e6:.0f} us per batch of {batch}); snapshot() {seal_w:.0f} ms wall "
+        f"/ {seal_c:.0f} ms process CPU; background commit then took {drain_w:.0f} ms more"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument(
+        "--paced", type=float, help="instead: feed the two-phase sink at this many rows/s, time the worker"
+    )
+    ap.add_argument(
+        "--stage-rows", type=int, default=SinkConfig().stage_rows, help="sink.stage_rows (--paced)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CatalogConfig(uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh"))
         catalog = load_catalog(cfg)
         ensure_table(catalog, "cryptoflow", SPOT_OB, ParquetConfig())
+        if args.paced:
+            table = catalog.load_table(("cryptoflow", "spot_ob"))
+            p = IcebergSinkPartition(
+                SPOT_OB, table, "bench/spot_ob", None, SinkConfig(stage_rows=args.stage_rows)
+            )
+            for epoch in range(args.epochs):
+                print(f"epoch {epoch}: {paced_epoch(p, book_rows(args.rows, seed=epoch), args.paced)}")
+            p.close()
+            print(f"{args.rows} rows per epoch at {args.paced:g} rows/s, sink.stage_rows {args.stage_rows}")
+            return
         print(f"{args.rows} spot_ob rows per epoch; ms wall / ms CPU of this process")
         for epoch in range(args.epochs):
             table = catalog.load_table(("cryptoflow", "spot_ob"))

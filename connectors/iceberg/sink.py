@@ -210,6 +210,11 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.staged: list[StagedCommit] = []  # sealed epochs whose commit may not have landed yet
         self.landed_seq = self.state.seq  # written by the committer thread only
         self.failure: BaseException | None = None  # the committer's, raised in the worker
+        # the stager thread's epoch: converted rows not yet in files, files written, rows in them
+        self.epoch_arrow: list[Any] = []
+        self.epoch_rows = 0
+        self.epoch_files: list[Any] = []
+        self.epoch_written = 0
         self.stager = SerialWorker(f"{name}-stage")
         self.committer = SerialWorker(f"{name}-commit")
         self.closed = False
@@ -275,10 +280,41 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """Give the buffered rows to the stager for conversion; the worker keeps no reference."""
-        self.converted.append(self.stager.submit(self.table_def.to_arrow, self.buffer))
+        """Give the buffered rows to the stager; the worker keeps no reference."""
+        self.converted.append(self.stager.submit(self._convert, self.buffer))
         self.buffer = []
         metrics.SINK_HANDOVER_DEPTH.labels(self.table_def.name).set(self.stager.depth())
+
+    def _convert(self, rows: list[Any]) -> None:
+        """Stager thread: rows -> Arrow; once `sink.stage_rows` rows are converted, write them as data
+        files already (during the epoch, while the worker normalizes), so the seal only writes the
+        rest. Each write is one sorted set of files; the epoch commits them all in one append."""
+        self.epoch_arrow.append(self.table_def.to_arrow(rows))
+        self.epoch_rows += self.epoch_arrow[-1].num_rows
+        every = self.retry.stage_rows
+        if every and self.epoch_rows >= every:
+            self._write_epoch_rows(self.state.seq + 1)
+
+    def _write_epoch_rows(self, seq: int) -> None:
+        """Stager thread: sort the converted rows not yet in files and write them."""
+        tables, self.epoch_arrow, rows = self.epoch_arrow, [], self.epoch_rows
+        self.epoch_rows = 0
+        if not tables:
+            return
+        arrow = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        if arrow.num_rows == 0:
+            return
+        started = time.perf_counter()
+        arrow = arrow.sort_by(self.table_def.sort_keys)
+        sorted_at = time.perf_counter()
+        files = self._write_files(arrow, seq)
+        self.epoch_files += files
+        self.epoch_written += rows
+        log.debug(
+            "%s: seq %d: %d rows in %d files (sort %.0f ms, files %.0f ms)",
+            self.table_def.name, seq, rows, len(files),
+            (sorted_at - started) * 1000, (time.perf_counter() - sorted_at) * 1000,
+        )  # fmt: skip
 
     def _seal(self) -> StagedCommit | None:
         """End the epoch: wait until its data files are written; None if it has no rows."""
@@ -301,14 +337,15 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         return staged
 
     def _stage(self, pieces: list[Future], target: SinkState) -> StagedCommit | None:
-        """Stager thread: the epoch's Arrow pieces -> one sorted table -> data files (not committed)."""
-        tables = [piece.result() for piece in pieces]  # done: submitted to this thread before us
-        arrow = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        if arrow.num_rows == 0:
+        """Stager thread: write the epoch's remaining rows; its files so far make the staged commit."""
+        for piece in pieces:  # done (submitted to this thread before us): raise a failed conversion
+            piece.result()
+        self._write_epoch_rows(target.seq)
+        files, rows = self.epoch_files, self.epoch_written
+        self.epoch_files, self.epoch_written = [], 0
+        if not rows:
             return None
-        arrow = arrow.sort_by(self.table_def.sort_keys)
-        files = self._write_files(arrow, target.seq)
-        return StagedCommit(target.seq, dict(target.watermark), tuple(files), arrow.num_rows)
+        return StagedCommit(target.seq, dict(target.watermark), tuple(files), rows)
 
     def _write_files(self, arrow: Any, seq: int) -> list[Any]:
         """pyiceberg's own writer (partitioning, field ids, statistics, target file size); storage

@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from dataclasses import replace
 
+import pyarrow.parquet as pq
 import pytest
 
 from connectors.iceberg.sink import (
@@ -215,3 +216,31 @@ def test_a_state_saved_by_the_previous_version_resumes(catalog):
     assert resumed.snapshot() == SinkState(4, {0: 9})
     resumed.close()
     assert ids(catalog) == expected(range(8, 10))
+
+
+def test_files_written_during_the_epoch_commit_as_one_append(catalog):
+    """`sink.stage_rows`: the stager writes files as soon as that many rows are converted; the seal
+    writes the rest, and the epoch is still one snapshot with every row once, each file sorted."""
+    cfg = FAST.model_copy(update={"stage_rows": 7})
+    p = IcebergSinkPartition(TICKS, load(catalog), WRITER, None, cfg, reload=lambda: load(catalog))
+    written = []
+    real_write = p._write_files
+    p._write_files = lambda arrow, seq: written.append(arrow.num_rows) or real_write(arrow, seq)
+    offsets = list(range(40))
+    random_order = offsets[::-1]  # rows arrive out of sort order: each file must still be sorted
+    for start in range(0, 40, 4):
+        p.write_batch([trade(0, o) for o in random_order[start : start + 4]])
+        p._hand_over()  # as CONVERT_EVERY rows would
+    state = p.snapshot()
+    assert sum(written) == 40 and len(written) >= 4 and all(n < 40 for n in written)  # several writes
+    assert state == SinkState(1, {0: 39}) and state.staged[0].rows == 40
+    assert len(state.staged[0].files) == len(written)  # ticks is unpartitioned: one file per write
+    p.drain()
+    table = load(catalog)
+    assert len(table.snapshots()) == 1
+    assert ids(catalog) == expected(offsets)
+    for task in table.scan().plan_files():
+        with table.io.new_input(task.file.file_path).open() as f:
+            rows = pq.read_table(f, columns=["symbol", "exchange_ts", "trade_id"]).to_pylist()
+        got = [(r["symbol"], r["exchange_ts"], r["trade_id"]) for r in rows]
+        assert got == sorted(got)
