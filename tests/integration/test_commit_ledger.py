@@ -4,6 +4,8 @@ the same writer id fenced off."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from connectors.iceberg.ledger import DynamoLedger, LedgerFenceError
@@ -62,6 +64,29 @@ def test_pending_entries_are_reconciled_against_the_table(catalog, ledger_cfg):
     resumed = part(catalog, ledger=restarted)
     assert states(ledger) == {1: "committed", 2: "committed", 3: "aborted"}
     assert resumed.state.seq == 2
+
+
+def test_a_staged_epoch_whose_claim_was_aborted_is_committed_on_resume(catalog, ledger_cfg):
+    """Claimed seq 2 (pending), crashed before the Iceberg commit, with seq 2 staged in the saved
+    state: the restart settles the claim as aborted, then commits the staged files under seq 2."""
+    ledger = DynamoLedger.from_config(ledger_cfg)
+    p = part(catalog, ledger=ledger)
+    p.write_batch([trade(0, 1)])
+    commit_epoch(p)
+    p._commit_in_background = lambda staged: ledger.begin("ticks", WRITER, staged.seq, staged.watermark, 1)
+    p.write_batch([trade(0, 2), trade(0, 3)])
+    state = p.snapshot()
+    p.drain()
+    assert states(ledger) == {1: "committed", 2: "pending"} and [s.seq for s in state.staged] == [2]
+    restarted = DynamoLedger.from_config(ledger_cfg)
+    restarted.owner = "next-process"
+    resumed = part(catalog, resume=state, ledger=restarted)
+    assert states(ledger) == {1: "committed", 2: "committed"}
+    assert resumed.state.seq == 2 and ids(catalog) == Counter({"1": 1, "2": 1, "3": 1})
+    # the next epoch claims seq 3 normally
+    resumed.write_batch([trade(0, 4)])
+    commit_epoch(resumed)
+    assert states(ledger) == {1: "committed", 2: "committed", 3: "committed"}
 
 
 def test_a_second_live_writer_with_the_same_id_is_fenced(catalog, ledger_cfg):
