@@ -55,6 +55,8 @@ from cryptoflow.simulator.synthetic.paced import PacedKrakenV2Venue, pregenerate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METRIC = "cryptoflow_normalize_latency_seconds"
+# the worker's wait at each epoch's end for the sink's data files (connectors/iceberg/sink.py)
+SEAL_METRIC = "cryptoflow_sink_seal_seconds_bucket{"
 START_AFTER_S = 4.0  # the feed starts this long after the first connection: every symbol has subscribed
 
 
@@ -65,10 +67,16 @@ def _free_port() -> int:
 
 
 def scrape(port: int) -> dict[str, list[tuple[float, float]]]:
-    """`since` label -> cumulative [(le, count)] of the normalize histogram."""
+    """`since` label -> cumulative [(le, count)] of the normalize histogram; "seal" -> the sink's."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     out: dict[str, list[tuple[float, float]]] = {}
     for line in text.splitlines():
+        if line.startswith(SEAL_METRIC):
+            labels, value = line[len(SEAL_METRIC) :].rsplit("} ", 1)
+            fields = dict(part.split("=", 1) for part in labels.split(","))
+            if fields.get("table") == '"spot_ob"':
+                out.setdefault("seal", []).append((float(fields["le"].strip('"')), float(value)))
+            continue
         if not line.startswith(METRIC + "_bucket{"):
             continue
         labels, value = line[len(METRIC) + 8 :].rsplit("} ", 1)
@@ -304,6 +312,8 @@ def run_rate(
             _minus(last.get("exchange", []), baseline.get("exchange", []))
         ),
         "ingest_to_committed": exact_percentiles(to_commit),
+        # the worker's wait per epoch end for the sink's data files (whole run, incl. the warm-up)
+        "sink_seal_wait": histogram_percentiles(last.get("seal", [])),
         "epoch_s": epoch_s or BYTEWAX_DEFAULT_EPOCH_S,
         "idle_poll_ms": idle_poll_ms or load_settings(environ=env).connector.idle_poll_ms,
         "switch_interval_ms": switch_interval_ms or load_settings(environ=env).runtime.switch_interval_ms,
@@ -422,6 +432,7 @@ def print_report(m: dict) -> None:
             print(f"  flow process: {c['cpu_us_per_event']:.1f} µs CPU per event, CPU {c['cpu_share']:.0%} and "
                   f"waiting for a CPU {c['runqueue_wait_share']:.0%} of the wall time (load average "
                   f"{r['load_average']:.1f})")  # fmt: skip
+        print(f"  sink seal wait / epoch: {_fmt(r.get('sink_seal_wait', {}))}")
         print(f"  ingest -> committed:    {_fmt(r['ingest_to_committed'])} "
               f"(epoch {r['epoch_s']:g} s, connector.idle_poll_ms {r['idle_poll_ms']})")  # fmt: skip
 

@@ -33,6 +33,28 @@ RECONNECTS = Counter("cryptoflow_reconnects_total", "WebSocket reconnects", ["ex
 QUEUE_DEPTH = Gauge("cryptoflow_queue_depth", "Frames waiting in a source partition's queue", ["partition"])
 ROWS_COMMITTED = Counter("cryptoflow_rows_committed_total", "Rows committed to Iceberg", ["table"])
 COMMIT_SECONDS = Histogram("cryptoflow_commit_seconds", "Iceberg commit latency", ["table"])
+# The sink's epoch work runs off Bytewax's worker thread (connectors/iceberg/sink.py): how long the
+# worker waits at an epoch's end for its data files, how much is queued for conversion, how many
+# staged epochs wait for their Iceberg commit, and background commits that failed for good.
+SINK_SEAL_SECONDS = Histogram(
+    "cryptoflow_sink_seal_seconds",
+    "Worker wait at snapshot() for the epoch's data files to be written",
+    ["table"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SINK_HANDOVER_DEPTH = Gauge(
+    "cryptoflow_sink_handover_depth", "Row lists handed to the sink's converter, not yet converted", ["table"]
+)
+SINK_COMMIT_LAG = Gauge(
+    "cryptoflow_sink_commit_lag",
+    "Staged epochs (data files written) whose Iceberg commit is pending",
+    ["table"],
+)
+SINK_FAILURES = Counter(
+    "cryptoflow_sink_failures_total",
+    "Sink work that failed for good: background commit, staging, staged files missing on resume",
+    ["table", "stage"],
+)
 # Per book event, from its ingest (or exchange) timestamp to the book logic having applied it and built its
 # rows ("normalized"); observed in operators/book_logic.py. The issue-7 target is on since="ingest".
 NORMALIZE_LATENCY = Histogram(

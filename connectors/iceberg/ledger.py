@@ -68,7 +68,9 @@ class DynamoLedger:
         return f"{table}|{writer_id}"
 
     def begin(self, table: str, writer_id: str, seq: int, watermark: dict[int, int], rows: int) -> None:
-        """Claim `(writer, seq)` as pending; our own earlier claim (a retry) is fine."""
+        """Claim `(writer, seq)` as pending; our own earlier claim (a retry) is fine, and so is a claim
+        `reconcile` settled as aborted (it never landed: a restart commits that seq again, with the
+        replayed rows or the staged files of its recovery state)."""
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -81,9 +83,15 @@ class DynamoLedger:
                     "rows": {"N": str(rows)},
                     "started_at": {"N": str(time.time())},
                 },
-                ConditionExpression="attribute_not_exists(writer_id) OR (#o = :me AND #s = :pending)",
+                ConditionExpression=(
+                    "attribute_not_exists(writer_id) OR (#o = :me AND #s = :pending) OR #s = :aborted"
+                ),
                 ExpressionAttributeNames={"#o": "owner", "#s": "state"},
-                ExpressionAttributeValues={":me": {"S": self.owner}, ":pending": {"S": PENDING}},
+                ExpressionAttributeValues={
+                    ":me": {"S": self.owner},
+                    ":pending": {"S": PENDING},
+                    ":aborted": {"S": ABORTED},
+                },
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from bisect import bisect_right
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +33,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.table.snapshots import ancestors_of
 
+from connectors.iceberg.background import SerialWorker
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.maintenance import (
     SEQ,
@@ -42,6 +44,7 @@ from connectors.iceberg.maintenance import (
     writer_key,
     writer_value,
 )
+from connectors.iceberg.staging import StagedCommit, append_files, write_data_files
 from cryptoflow import allocator, metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
@@ -63,16 +66,21 @@ RETRYABLE = (
     TimeoutError,
 )
 
-# Buffered row objects are converted to Arrow this many at a time: an epoch's rows then sit in compact
-# columns instead of Python objects (less memory, less for the garbage collector to walk); the commit
-# concatenates the pieces. Same rows, same order, same commit as converting everything at the end.
-CONVERT_EVERY = 20_000
+# Buffered row objects are handed to the stager thread this many at a time, which converts them to
+# Arrow during the epoch: the rows then sit in compact columns instead of Python objects (less memory,
+# less for the garbage collector to walk), and the epoch's end only converts the last few. Same rows,
+# same order, same commit as converting everything at the end.
+CONVERT_EVERY = 2_000
 
 
 @dataclass
 class SinkState:
+    """What Bytewax stores per epoch: the writer's seq and watermark (equality means these) and the
+    staged epochs up to that seq whose commit had not landed when the state was taken."""
+
     seq: int = 0
     watermark: dict[int, int] = field(default_factory=dict)
+    staged: tuple[StagedCommit, ...] = field(default=(), compare=False)
 
 
 def merge_states(a: SinkState, b: SinkState) -> SinkState:
@@ -150,7 +158,25 @@ class CommitLedger(Protocol):
     def reconcile(self, table: str, writer_id: str, table_state: SinkState, landed: Any) -> None: ...
 
 
+class BackgroundCommitError(RuntimeError):
+    """A background commit (or its expiry/ledger step) failed after its retries: the flow must stop,
+    and recovery resumes from the last durable state (the staged epoch is committed then)."""
+
+
+class StagedFilesMissing(RuntimeError):
+    """A staged epoch's data files are gone before its commit: its rows cannot be restored."""
+
+
 class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
+    """Two-phase commit off the worker thread (docs/exactly-once.md, "Two-phase commit").
+
+    The worker only filters replays and hands row lists over. A stager thread converts them to Arrow
+    during the epoch; at `snapshot()` the worker seals the epoch and waits while the stager sorts and
+    writes its data files (pyiceberg's writer; Parquet encoding releases the GIL); the returned state
+    carries those files (`StagedCommit`), so it never claims rows it cannot restore. A committer thread
+    then appends the files to the table, strictly in seq order; a failure there is raised by the next
+    `write_batch`/`snapshot`. On resume, staged epochs the table lacks are committed first, once."""
+
     def __init__(
         self,
         table_def: TableDef,
@@ -165,23 +191,61 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.retry = retry or SinkConfig()
         self.reload = reload or (lambda: self.table.refresh())
         self.ledger = ledger
+        name = table_def.name
         in_table = committed_state(table, writer_id)
+        if ledger is not None:
+            ledger.reconcile(name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq))
+        self.commits_since_expiry = 0
+        if resume is not None and resume.staged:
+            in_table = self._commit_staged_on_resume(resume.staged, in_table)
         self.state = merge_states(in_table, resume or SinkState())
         if resume is not None and in_table.seq > resume.seq:
             log.info(
                 "%s: table is ahead of the recovery state (seq %d > %d); replayed rows up to %s are dropped",
-                table_def.name, in_table.seq, resume.seq, in_table.watermark,
+                name, in_table.seq, resume.seq, in_table.watermark,
             )  # fmt: skip
-        if ledger is not None:
-            ledger.reconcile(
-                table_def.name, writer_id, in_table, lambda seq: find_commit(self.table, writer_id, seq)
-            )
-        self.commits_since_expiry = 0
         self.buffer: list[Any] = []
-        self.converted: list[Any] = []  # Arrow tables of earlier buffered rows, in order
+        self.converted: list[Future] = []  # Arrow tables of handed-over rows, in order
         self.pending: dict[int, int] = {}
+        self.staged: list[StagedCommit] = []  # sealed epochs whose commit may not have landed yet
+        self.landed_seq = self.state.seq  # written by the committer thread only
+        self.failure: BaseException | None = None  # the committer's, raised in the worker
+        # the stager thread's epoch: converted rows not yet in files, files written, rows in them
+        self.epoch_arrow: list[Any] = []
+        self.epoch_rows = 0
+        self.epoch_files: list[Any] = []
+        self.epoch_written = 0
+        self.stager = SerialWorker(f"{name}-stage")
+        self.committer = SerialWorker(f"{name}-commit")
+        self.closed = False
+
+    def _commit_staged_on_resume(self, staged: tuple[StagedCommit, ...], in_table: SinkState) -> SinkState:
+        """Commit, in seq order, the staged epochs of the recovery state the table does not have yet
+        (a crash after the state was saved, before the background commit landed)."""
+        name = self.table_def.name
+        for commit in sorted(staged, key=lambda c: c.seq):
+            if commit.seq <= in_table.seq or find_commit(self.table, self.writer_id, commit.seq):
+                log.info("%s: staged seq %d is in the table already; not committing again", name, commit.seq)
+                continue
+            missing = [f.file_path for f in commit.files if not self.table.io.new_input(f.file_path).exists()]
+            if missing:
+                metrics.SINK_FAILURES.labels(name, "staged_files_missing").inc()
+                log.error("%s: staged seq %d lost %d data files: %s", name, commit.seq, len(missing), missing)
+                raise StagedFilesMissing(
+                    f"{name}: data files of staged seq {commit.seq} ({commit.rows} rows) are gone: {missing}; "
+                    "its rows cannot be restored from this recovery state"
+                )
+            target = SinkState(commit.seq, dict(commit.watermark))
+            self._commit(commit.files, target)
+            metrics.ROWS_COMMITTED.labels(name).inc(commit.rows)
+            log.info("%s: committed staged seq %d (%d rows) on resume", name, commit.seq, commit.rows)
+            in_table = merge_states(in_table, target)
+            self._maybe_expire()
+        return in_table
 
     def write_batch(self, values: list[Any]) -> None:
+        if self.failure is not None:
+            self._raise_failure()
         marks, pending, dropped = self.state.watermark, self.pending, 0
         buffer = self.buffer
         for value in values:
@@ -213,43 +277,154 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         if dropped:
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
         if len(buffer) >= CONVERT_EVERY:
-            self.converted.append(self.table_def.to_arrow(buffer))
-            self.buffer = []
+            self._hand_over()
 
-    def flush(self) -> None:
-        if not self.buffer and not self.converted:
+    def _hand_over(self) -> None:
+        """Give the buffered rows to the stager; the worker keeps no reference."""
+        self.converted.append(self.stager.submit(self._convert, self.buffer))
+        self.buffer = []
+        metrics.SINK_HANDOVER_DEPTH.labels(self.table_def.name).set(self.stager.depth())
+
+    def _convert(self, rows: list[Any]) -> None:
+        """Stager thread: rows -> Arrow; once `sink.stage_rows` rows are converted, write them as data
+        files already (during the epoch, while the worker normalizes), so the seal only writes the
+        rest. Each write is one sorted set of files; the epoch commits them all in one append."""
+        self.epoch_arrow.append(self.table_def.to_arrow(rows))
+        self.epoch_rows += self.epoch_arrow[-1].num_rows
+        every = self.retry.stage_rows
+        if every and self.epoch_rows >= every:
+            self._write_epoch_rows(self.state.seq + 1)
+
+    def _write_epoch_rows(self, seq: int) -> None:
+        """Stager thread: sort the converted rows not yet in files and write them."""
+        tables, self.epoch_arrow, rows = self.epoch_arrow, [], self.epoch_rows
+        self.epoch_rows = 0
+        if not tables:
             return
-        tables, self.converted = self.converted, []
-        if self.buffer:
-            tables.append(self.table_def.to_arrow(self.buffer))
-            self.buffer = []
-        pending, self.pending = self.pending, {}
         arrow = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         if arrow.num_rows == 0:
             return
+        started = time.perf_counter()
         arrow = arrow.sort_by(self.table_def.sort_keys)
+        sorted_at = time.perf_counter()
+        files = self._write_files(arrow, seq)
+        self.epoch_files += files
+        self.epoch_written += rows
+        log.debug(
+            "%s: seq %d: %d rows in %d files (sort %.0f ms, files %.0f ms)",
+            self.table_def.name, seq, rows, len(files),
+            (sorted_at - started) * 1000, (time.perf_counter() - sorted_at) * 1000,
+        )  # fmt: skip
+
+    def _seal(self) -> StagedCommit | None:
+        """End the epoch: wait until its data files are written; None if it has no rows."""
+        if self.buffer:
+            self._hand_over()
+        if not self.converted:
+            return None
+        pieces, self.converted = self.converted, []
+        pending, self.pending = self.pending, {}
         target = merge_states(self.state, SinkState(self.state.seq + 1, pending))
         started = time.perf_counter()
-        self._commit(arrow, target)
-        metrics.COMMIT_SECONDS.labels(self.table_def.name).observe(time.perf_counter() - started)
-        metrics.ROWS_COMMITTED.labels(self.table_def.name).inc(arrow.num_rows)
+        try:
+            staged = self.stager.submit(self._stage, pieces, target).result()
+        except BaseException:
+            metrics.SINK_FAILURES.labels(self.table_def.name, "stage").inc()
+            raise
+        metrics.SINK_SEAL_SECONDS.labels(self.table_def.name).observe(time.perf_counter() - started)
+        if staged is not None:
+            self.state = target
+        return staged
+
+    def _stage(self, pieces: list[Future], target: SinkState) -> StagedCommit | None:
+        """Stager thread: write the epoch's remaining rows; its files so far make the staged commit."""
+        for piece in pieces:  # done (submitted to this thread before us): raise a failed conversion
+            piece.result()
+        self._write_epoch_rows(target.seq)
+        files, rows = self.epoch_files, self.epoch_written
+        self.epoch_files, self.epoch_written = [], 0
+        if not rows:
+            return None
+        return StagedCommit(target.seq, dict(target.watermark), tuple(files), rows)
+
+    def _write_files(self, arrow: Any, seq: int) -> list[Any]:
+        """pyiceberg's own writer (partitioning, field ids, statistics, target file size); storage
+        errors are retried with a fresh set of files (a failed attempt's files stay as orphans)."""
+        name, delay = self.table_def.name, self.retry.retry_initial_s
+        for attempt in range(1, self.retry.commit_attempts + 1):
+            try:
+                return write_data_files(self.table, arrow)
+            except RETRYABLE as exc:
+                reason = _reason(exc)
+                metrics.COMMIT_RETRIES.labels(name, reason).inc()
+                log.warning("%s: writing the files of seq %d failed (%s: %s)", name, seq, reason, exc)
+                if attempt == self.retry.commit_attempts:
+                    raise
+                time.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, self.retry.retry_max_s)
+        raise AssertionError("unreachable")
+
+    def _commit_in_background(self, staged: StagedCommit) -> None:
+        """Committer thread: append a staged epoch, in seq order; after a failure, commit nothing more
+        (a later seq landing would make the failed one look committed)."""
+        if self.failure is not None:
+            return
+        name, started = self.table_def.name, time.perf_counter()
+        try:
+            self._commit(staged.files, SinkState(staged.seq, dict(staged.watermark)))
+        except BaseException as exc:
+            metrics.SINK_FAILURES.labels(name, "commit").inc()
+            log.error(
+                "%s: background commit of seq %d failed: %s: %s", name, staged.seq, type(exc).__name__, exc
+            )
+            self.failure = exc
+            return
+        metrics.COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
+        metrics.ROWS_COMMITTED.labels(name).inc(staged.rows)
         HEALTH.committed()
-        self.state = target
-        log.info("%s: committed %d rows (seq %d)", self.table_def.name, arrow.num_rows, target.seq)
-        del arrow, tables
+        self.landed_seq = staged.seq
+        metrics.SINK_COMMIT_LAG.labels(name).set(self.state.seq - staged.seq)
+        log.info("%s: committed %d rows (seq %d)", name, staged.rows, staged.seq)
         self._maybe_expire()
         allocator.release()  # the epoch's buffers are free now: give a burst's pages back (issue #6)
 
-    def _commit(self, arrow: Any, target: SinkState) -> None:
+    def _raise_failure(self) -> None:
+        exc = self.failure
+        raise BackgroundCommitError(
+            f"{self.table_def.name}: a background Iceberg commit failed ({type(exc).__name__}: {exc}); "
+            "the flow stops and recovery commits the staged epochs"
+        ) from exc
+
+    def flush(self) -> None:
+        """Seal the epoch and queue its commit (the commit runs after this returns)."""
+        if self.failure is not None:
+            self._raise_failure()
+        staged = self._seal()
+        if staged is None:
+            return
+        self.staged = [s for s in self.staged if s.seq > self.landed_seq]
+        self.staged.append(staged)
+        self.committer.submit(self._commit_in_background, staged)
+        metrics.SINK_COMMIT_LAG.labels(self.table_def.name).set(self.state.seq - self.landed_seq)
+
+    def drain(self) -> None:
+        """Wait for every queued commit; raise a background failure (tests, `close()`)."""
+        self.committer.submit(lambda: None).result()
+        if self.failure is not None:
+            self._raise_failure()
+        self.staged = [s for s in self.staged if s.seq > self.landed_seq]
+
+    def _commit(self, files: Any, target: SinkState) -> None:
         """Append once; on failure reload, and retry only if `(writer-id, seq)` did not land."""
         name, props = self.table_def.name, commit_properties(self.writer_id, target)
         table_props = {writer_key(self.writer_id): writer_value(target.seq, target.watermark)}
         if self.ledger is not None:
-            self.ledger.begin(name, self.writer_id, target.seq, target.watermark, arrow.num_rows)
+            rows = sum(f.record_count for f in files)
+            self.ledger.begin(name, self.writer_id, target.seq, target.watermark, rows)
         delay = self.retry.retry_initial_s
         for attempt in range(1, self.retry.commit_attempts + 1):
             try:
-                self._append(arrow, props, table_props)
+                self._append(files, props, table_props)
                 break
             except RETRYABLE as exc:
                 reason = _reason(exc)
@@ -267,14 +442,14 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         if self.ledger is not None:
             self.ledger.committed(name, self.writer_id, target.seq)
 
-    def _append(self, arrow: Any, props: dict[str, str], table_props: dict[str, str]) -> None:
-        """One atomic commit: the rows (snapshot summary = writer, seq, watermark) and the writer's
-        watermark property, plus the metadata-log bounds where the table lacks them."""
+    def _append(self, files: Any, props: dict[str, str], table_props: dict[str, str]) -> None:
+        """One atomic commit: the staged files (snapshot summary = writer, seq, watermark) and the
+        writer's watermark property, plus the metadata-log bounds where the table lacks them."""
         current = self.table.metadata.properties
         bounds = {k: v for k, v in metadata_properties(self.retry).items() if current.get(k) != v}
         tx = self.table.transaction()
         tx.set_properties({**bounds, **table_props})
-        tx.append(arrow, snapshot_properties=props)
+        append_files(tx, files, props)
         tx.commit_transaction()
 
     def _maybe_expire(self) -> None:
@@ -323,10 +498,20 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
 
     def snapshot(self) -> SinkState:
         self.flush()
-        return SinkState(self.state.seq, dict(self.state.watermark))
+        staged = tuple(s for s in self.staged if s.seq > self.landed_seq)
+        return SinkState(self.state.seq, dict(self.state.watermark), staged)
 
     def close(self) -> None:
-        self.flush()
+        """Commit everything synchronously, then end the threads."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+            self.drain()
+        finally:
+            self.closed = True
+            self.stager.stop()
+            self.committer.stop()
 
 
 def _reason(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from cryptoflow.schemas import TABLES
 from tests.support.duckdb_offline import connect
 from tests.support.fault_proxy import Fault, FaultProxy, first_n
 from tests.support.seaweed import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, start_seaweed, weed_binary
-from tests.support.sinks import expected_aggregates, rows, trade
+from tests.support.sinks import commit_epoch, expected_aggregates, rows, trade
 
 pytestmark = pytest.mark.integration
 TICKS = TABLES["ticks"]
@@ -89,7 +89,7 @@ def test_fault_is_retried_without_loss_or_duplicate(stack, proxies, case):
     (catalog_proxy if target == "catalog" else s3_proxy).rule = first_n(count, match, fault)
     for epoch in offsets:
         part.write_batch([trade(0, o) for o in epoch])
-        part.snapshot()
+        commit_epoch(part)
     injected = (catalog_proxy if target == "catalog" else s3_proxy).injected
     assert len(injected) == count, injected  # every planned fault really hit a request
     after = metrics.COMMIT_RETRIES.labels("ticks", reason)._value.get()
@@ -117,9 +117,9 @@ def test_duckdb_reads_the_rest_catalog_table(stack):
     data = rows(500)
     part = IcebergSinkPartition(TICKS, table, "duckdb/read", None, RETRY)
     part.write_batch(data[:300])
-    part.snapshot()
+    commit_epoch(part)
     part.write_batch(data[300:])
-    part.snapshot()
+    commit_epoch(part)
     con = connect("httpfs", "avro", "iceberg")
     con.execute(
         f"CREATE SECRET s3sw (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', REGION '{REGION}', "
@@ -159,7 +159,7 @@ def test_snapshot_expiry_on_the_rest_catalog_keeps_exactly_once(stack):
         part = IcebergSinkPartition(TICKS, load(), writer, None, expire, reload=load)
         for i in range(offsets.start, offsets.stop, per_epoch):
             part.write_batch([trade(shard, o) for o in range(i, min(i + per_epoch, offsets.stop))])
-            part.snapshot()
+            commit_epoch(part)
 
     run("rest/quiet", 1, range(0, 4), 4)
     run("rest/busy", 0, range(0, 24), 2)  # 12 commits, expiry every 3

@@ -13,7 +13,7 @@ from cryptoflow.config import CatalogConfig, ParquetConfig
 from cryptoflow.schemas import TABLES
 from operators.positioned import Positioned
 from tests.support.duckdb_offline import connect
-from tests.support.sinks import expected_aggregates, rows
+from tests.support.sinks import commit_epoch, expected_aggregates, rows
 
 pytestmark = pytest.mark.integration
 TICKS = TABLES["ticks"]
@@ -25,7 +25,7 @@ def write(tmp_path, parquet: ParquetConfig, data: list[Positioned]):
     table = ensure_table(catalog, "cryptoflow", TICKS, parquet)
     part = IcebergSinkPartition(TICKS, table, "test/ticks", None)
     part.write_batch(data)
-    part.snapshot()
+    commit_epoch(part)
     return catalog.load_table(("cryptoflow", "ticks"))
 
 

@@ -77,6 +77,8 @@ class CrashReport:
     not_fired: list[str] = field(default_factory=list)
     runs: int = 0
     ahead_resumes: int = 0  # resumes that found the table ahead of Bytewax's state (and deduplicated)
+    staged_resumes: int = 0  # resumes that committed a staged epoch the table did not have
+    landed_resumes: int = 0  # resumes whose state's staged epoch had landed already (not committed again)
     logs: list[str] = field(default_factory=list)
 
 
@@ -85,8 +87,10 @@ def random_schedule(seed: int, kills: int) -> list[str]:
     rng = random.Random(seed)
     kinds = []
     for i in range(kills):
-        kind = i % 4
-        if kind == 0:
+        kind = i % 5
+        if kind == 4:
+            kinds.append("staged:1")
+        elif kind == 0:
             kinds.append(f"read:{rng.randint(2, 25)}")
         elif kind == 1:
             kinds.append("parquet:1")
@@ -107,6 +111,8 @@ def run_with_crashes(
         report.runs += 1
         report.logs.append(f"--- fault={fault!r} rc={result.returncode}\n{result.stderr[-4000:]}")
         report.ahead_resumes += result.stderr.count(AHEAD)
+        report.staged_resumes += sum("committed staged seq" in line for line in result.stderr.splitlines())
+        report.landed_resumes += result.stderr.count("is in the table already; not committing again")
         fired = [line for line in result.stderr.splitlines() if line.startswith(MARKER)]
         if fired:
             assert result.returncode == -9, report.logs[-1]

@@ -78,3 +78,11 @@ def expected_aggregates(data: list[Positioned]) -> list[tuple]:
             n + 1, qty + Decimal(r.qty), price if lo is None else min(lo, price), price if hi is None else max(hi, price)
         )  # fmt: skip
     return [(s, *expected[s]) for s in sorted(expected)]
+
+
+def commit_epoch(p: IcebergSinkPartition):
+    """End an epoch as Bytewax does (`snapshot()`) and wait for its background commit, so the test can
+    read the table; raises a failed background commit."""
+    state = p.snapshot()
+    p.drain()
+    return state

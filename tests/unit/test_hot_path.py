@@ -22,7 +22,7 @@ from operators.positioned import Positioned, PositionedBatch, PositionedLogic
 from operators.runs import EventRun, group_runs
 from operators.sequencing.binance import spot_verdict
 from operators.venue_delta import VenueDeltaLogic
-from tests.support.sinks import ids, part, trade
+from tests.support.sinks import commit_epoch, ids, part, trade
 
 SYMBOLS = ("NKN-USDT", "LRC-BTC", "BLZ-ETH")
 
@@ -146,10 +146,10 @@ def test_sink_drops_the_committed_prefix_of_a_batch(catalog):
     rows = [trade(0, o) for o in range(10)]
     batch = PositionedBatch(0, [r.offset for r in rows[:6]], [r.row for r in rows[:6]])
     p.write_batch([batch, trade(1, 3)])
-    assert p.snapshot() == SinkState(1, {0: 5, 1: 3})
+    assert commit_epoch(p) == SinkState(1, {0: 5, 1: 3})
     # a replay overlapping the commit: offsets 4..9, of which 4 and 5 are committed
     p.write_batch([PositionedBatch(0, [r.offset for r in rows[4:]], [r.row for r in rows[4:]])])
-    assert p.snapshot() == SinkState(2, {0: 9, 1: 3})
+    assert commit_epoch(p) == SinkState(2, {0: 9, 1: 3})
     assert ids(catalog) == Counter({str(o): 1 for o in range(10)} | {"100003": 1})
 
 
@@ -157,10 +157,10 @@ def test_sink_batch_with_repeated_offsets_drops_all_rows_of_a_committed_offset(c
     p = part(catalog)
     first = [trade(0, 1, 1), trade(0, 1, 2), trade(0, 2, 3)]
     p.write_batch([PositionedBatch(0, [1, 1, 2], [r.row for r in first])])
-    p.snapshot()
+    commit_epoch(p)
     again = [trade(0, 2, 3), trade(0, 3, 4), trade(0, 3, 5)]
     p.write_batch([PositionedBatch(0, [2, 3, 3], [r.row for r in again])])
-    p.snapshot()
+    commit_epoch(p)
     assert ids(catalog) == Counter({str(i): 1 for i in range(1, 6)})
 
 
@@ -227,5 +227,5 @@ def test_sink_converting_in_pieces_commits_the_same_rows(catalog, monkeypatch):
     for start in range(0, 30, 3):
         p.write_batch([trade(0, o) for o in range(start, start + 3)])
     assert len(p.converted) >= 5 and len(p.buffer) < 4  # converted as it went
-    assert p.snapshot() == SinkState(1, {0: 29})
+    assert commit_epoch(p) == SinkState(1, {0: 29})
     assert ids(catalog) == Counter({str(o): 1 for o in range(30)})

@@ -9,6 +9,7 @@ import pytest
 from pyiceberg.exceptions import CommitFailedException, CommitStateUnknownException
 
 from connectors.iceberg.sink import (
+    BackgroundCommitError,
     IcebergSinkPartition,
     SinkState,
     committed_state,
@@ -32,6 +33,7 @@ def test_commits_carry_writer_seq_watermark_and_the_ancestry_walk_finds_them(cat
     p.write_batch([trade(0, 2)])
     p.snapshot()
     p.snapshot()  # nothing buffered: no empty commit
+    p.drain()  # the commits run after snapshot() returns
     table = load(catalog)
     assert len(table.snapshots()) == 2
     summary = table.current_snapshot().summary.additional_properties
@@ -48,12 +50,14 @@ def test_crash_between_commit_and_snapshot_replays_without_duplicates(catalog):
     saved = first.snapshot()  # Bytewax persisted this one
     first.write_batch([trade(0, o) for o in range(5, 9)])
     first.snapshot()  # committed to Iceberg, then the process died before Bytewax stored it
+    first.drain()
     # resume from the older state; the replay re-sends offsets 5.. with different batch boundaries
     resumed = part(catalog, resume=saved)
     assert resumed.state == SinkState(2, {0: 8})
     resumed.write_batch([trade(0, o) for o in range(5, 7)])
     resumed.write_batch([trade(0, o) for o in range(7, 12)])
     assert resumed.snapshot() == SinkState(3, {0: 11})
+    resumed.drain()
     got = ids(catalog)
     assert set(got.values()) == {1} and len(got) == 12
 
@@ -68,6 +72,7 @@ def test_rows_emitted_late_with_a_low_lineage_offset_are_kept(catalog):
     late.offset = 25  # the triggering input's position
     p.write_batch([late])
     p.snapshot()
+    p.drain()
     assert ids(catalog)["777"] == 1
 
 
@@ -123,10 +128,12 @@ def test_failed_commits_are_reconciled_and_retried_without_loss_or_duplicate(cat
     FlakyAppend(catalog, {1: (when, exc)}).install(p)
     p.write_batch([trade(0, o) for o in range(5)])
     assert p.snapshot().seq == 1
+    p.drain()
     # the reload after the failure gave the partition a fresh table object: make it fail once more
     FlakyAppend(catalog, {1: (when, exc)}).install(p)
     p.write_batch([trade(0, o) for o in range(5, 8)])
     assert p.snapshot().seq == 2
+    p.drain()
     got = ids(catalog)
     assert len(got) == 8 and set(got.values()) == {1}
     assert retries._value.get() - before == 2
@@ -140,6 +147,8 @@ def test_a_commit_that_keeps_failing_raises_after_the_configured_attempts(catalo
     FlakyAppend(catalog, plan).install(p)
     p.reload = lambda: p.table  # keep the flaky table object
     p.write_batch([trade(0, 1)])
-    with pytest.raises(OSError):
-        p.snapshot()
+    p.snapshot()  # staged; the commit fails in the background
+    with pytest.raises(BackgroundCommitError) as failed:
+        p.drain()
+    assert isinstance(failed.value.__cause__, OSError)
     assert ids(catalog) == Counter()

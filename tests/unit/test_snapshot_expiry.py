@@ -26,7 +26,7 @@ from connectors.iceberg.sink import (
     find_commit,
 )
 from cryptoflow.config import SinkConfig
-from tests.support.sinks import TICKS, load, trade
+from tests.support.sinks import TICKS, commit_epoch, load, trade
 
 QUIET, BUSY = "gaps/quiet/committer", "gaps/busy/committer"
 EXPIRE = SinkConfig(
@@ -44,7 +44,7 @@ def feed(p, shard: int, offsets, per_epoch: int) -> None:
     offsets = list(offsets)
     for i in range(0, len(offsets), per_epoch):
         p.write_batch([trade(shard, o) for o in offsets[i : i + per_epoch]])
-        p.snapshot()
+        commit_epoch(p)
 
 
 def trade_ids(catalog) -> Counter:
@@ -158,7 +158,7 @@ def test_metadata_stays_bounded_over_many_commits(catalog):
     sizes = []
     for epoch in range(120):
         p.write_batch([trade(0, epoch)])
-        p.snapshot()
+        commit_epoch(p)
         if epoch % 10 == 9:
             table = load(catalog)
             assert len(table.snapshots()) <= cfg.snapshot_min_keep + cfg.expire_every_commits
@@ -182,7 +182,7 @@ def test_without_expiry_the_metadata_grows(catalog):
     sizes = []
     for epoch in range(40):
         p.write_batch([trade(0, epoch)])
-        p.snapshot()
+        commit_epoch(p)
         if epoch in (9, 39):
             sizes.append(metadata_file(catalog).stat().st_size)
     assert len(load(catalog).snapshots()) == 40

@@ -4,6 +4,9 @@ CFTEST_FAULT picks where the process SIGKILLs itself:
   read:N          after the journal source returned its N-th non-empty batch
   parquet:N       in the N-th commit, once the first Parquet data file is written (before the commit)
   after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
+  staged:N        in the sink's committer thread, 0.3 s after the N-th epoch was staged (its data files
+                  written, snapshot() returned them in the state, which Bytewax stores meanwhile) and
+                  before its background commit: the resume must commit the staged files, once
   random:S        after S seconds, wherever the process is
 CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
 several epochs; with it, the first non-empty batch prints `CRYPTOFLOW-READING` so a test can act while
@@ -76,6 +79,20 @@ def _install() -> None:
                 _die(f"after_commit:{arg} seq={target.seq}")
 
         sink.IcebergSinkPartition._commit = _commit
+    elif point == "staged":
+        import connectors.iceberg.sink as sink
+
+        original_background = sink.IcebergSinkPartition._commit_in_background
+        staged = [0]
+
+        def _commit_in_background(self, commit):
+            staged[0] += 1
+            if staged[0] == int(arg):
+                time.sleep(0.3)  # let Bytewax write the snapshot that carries the staged files
+                _die(f"staged:{arg} seq={commit.seq}")
+            original_background(self, commit)
+
+        sink.IcebergSinkPartition._commit_in_background = _commit_in_background
     elif point == "random":
         timer = threading.Timer(float(arg), _die, args=(f"random:{arg}",))
         timer.daemon = True
