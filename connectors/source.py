@@ -26,6 +26,7 @@ from connectors.journal import JournalReader, JournalRecord, JournalWriter, Reco
 from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
 from cryptoflow.config import JournalConfig
+from cryptoflow.level_block import DepthRead
 from cryptoflow.model import RawEvent
 from cryptoflow.sharding import partition_name, shard_of_partition
 
@@ -92,8 +93,12 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
                 if self.running == 0:
                     break
                 continue
-            item.offset = offset
-            offset += 1
+            if item.__class__ is DepthRead:  # one read of several frames: one offset per frame
+                item.place(offset)
+                offset += item.span
+            else:
+                item.offset = offset
+                offset += 1
             batch.append(item)
         self.next_offset = offset
         self._depth.set(self.queue.qsize())
