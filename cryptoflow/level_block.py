@@ -88,9 +88,28 @@ class DepthGroup:
     rules (`apply_live_run`) stop at a group instead of reading it as one diff."""
 
     __slots__ = (
-        "exchange", "market", "symbol", "exchange_symbol", "shard", "ingest_ts_us", "block", "pos",
-        "E_us", "U", "u", "pu", "first_U", "first_u", "first_pu", "seq", "exchange_ts_us", "spot_chain",
-        "usdm_chain", "base", "n", "last_pos",
+        "E_us",
+        "U",
+        "base",
+        "block",
+        "exchange",
+        "exchange_symbol",
+        "exchange_ts_us",
+        "first_U",
+        "first_pu",
+        "first_u",
+        "ingest_ts_us",
+        "last_pos",
+        "market",
+        "n",
+        "pos",
+        "pu",
+        "seq",
+        "shard",
+        "spot_chain",
+        "symbol",
+        "u",
+        "usdm_chain",
     )  # fmt: skip
     kind = "depth_group"
 
@@ -99,7 +118,12 @@ class DepthGroup:
         block: Block, columns: tuple,
     ) -> None:  # fmt: skip
         self.exchange, self.market, self.symbol = exchange, market, symbol
-        self.exchange_symbol, self.shard, self.ingest_ts_us, self.block = exchange_symbol, shard, ingest_ts_us, block
+        self.exchange_symbol, self.shard, self.ingest_ts_us, self.block = (
+            exchange_symbol,
+            shard,
+            ingest_ts_us,
+            block,
+        )
         (_, self.pos, self.E_us, self.U, self.u, self.pu, self.first_pu, self.first_U, self.first_u,
          self.seq, self.exchange_ts_us, self.spot_chain, self.usdm_chain) = columns  # fmt: skip
         self.n = len(self.pos) // 4

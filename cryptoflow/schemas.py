@@ -277,7 +277,9 @@ def _group_levels_table(groups: list[DepthGroup], positions: list[int]) -> tuple
         prev = pa.concat_arrays([
             _int64(pu, g.n) if pu is not None else pa.nulls(g.n, pa.int64()) for g, pu in zip(groups, pus, strict=True)
         ])  # fmt: skip
-    position = pa.Array.from_buffers(pa.int32(), frames, [None, pa.py_buffer(b"".join([g.pos for g in groups]))])
+    position = pa.Array.from_buffers(
+        pa.int32(), frames, [None, pa.py_buffer(b"".join([g.pos for g in groups]))]
+    )
     base = pa.array([g.base for g in groups], pa.int64()).take(frame_group)
     per_frame = {
         "exchange_ts": _int64(b"".join([g.E_us for g in groups]), frames),

@@ -44,9 +44,9 @@ from connectors.binance.parsing import (
     EXCHANGE,
     Instrument,
     ParseError,
+    parse_depth_read,
     parse_depth_snapshot,
     parse_exchange_info,
-    parse_depth_read,
     parse_ws_frame,
     parse_ws_frames,
 )

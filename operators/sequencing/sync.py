@@ -127,7 +127,12 @@ class DiffSync(Generic[T, S]):
         flag per verdict) continues the LIVE book as a whole: its first diff applies and the decoder found
         every later one continuing its predecessor. Pure: changes nothing."""
         flag = _CHAIN_FLAGS.get(self.verdict)
-        if flag is None or not getattr(group, flag) or self.book_id is None or self.pending_snapshot is not None:
+        if (
+            flag is None
+            or not getattr(group, flag)
+            or self.book_id is None
+            or self.pending_snapshot is not None
+        ):
             return False
         verdict = self.verdict(self.book_id, self.fresh, group.first_U, group.first_u, group.first_pu)
         return verdict is Verdict.APPLY
