@@ -383,10 +383,18 @@ class BinanceClient(WsClient):
             read = parse_depth_read(raws, self.instruments, self.shard, now_us())
             if read is not None and self._admit(read):
                 self._frames.inc(len(raws))
-                self._put_many([read])
+                self._put_read(read)
                 return
         events, kept = self.parse_many(raws)
         self.emit_many(events, kept)
+
+    def _put_read(self, read: DepthRead) -> None:
+        """Hand a column read over counted as its frames (the queue's cap bounds frames either way);
+        waits for room like the `wait` policy, until the client is stopped."""
+        out = self.out
+        while not out.put_weighted(read, read.span, 0.5):
+            if self._stop.is_set():
+                return
 
     def _admit(self, read: DepthRead) -> bool:
         """Whether every symbol's group of the read is new (duplicate filter) and continues its live book

@@ -288,3 +288,46 @@ def test_adversarial_streams_commit_the_same_as_the_per_frame_path(market, fault
             assert fast.depth_reads > 0 and fast.gaps.num_rows == 0
         if "gap" in faults:
             assert ref.gaps.num_rows > 0 or seed  # at least the first seeds lose a frame mid-book
+
+
+def test_a_column_read_weighs_its_frames_in_the_handoff_queue():
+    from connectors.handoff import HandoffQueue
+
+    q = HandoffQueue(10)
+    assert q.put_weighted("read-8", 8, timeout=0)
+    q.put("event")
+    assert q.qsize() == 9 and not q.full()
+    assert not q.put_weighted("read-4", 4, timeout=0.01)  # 9 + 4 > 10: waits, times out
+    assert q.extend(["a", "b"]) == 1  # one slot left
+    assert q.full()
+    assert q.drain(100) == ["read-8", "event", "a"]
+    assert q.qsize() == 7  # the read's extra weight is held until the consumer releases it
+    q.release(7)
+    assert q.qsize() == 0 and q.empty()
+    assert q.put_weighted("read-50", 50, timeout=0)  # heavier than the cap: still goes into an empty queue
+    assert q.qsize() == 50 and q.put_weighted("x", 1, timeout=0) is False
+
+
+def test_the_partition_places_reads_and_releases_their_weight(monkeypatch):
+    inst = {"AUSDT": Instrument("AUSDT", "A-USDT", "A", "USDT", "spot")}
+    frames = [depth_frame("AUSDT", 1 + 2 * i, 2 + 2 * i, None, 10 + i, [["1.5", "2"]], []) for i in range(5)]
+    from connectors.handoff import HandoffQueue
+    from connectors.signals import END
+    from connectors.source import ShardPartition
+    from tests.support.columnar_pipeline import _Idle
+
+    q = HandoffQueue(100)
+    read = parse_depth_read(frames, inst, 0, 1)
+    q.put_weighted(read, read.span)
+    q.put("snapshot-stand-in")
+    q.put(END)
+    part = ShardPartition("shard-00000", [_Idle()], q, 500, 10, 1)
+
+    class Item:
+        offset = -1
+
+    q._items[1] = stand_in = Item()
+    batch = part.next_batch()
+    assert batch == [read, stand_in] and read.groups[0].offsets() == [500, 501, 502, 503, 504]
+    assert stand_in.offset == 505 and part.next_offset == 506
+    assert q.qsize() == 0
