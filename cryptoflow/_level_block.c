@@ -165,9 +165,59 @@ static PyObject *gather_groups(PyObject *self, PyObject *args) {
     return res;
 }
 
+/* `decimals(data, offsets, scale)`: the texts data[offsets[i]:offsets[i+1]] as an Arrow decimal128 buffer
+ * (16 bytes per value, little-endian two's complement) at `scale`, or None when any text is not a plain
+ * non-negative decimal `digits[.digits]` with at most `scale` fraction digits and at most 38 - scale
+ * integer digits (the caller then casts with Arrow, which decides what such texts mean). */
+static PyObject *decimals(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *data; Py_ssize_t data_n; const char *off_b; Py_ssize_t off_n; int scale;
+    if (!PyArg_ParseTuple(args, "y#y#i", &data, &data_n, &off_b, &off_n, &scale)) return NULL;
+    if (off_n % 4 || off_n < 4 || scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad offsets or scale"); return NULL; }
+    const int32_t *off = (const int32_t *)off_b;
+    Py_ssize_t n = off_n / 4 - 1;
+    if (off[0] < 0 || off[n] > data_n) { PyErr_SetString(PyExc_ValueError, "offsets out of the data"); return NULL; }
+    unsigned __int128 pow10[39];
+    pow10[0] = 1;
+    for (int k = 1; k <= 38; k++) pow10[k] = pow10[k - 1] * 10;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 16);
+    if (!out) return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t a = off[i], b = off[i + 1];
+        if (a > b) goto decline;
+        const char *p = data + a, *end = data + b;
+        unsigned __int128 v = 0;
+        int int_digits = 0, frac = 0, any = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (v || *p != '0') int_digits++;
+            v = v * 10 + (unsigned)(*p - '0'), p++, any = 1;
+            if (int_digits > 38 - scale) goto decline;
+        }
+        if (!any) goto decline;
+        if (p < end) {
+            if (*p != '.') goto decline;
+            p++;
+            if (p == end) goto decline;
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (++frac > scale) goto decline;
+                v = v * 10 + (unsigned)(*p - '0'), p++;
+            }
+            if (p != end) goto decline;
+        }
+        v *= pow10[scale - frac];
+        memcpy(o + 16 * i, &v, 16);
+    }
+    return out;
+decline:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS, "Levels of frames (blocks[k], idx[k]) -> (px_data, px_off, qty_data, qty_off, frame, is_ask)."},
     {"gather_groups", gather_groups, METH_VARARGS, "Levels of the frames of column groups -> (px_data, px_off, qty_data, qty_off, frame, is_ask, group)."},
+    {"decimals", decimals, METH_VARARGS, "Decimal texts (data, int32 offsets) -> decimal128 buffer at a scale, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,7 +30,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptoflow.level_block import BlockLevels, DepthGroup, gather, gather_groups
+from cryptoflow.level_block import BlockLevels, DepthGroup, decimals, gather, gather_groups
 from cryptoflow.model import (
     ASK,
     BID,
@@ -249,12 +249,21 @@ def _block_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[p
     return _diff_rows(events, positions, frames, is_ask, prices, qtys)
 
 
+def _decimal_texts(rows: int, data: bytes, offsets: bytes) -> pa.Array:
+    """`decimal(38, 18)` of gathered level texts: parsed in C straight into the decimal buffer when every
+    text is a plain decimal that fits (exchange texts are), else Arrow's cast of the strings."""
+    parsed = decimals(data, offsets, ARROW_DECIMAL.scale)
+    if parsed is not None:
+        return pa.Array.from_buffers(ARROW_DECIMAL, rows, [None, pa.py_buffer(parsed)])
+    return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data)).cast(ARROW_DECIMAL)
+
+
 def _int64(data: bytes, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(data)])
 
 
 def _group_levels_table(groups: list[DepthGroup], positions: list[int]) -> tuple[pa.Table, pa.Array]:
-    """Level rows of read column groups (`DepthGroup`): levels gathered in C from the blocks, every
+    """Level rows of read column groups (`DepthGroup`): levels gathered in C from the blocks (decimal texts parsed there too), every
     per-message column straight from the groups' int64 buffers (one join per column, no Python object
     per message), per-group constants repeated with `take`. Rows in message order (bids, then asks);
     the second value is each row's sort key (2 x the group's position: a stable sort keeps the rest)."""
@@ -262,12 +271,11 @@ def _group_levels_table(groups: list[DepthGroup], positions: list[int]) -> tuple
         [g.block for g in groups], [g.pos for g in groups]
     )
     rows, frames = len(ask), len(group) // 4
-    prices = pa.StringArray.from_buffers(rows, pa.py_buffer(px_off), pa.py_buffer(px_data))
-    qtys = pa.StringArray.from_buffers(rows, pa.py_buffer(qty_off), pa.py_buffer(qty_data))
+    prices, qtys = _decimal_texts(rows, px_data, px_off), _decimal_texts(rows, qty_data, qty_off)
     level_frame = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(frame)])
     frame_group = pa.Array.from_buffers(pa.int32(), frames, [None, pa.py_buffer(group)])
     level_group = frame_group.take(level_frame)
-    is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)]).cast(pa.bool_())
+    is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)])  # 0 bid, 1 ask
     pus = [g.pu for g in groups]
     if all(pu is not None for pu in pus):
         prev = _int64(b"".join(pus), frames)
@@ -300,11 +308,11 @@ def _group_levels_table(groups: list[DepthGroup], positions: list[int]) -> tuple
     for field in _DELTA_ARROW:
         name = field.name
         if name == "side":
-            arrays.append(pc.if_else(is_ask, ASK, BID).cast(field.type))
+            arrays.append(pa.array([BID, ASK], field.type).take(is_ask))
         elif name == "price":
-            arrays.append(prices.cast(ARROW_DECIMAL))
+            arrays.append(prices)
         elif name == "qty":
-            arrays.append(qtys.cast(ARROW_DECIMAL))
+            arrays.append(qtys)
         elif name == "is_snapshot":
             arrays.append(pa.repeat(pa.scalar(False), rows))
         elif name in per_frame:

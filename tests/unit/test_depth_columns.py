@@ -331,3 +331,37 @@ def test_the_partition_places_reads_and_releases_their_weight(monkeypatch):
     assert batch == [read, stand_in] and read.groups[0].offsets() == [500, 501, 502, 503, 504]
     assert stand_in.offset == 505 and part.next_offset == 506
     assert q.qsize() == 0
+
+
+def _texts(values: list[str]) -> tuple[bytes, bytes]:
+    offsets = [0]
+    for v in values:
+        offsets.append(offsets[-1] + len(v))
+    return "".join(values).encode(), array("i", offsets).tobytes()
+
+
+def test_decimal_texts_parse_in_c_exactly_as_arrow_casts_them():
+    import pyarrow as pa
+
+    from cryptoflow.level_block import decimals
+    from cryptoflow.schemas import ARROW_DECIMAL, _decimal_texts
+
+    rng = random.Random(3)
+    values = ["0", "0.0", "00.5", "1", "0.000000000000000001", "99999999999999999999.999999999999999999"]
+    values += [f"{rng.randrange(10**rng.randrange(0, 21))}.{rng.randrange(10**18):0{rng.randrange(1, 19)}d}"[:40]
+               for _ in range(2000)]  # fmt: skip
+    values = [v if len(v.split(".")[-1]) <= 18 else v[: v.index(".") + 19] for v in values]
+    for corpus_name in ("binance-spot", "binance-usdm"):
+        for frame in load_binance(corpus_name, 1).frames[:200]:
+            data = orjson.loads(frame)["data"]
+            values += [t for level in data["b"] + data["a"] for t in level]
+    data, offsets = _texts(values)
+    assert decimals(data, offsets, 18) is not None
+    want = pa.array(values, pa.string()).cast(ARROW_DECIMAL)
+    assert _decimal_texts(len(values), data, offsets).equals(want)
+    # anything outside the plain shape declines the whole column: Arrow's cast decides (or raises)
+    for odd in ["1e5", "-1", "", ".5", "1.", "+1", "1.0000000000000000001", "123456789012345678901", " 1"]:
+        d, o = _texts(["1.5", odd])
+        assert decimals(d, o, 18) is None, odd
+    d, o = _texts(["1.5", "1E2"])
+    assert _decimal_texts(2, d, o).equals(pa.array(["1.5", "1E2"]).cast(ARROW_DECIMAL))
