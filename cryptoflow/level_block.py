@@ -1,7 +1,8 @@
 """Depth-diff levels that stay in the compiled decoder's per-read buffers until someone asks for them.
 
-A compiled read decoder (`connectors.binance._depth.decode`) writes a read's level texts into one `block` (a tuple of six bytes:
-price texts + int32 offsets, qty texts + offsets, per-frame first level, per-frame bid count). Each
+A compiled read decoder (`connectors.binance._depth.decode`) writes a read's level texts into one
+`block` (a tuple of six bytes: price texts + int32 offsets, qty texts + offsets, per-frame first level,
+per-frame bid count); `cryptoflow/_level_block.c` reads blocks back (core code, no connector import). Each
 event's payload is a `BlockLevels` (block, frame index): the delta table gathers its rows straight from
 the blocks in C (`gather`), so the hot path never builds a Python object per level. Every other
 consumer (books, journal checks, tests, pickling for snapshots) reads it as the `(bids, asks)` tuple of
@@ -117,13 +118,8 @@ class DepthGroup:
         self, exchange: str, market: str, symbol: str, exchange_symbol: str, shard: int, ingest_ts_us: int,
         block: Block, columns: tuple,
     ) -> None:  # fmt: skip
-        self.exchange, self.market, self.symbol = exchange, market, symbol
-        self.exchange_symbol, self.shard, self.ingest_ts_us, self.block = (
-            exchange_symbol,
-            shard,
-            ingest_ts_us,
-            block,
-        )
+        self.exchange, self.market, self.symbol, self.exchange_symbol = exchange, market, symbol, exchange_symbol
+        self.shard, self.ingest_ts_us, self.block = shard, ingest_ts_us, block
         (_, self.pos, self.E_us, self.U, self.u, self.pu, self.first_pu, self.first_U, self.first_u,
          self.seq, self.exchange_ts_us, self.spot_chain, self.usdm_chain) = columns  # fmt: skip
         self.n = len(self.pos) // 4
