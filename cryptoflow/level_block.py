@@ -118,8 +118,9 @@ class DepthGroup:
         self, exchange: str, market: str, symbol: str, exchange_symbol: str, shard: int, ingest_ts_us: int,
         block: Block, columns: tuple,
     ) -> None:  # fmt: skip
-        self.exchange, self.market, self.symbol, self.exchange_symbol = exchange, market, symbol, exchange_symbol
-        self.shard, self.ingest_ts_us, self.block = shard, ingest_ts_us, block
+        self.exchange, self.market, self.symbol = exchange, market, symbol
+        self.exchange_symbol, self.shard = exchange_symbol, shard
+        self.ingest_ts_us, self.block = ingest_ts_us, block
         (_, self.pos, self.E_us, self.U, self.u, self.pu, self.first_pu, self.first_U, self.first_u,
          self.seq, self.exchange_ts_us, self.spot_chain, self.usdm_chain) = columns  # fmt: skip
         self.n = len(self.pos) // 4
