@@ -221,7 +221,8 @@ INSTRUMENTS = InstrumentCache()
 
 
 class _LaneHandover:
-    """`HandoverHandler` for one lane: parse, emit primary events, buffer the replacement's."""
+    """`HandoverHandler` for one lane: the primary's reads go to the client's `_on_frames` (columns or
+    events), the replacement's are parsed into events and buffered."""
 
     def __init__(self, client: BinanceClient, name: str) -> None:
         self.client, self.name = client, name
