@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test crash-test lint bench bench-quick bench-book bench-latency bench-journal bench-synthetic chaos clean-warehouse
 
-$(STAMP): pyproject.toml setup.py operators/book/_levels.c connectors/binance/_depth.c
+$(STAMP): pyproject.toml setup.py operators/book/_levels.c connectors/binance/_depth.c cryptoflow/_level_block.c
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -18,5 +18,11 @@ setup(
             extra_compile_args=["-O2", "-std=c11"],
             optional=True,
         ),
+        Extension(
+            "cryptoflow._level_block",
+            ["cryptoflow/_level_block.c"],
+            extra_compile_args=["-O2", "-std=c11"],
+            optional=True,
+        ),
     ]
 )

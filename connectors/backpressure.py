@@ -252,7 +252,7 @@ class WaitChannel(HandoffQueue):
         if control:
             self._items.append(item)
             return True
-        if len(self._items) >= self.maxsize:
+        if self._load() >= self.maxsize:
             self.check_high_water()
         try:
             HandoffQueue.put(self, item, True, timeout)
@@ -276,14 +276,14 @@ class WaitChannel(HandoffQueue):
                 time.sleep(0.001)
 
     def occupancy(self) -> float:
-        return len(self._items) / self.capacity
+        return self._load() / self.capacity
 
     @property
     def high_water_episodes(self) -> int:
         return self._high_water.episodes
 
     def check_high_water(self) -> None:
-        self._high_water.observe(len(self._items))
+        self._high_water.observe(self._load())
 
 
 Channel = BoundedChannel | WaitChannel

@@ -6,6 +6,11 @@ popleft carry the items; the lock is taken only when a producer has to wait for 
 policy `wait`, connectors/client_io.put_until_stopped), and the consumer wakes waiting producers once
 per drained batch instead of once per item. Same interface as the `queue.Queue` subset the clients and
 the partition use (`put` with timeout -> `queue.Full`, `get_nowait` -> `queue.Empty`, `qsize`).
+
+Weighted items: one item may stand for several frames (a socket read handed over as columns,
+`cryptoflow.level_block.DepthRead`). `put_weighted` counts it as its frames, so the cap keeps bounding
+frames, not hand-over objects; the consumer gives the extra weight back with `release` once it took the
+item. The two counters each have one writer (producer / consumer), so no lock is needed for them.
 """
 
 from __future__ import annotations
@@ -25,12 +30,18 @@ class HandoffQueue:
         self._items: deque[Any] = deque()
         self._room = threading.Condition(threading.Lock())
         self._waiting = 0
+        self._weight_in = 0  # extra weight of weighted items put (written by the producer only)
+        self._weight_out = 0  # extra weight the consumer released (written by the consumer only)
+
+    def _load(self) -> int:
+        """Items queued, a weighted item counting as its weight (until the consumer releases it)."""
+        return len(self._items) + self._weight_in - self._weight_out
 
     # ------------------------------------------------------------------ producers (client threads)
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Append; when full, wait up to `timeout` for room (None: forever), else raise `queue.Full`."""
         items = self._items
-        if len(items) < self.maxsize:
+        if self._load() < self.maxsize:
             items.append(item)
             return
         if not block:
@@ -41,7 +52,7 @@ class HandoffQueue:
             try:
                 # re-checked under the lock after announcing the wait: a drain that ran before the
                 # announcement left room, one after it will notify
-                while len(items) >= self.maxsize:
+                while self._load() >= self.maxsize:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise queue.Full
@@ -54,7 +65,7 @@ class HandoffQueue:
         """Append as many of `batch` (from the first) as fit without waiting; returns how many. One
         deque call for the whole batch when it fits (the common case)."""
         items = self._items
-        room = self.maxsize - len(items)
+        room = self.maxsize - self._load()
         if room >= len(batch):
             items.extend(batch)
             return len(batch)
@@ -62,6 +73,35 @@ class HandoffQueue:
             return 0
         items.extend(batch[:room])
         return room
+
+    def put_weighted(self, item: Any, weight: int, timeout: float | None = None) -> bool:
+        """Append an item that counts as `weight` items once there is room for all of them (or nothing
+        is queued: an item heavier than the cap still goes); False if `timeout` passed first."""
+        items = self._items
+        if self._load() + weight <= self.maxsize or not items:
+            items.append(item)
+            self._weight_in += weight - 1
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._room:
+            self._waiting += 1
+            try:
+                while self._load() + weight > self.maxsize and items:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._room.wait(remaining)
+                items.append(item)
+                self._weight_in += weight - 1
+                return True
+            finally:
+                self._waiting -= 1
+
+    def release(self, extra: int) -> None:
+        """The consumer took weighted items worth `extra` more than their count: room for producers."""
+        self._weight_out += extra
+        if self._waiting:
+            self.wake()
 
     def put_nowait(self, item: Any) -> None:
         self.put(item, block=False)
@@ -94,10 +134,10 @@ class HandoffQueue:
             self._room.notify_all()
 
     def qsize(self) -> int:
-        return len(self._items)
+        return self._load()
 
     def empty(self) -> bool:
         return not self._items
 
     def full(self) -> bool:
-        return len(self._items) >= self.maxsize
+        return self._load() >= self.maxsize

@@ -26,6 +26,7 @@ from connectors.journal import JournalReader, JournalRecord, JournalWriter, Reco
 from connectors.signals import END, RUN_ID
 from cryptoflow import metrics
 from cryptoflow.config import JournalConfig
+from cryptoflow.level_block import DepthRead
 from cryptoflow.model import RawEvent
 from cryptoflow.sharding import partition_name, shard_of_partition
 
@@ -85,17 +86,24 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         drain = getattr(self.queue, "drain", None)
         items = drain(self.batch_size) if drain is not None else self._get_all()
         batch: list[RawEvent] = []
-        offset = self.next_offset
+        offset, extra = self.next_offset, 0
         for item in items:
             if item is END:
                 self.running -= 1
                 if self.running == 0:
                     break
                 continue
-            item.offset = offset
-            offset += 1
+            if item.__class__ is DepthRead:  # one read of several frames: one offset per frame
+                item.place(offset)
+                offset += item.span
+                extra += item.span - 1
+            else:
+                item.offset = offset
+                offset += 1
             batch.append(item)
         self.next_offset = offset
+        if extra:  # the reads were put with their frames as weight (`HandoffQueue.put_weighted`)
+            self.queue.release(extra)
         self._depth.set(self.queue.qsize())
         self._awake = None if batch else datetime.now(UTC) + self.idle
         return batch

@@ -30,7 +30,7 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptoflow.level_block import BlockLevels, gather
+from cryptoflow.level_block import BlockLevels, DepthGroup, decimals, gather, gather_groups
 from cryptoflow.model import (
     ASK,
     BID,
@@ -141,8 +141,13 @@ def level_batches_to_arrow(batches: Sequence[LevelBatch | DiffLevels]) -> pa.Tab
     blocked: list[RawEvent] = []
     batch_pos: list[int] = []
     plain: list[LevelBatch] = []
+    group_pos: list[int] = []
+    groups: list[DepthGroup] = []
     for i, b in enumerate(batches):
-        if type(b) is DiffLevels:
+        if type(b) is DepthGroup:
+            group_pos.append(i)
+            groups.append(b)
+        elif type(b) is DiffLevels:
             if type(b.event.payload) is BlockLevels:
                 block_pos.append(i)
                 blocked.append(b.event)
@@ -153,9 +158,13 @@ def level_batches_to_arrow(batches: Sequence[LevelBatch | DiffLevels]) -> pa.Tab
             batch_pos.append(i)
             plain.append(b)
     parts: list[tuple[pa.Table, pa.Array]] = []
+    if groups:
+        parts.append(_group_levels_table(groups, group_pos))
+        if not blocked and not diffs and not plain:
+            return parts[0][0]  # rows are in message order already
     if blocked:
         parts.append(_block_levels_table(blocked, block_pos))
-        if not diffs and not plain:
+        if not groups and not diffs and not plain:
             return parts[0][0]  # rows are in message order already (bids, then asks, per message)
     if diffs:
         parts.append(_diff_levels_table(diffs, diff_pos))
@@ -238,6 +247,80 @@ def _block_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[p
     frames = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(frame)])
     is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)]).cast(pa.bool_())
     return _diff_rows(events, positions, frames, is_ask, prices, qtys)
+
+
+def _decimal_texts(rows: int, data: bytes, offsets: bytes) -> pa.Array:
+    """`decimal(38, 18)` of gathered level texts: parsed in C straight into the decimal buffer when every
+    text is a plain decimal that fits (exchange texts are), else Arrow's cast of the strings."""
+    parsed = decimals(data, offsets, ARROW_DECIMAL.scale)
+    if parsed is not None:
+        return pa.Array.from_buffers(ARROW_DECIMAL, rows, [None, pa.py_buffer(parsed)])
+    return pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data)).cast(ARROW_DECIMAL)
+
+
+def _int64(data: bytes, n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(data)])
+
+
+def _group_levels_table(groups: list[DepthGroup], positions: list[int]) -> tuple[pa.Table, pa.Array]:
+    """Level rows of read column groups (`DepthGroup`): levels gathered in C from the blocks (decimal texts parsed there too), every
+    per-message column straight from the groups' int64 buffers (one join per column, no Python object
+    per message), per-group constants repeated with `take`. Rows in message order (bids, then asks);
+    the second value is each row's sort key (2 x the group's position: a stable sort keeps the rest)."""
+    px_data, px_off, qty_data, qty_off, frame, ask, group = gather_groups(
+        [g.block for g in groups], [g.pos for g in groups]
+    )
+    rows, frames = len(ask), len(group) // 4
+    prices, qtys = _decimal_texts(rows, px_data, px_off), _decimal_texts(rows, qty_data, qty_off)
+    level_frame = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(frame)])
+    frame_group = pa.Array.from_buffers(pa.int32(), frames, [None, pa.py_buffer(group)])
+    level_group = frame_group.take(level_frame)
+    is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)])  # 0 bid, 1 ask
+    pus = [g.pu for g in groups]
+    if all(pu is not None for pu in pus):
+        prev = _int64(b"".join(pus), frames)
+    elif all(pu is None for pu in pus):
+        prev = pa.nulls(frames, pa.int64())
+    else:
+        prev = pa.concat_arrays([
+            _int64(pu, g.n) if pu is not None else pa.nulls(g.n, pa.int64()) for g, pu in zip(groups, pus, strict=True)
+        ])  # fmt: skip
+    position = pa.Array.from_buffers(
+        pa.int32(), frames, [None, pa.py_buffer(b"".join([g.pos for g in groups]))]
+    )
+    base = pa.array([g.base for g in groups], pa.int64()).take(frame_group)
+    per_frame = {
+        "exchange_ts": _int64(b"".join([g.E_us for g in groups]), frames),
+        "seq": _int64(b"".join([g.u for g in groups]), frames),
+        "first_seq": _int64(b"".join([g.U for g in groups]), frames),
+        "prev_seq": prev,
+        "source_offset": pc.add(base, position.cast(pa.int64())),
+    }
+    per_group = {
+        "exchange": pa.array([g.exchange for g in groups], pa.string()),
+        "market": pa.array([g.market for g in groups], pa.string()),
+        "symbol": pa.array([g.symbol for g in groups], pa.string()),
+        "exchange_symbol": pa.array([g.exchange_symbol for g in groups], pa.string()),
+        "ingest_ts": pa.array([g.ingest_ts_us for g in groups], pa.int64()),
+        "shard": pa.array([g.shard for g in groups], pa.int32()),
+    }
+    arrays = []
+    for field in _DELTA_ARROW:
+        name = field.name
+        if name == "side":
+            arrays.append(pa.array([BID, ASK], field.type).take(is_ask))
+        elif name == "price":
+            arrays.append(prices)
+        elif name == "qty":
+            arrays.append(qtys)
+        elif name == "is_snapshot":
+            arrays.append(pa.repeat(pa.scalar(False), rows))
+        elif name in per_frame:
+            arrays.append(per_frame[name].take(level_frame).cast(field.type))
+        else:
+            arrays.append(per_group[name].take(level_group).cast(field.type))
+    key = pc.multiply(pa.array(positions, pa.int64()).take(level_group), 2)
+    return pa.Table.from_arrays(arrays, schema=_DELTA_ARROW), key
 
 
 def _diff_rows(

@@ -17,6 +17,7 @@ from typing import Any
 from bytewax.operators import StatefulLogic
 
 from cryptoflow import metrics
+from cryptoflow.level_block import DepthGroup
 from cryptoflow.model import DiffLevels, GapRow, Kind, LevelBatch, RawEvent
 from operators.flatten import levels_of
 from operators.sequencing.sync import DiffSync, Outcome, Step
@@ -67,6 +68,8 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | DiffLevels | GapRow, A
             self.sync, self.counters = DiffSync(verdict, max_buffered), SyncCounters()
 
     def on_item(self, value: RawEvent) -> tuple[list[LevelBatch | DiffLevels | GapRow], bool]:
+        if value.__class__ is DepthGroup:  # a read's column group: `on_run` knows it
+            return self.on_run([value])[0], StatefulLogic.RETAIN
         c = self.counters
         if value.kind is Kind.DEPTH_DIFF and self.sync.apply_live(value.first_seq, value.seq, value.prev_seq):
             c.applied += 1
@@ -97,12 +100,28 @@ class DeltaSyncLogic(StatefulLogic[RawEvent, LevelBatch | DiffLevels | GapRow, A
     ) -> tuple[list[LevelBatch | DiffLevels | GapRow], list[int], bool]:
         """`on_item` over a run of this key's events (offset order): the rows and, per row, the offset
         of the event that produced it. Diffs that continue the live book are checked one run at a time
-        (`DiffSync.apply_live_run`) and counted once per run; anything else goes through `on_item`."""
+        (`DiffSync.apply_live_run`) and counted once per run; anything else goes through `on_item`. A
+        `DepthGroup` (a read's diffs as columns) that continues the live book as a whole is emitted as
+        itself, one row item whose offset is its last diff's (its rows commit together); any other is
+        expanded into its events and taken like them."""
         rows: list[LevelBatch | DiffLevels | GapRow] = []
         offsets: list[int] = []
         live_run = self.sync.apply_live_run
+        apply_group = self.sync.apply_group
         i, end = 0, len(events)
         while i < end:
+            ev = events[i]
+            if ev.__class__ is DepthGroup:  # a socket read's diffs of this key, as columns
+                if apply_group(ev):  # they all continue the live book: one row item, one offset
+                    rows.append(ev)
+                    offsets.append(ev.offset)
+                    self._count_live(ev.n, ev.seq, ev.exchange_ts_us, ev.exchange)
+                else:  # anything unusual: the reference path, diff by diff
+                    more, more_offsets, _ = self.on_run(ev.events())
+                    rows += more
+                    offsets += more_offsets
+                i += 1
+                continue
             j = live_run(events, i)
             if j > i:
                 live = events[i:j]

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptoflow.level_block import DepthRead
 from cryptoflow.model import instrument_key
 
 
@@ -24,9 +25,19 @@ class EventRun:
 
 
 def group_runs(batch: Iterable[Any]) -> list[EventRun]:
-    """One `EventRun` per key, in order of each key's first event; events keep their order."""
+    """One `EventRun` per key, in order of each key's first event; events keep their order. A
+    `DepthRead` contributes its per-symbol `DepthGroup`s, each in its key's run as one element."""
     runs: dict[tuple[str, str, str], list[Any]] = {}
     for event in batch:
+        if event.__class__ is DepthRead:  # a socket read as per-symbol column groups: one item per group
+            for group in event.groups:
+                ident = (group.exchange, group.market, group.symbol)
+                events = runs.get(ident)
+                if events is None:
+                    runs[ident] = [group]
+                else:
+                    events.append(group)
+            continue
         ident = (event.exchange, event.market, event.symbol)
         events = runs.get(ident)
         if events is None:

@@ -14,8 +14,8 @@
  * nbids): the texts of all levels concatenated per column with int32 offsets (L + 1), per frame the first
  * level (int32, n + 1) and the number of bids (int32, n); a frame's levels are its bids then its asks.
  *
- * `gather(blocks, idx)` concatenates the levels of frames (blocks[k], idx[k]) for the delta table:
- * (px_data, px_off, qty_data, qty_off, frame int32 per level, is_ask uint8 per level).
+ * The blocks are read back by `cryptoflow/_level_block.c` (`gather`, `gather_groups`): the delta table's
+ * Arrow build lives in the core, the decoder here.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -199,42 +199,77 @@ static int join_spans(const Spans *a, PyObject **data, PyObject **off) {
 
 #define SYM_CACHE 32
 
+typedef struct {
+    Spans px, qty, apx, aqty;
+    Frame *fs;
+    int32_t *starts, *nbids;
+} Read;
+
+static void read_free(Read *r) {
+    PyMem_Free(r->px.v), PyMem_Free(r->qty.v), PyMem_Free(r->apx.v), PyMem_Free(r->aqty.v);
+    PyMem_Free(r->fs), PyMem_Free(r->starts), PyMem_Free(r->nbids);
+}
+
+/* Parse every frame of the read: 1 = all handled, 0 = not handled (decline), -1 = error set. */
+static int read_frames(PyObject *frames, Read *r) {
+    Py_ssize_t n = PyList_GET_SIZE(frames);
+    memset(r, 0, sizeof(*r));
+    r->fs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Frame));
+    r->starts = PyMem_Malloc((size_t)(n + 1) * sizeof(int32_t));
+    r->nbids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (!r->fs || !r->starts || !r->nbids) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Cur c;
+        if (!frame_text(PyList_GET_ITEM(frames, i), &c)) return 0;
+        r->starts[i] = (int32_t)r->px.n;
+        r->apx.n = r->aqty.n = 0;
+        int res = frame(&c, &r->fs[i], &r->px, &r->qty, &r->apx, &r->aqty);
+        if (res < 0) { PyErr_NoMemory(); return -1; }
+        if (res == 0) return 0;
+        r->nbids[i] = (int32_t)(r->px.n - r->starts[i]);
+        for (Py_ssize_t k = 0; k < r->apx.n; k++) {
+            if (spans_push(&r->px, r->apx.v[k].s, r->apx.v[k].n) < 0
+                || spans_push(&r->qty, r->aqty.v[k].s, r->aqty.v[k].n) < 0) {
+                PyErr_NoMemory();
+                return -1;
+            }
+        }
+        if (r->px.n > INT32_MAX - 1) return 0;
+    }
+    r->starts[n] = (int32_t)r->px.n;
+    return 1;
+}
+
+/* The read's level block (see the top of this file); NULL with an exception set on error. */
+static PyObject *read_block(const Read *r, Py_ssize_t n) {
+    PyObject *block[6] = {0};
+    if (join_spans(&r->px, &block[0], &block[1]) < 0 || join_spans(&r->qty, &block[2], &block[3]) < 0) goto fail;
+    if (!(block[4] = PyBytes_FromStringAndSize((const char *)r->starts, (n + 1) * (Py_ssize_t)sizeof(int32_t)))) goto fail;
+    if (!(block[5] = PyBytes_FromStringAndSize((const char *)r->nbids, n * (Py_ssize_t)sizeof(int32_t)))) goto fail;
+    PyObject *blk = PyTuple_New(6);
+    if (!blk) goto fail;
+    for (int k = 0; k < 6; k++) PyTuple_SET_ITEM(blk, k, block[k]);
+    return blk;
+fail:
+    for (int k = 0; k < 6; k++) Py_XDECREF(block[k]);
+    return NULL;
+}
+
 static PyObject *decode(PyObject *self, PyObject *frames) {
     (void)self;
     if (!PyList_CheckExact(frames)) { PyErr_SetString(PyExc_TypeError, "frames must be a list"); return NULL; }
     Py_ssize_t n = PyList_GET_SIZE(frames);
-    Spans px = {0}, qty = {0}, apx = {0}, aqty = {0};
-    Frame *fs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(Frame));
-    int32_t *starts = PyMem_Malloc((size_t)(n + 1) * sizeof(int32_t));
-    int32_t *nbids = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
-    PyObject *result = NULL, *lists[5] = {0}, *block[6] = {0};
+    Read rd;
+    PyObject *result = NULL, *lists[5] = {0};
     PyObject *sym_obj[SYM_CACHE];
     int n_sym = 0;
-    if (!fs || !starts || !nbids) { PyErr_NoMemory(); goto done; }
-    int handled = 1;
-    for (Py_ssize_t i = 0; i < n && handled; i++) {
-        Cur c;
-        if (!frame_text(PyList_GET_ITEM(frames, i), &c)) { handled = 0; break; }
-        starts[i] = (int32_t)px.n;
-        apx.n = aqty.n = 0;
-        int r = frame(&c, &fs[i], &px, &qty, &apx, &aqty);
-        if (r < 0) { PyErr_NoMemory(); goto done; }
-        if (r == 0) { handled = 0; break; }
-        nbids[i] = (int32_t)(px.n - starts[i]);
-        for (Py_ssize_t k = 0; k < apx.n; k++) {
-            if (spans_push(&px, apx.v[k].s, apx.v[k].n) < 0 || spans_push(&qty, aqty.v[k].s, aqty.v[k].n) < 0) {
-                PyErr_NoMemory();
-                goto done;
-            }
-        }
-        if (px.n > INT32_MAX - 1) { handled = 0; break; }
-    }
+    int handled = read_frames(frames, &rd);
+    if (handled < 0) goto done;
     if (!handled) { result = Py_NewRef(Py_None); goto done; }
-    starts[n] = (int32_t)px.n;
     for (int k = 0; k < 5; k++)
         if (!(lists[k] = PyList_New(n))) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Frame *f = &fs[i];
+        Frame *f = &rd.fs[i];
         PyObject *sym = NULL;
         for (int k = 0; k < n_sym; k++) {
             if (PyUnicode_GET_LENGTH(sym_obj[k]) == f->sym_n && memcmp(PyUnicode_DATA(sym_obj[k]), f->sym, (size_t)f->sym_n) == 0) {
@@ -257,102 +292,139 @@ static PyObject *decode(PyObject *self, PyObject *frames) {
         if (!(v = f->has_pu ? PyLong_FromLongLong(f->pu) : Py_NewRef(Py_None))) goto done;
         PyList_SET_ITEM(lists[4], i, v);
     }
-    if (join_spans(&px, &block[0], &block[1]) < 0 || join_spans(&qty, &block[2], &block[3]) < 0) goto done;
-    if (!(block[4] = PyBytes_FromStringAndSize((const char *)starts, (n + 1) * (Py_ssize_t)sizeof(int32_t)))) goto done;
-    if (!(block[5] = PyBytes_FromStringAndSize((const char *)nbids, n * (Py_ssize_t)sizeof(int32_t)))) goto done;
-    PyObject *blk = PyTuple_New(6);
+    PyObject *blk = read_block(&rd, n);
     if (!blk) goto done;
-    for (int k = 0; k < 6; k++) PyTuple_SET_ITEM(blk, k, block[k]), block[k] = NULL;
     result = PyTuple_Pack(6, lists[0], lists[1], lists[2], lists[3], lists[4], blk);
     Py_DECREF(blk);
 done:
     for (int k = 0; k < 5; k++) Py_XDECREF(lists[k]);
-    for (int k = 0; k < 6; k++) Py_XDECREF(block[k]);
-    PyMem_Free(px.v), PyMem_Free(qty.v), PyMem_Free(apx.v), PyMem_Free(aqty.v);
-    PyMem_Free(fs), PyMem_Free(starts), PyMem_Free(nbids);
+    read_free(&rd);
     return result;
 }
 
-/* A block as `decode` made it: six bytes objects with consistent sizes (checked, blocks may be pickled). */
-static int block_parts(PyObject *b, const char **pd, const int32_t **po, const char **qd, const int32_t **qo,
-                       const int32_t **st, const int32_t **nb, Py_ssize_t *frames, Py_ssize_t *lv) {
-    if (!PyTuple_CheckExact(b) || PyTuple_GET_SIZE(b) != 6) goto bad;
-    for (int k = 0; k < 6; k++)
-        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(b, k))) goto bad;
-    *pd = PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 0)), *po = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 1));
-    *qd = PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 2)), *qo = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 3));
-    *st = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 4)), *nb = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 5));
-    *frames = PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 5)) / 4;
-    *lv = PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 1)) / 4 - 1;
-    if (PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 4)) / 4 != *frames + 1 || PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 3)) / 4 != *lv + 1
-        || *lv < 0 || (*st)[*frames] != *lv || (*po)[*lv] != PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 0))
-        || (*qo)[*lv] != PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 2)))
-        goto bad;
-    return 0;
-bad:
-    PyErr_SetString(PyExc_ValueError, "not a level block");
-    return -1;
+/* `decode_groups(frames)`: the same strict read, as columns per symbol instead of Python objects per frame.
+ * Returns None (declined, as `decode`) or (groups, block) with one group per distinct symbol in order of
+ * first appearance:
+ *   (symbol, pos, E_us, U, u, pu, first_U, first_u, first_pu, last_u, last_E_us, spot_chain, usdm_chain)
+ * pos = int32 positions of the symbol's frames in the read (= frame index in `block`); E_us, U, u, pu =
+ * int64 columns (E in microseconds; pu None when the symbol's frames carry none, and a symbol whose frames
+ * disagree on carrying pu declines the read). spot_chain: every frame after the first continues the one
+ * before under the spot rule (u > previous u, U <= previous u + 1); usdm_chain: pu == previous u and
+ * u > previous u. With one frame both are true. */
+typedef struct { const char *s; Py_ssize_t n; Py_ssize_t count, fill; int has_pu; } Group;
+
+static PyObject *bytes_of(Py_ssize_t n, Py_ssize_t size, char **out) {
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n * size);
+    if (b) *out = PyBytes_AS_STRING(b);
+    return b;
 }
 
-static PyObject *gather(PyObject *self, PyObject *args) {
+static PyObject *decode_groups(PyObject *self, PyObject *frames) {
     (void)self;
-    PyObject *blocks, *idx;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &blocks, &PyList_Type, &idx)) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(blocks);
-    if (PyList_GET_SIZE(idx) != n) { PyErr_SetString(PyExc_ValueError, "blocks and idx differ in length"); return NULL; }
-    const char *pd, *qd; const int32_t *po, *qo, *st, *nb;
-    Py_ssize_t nf, nl, levels_total = 0, pbytes = 0, qbytes = 0;
-    /* pass 1: sizes and checks */
-    for (Py_ssize_t k = 0; k < n; k++) {
-        if (block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl) < 0) return NULL;
-        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
-        if (i == -1 && PyErr_Occurred()) return NULL;
-        if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
-            PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
-            return NULL;
+    if (!PyList_CheckExact(frames)) { PyErr_SetString(PyExc_TypeError, "frames must be a list"); return NULL; }
+    Py_ssize_t n = PyList_GET_SIZE(frames);
+    Read rd;
+    PyObject *result = NULL, *groups = NULL, *blk = NULL;
+    Group *gs = NULL;
+    int32_t *gid = NULL;
+    Py_ssize_t ng = 0, gcap = 0;
+    int handled = read_frames(frames, &rd);
+    if (handled < 0) goto done;
+    if (!handled || n == 0) { result = Py_NewRef(Py_None); goto done; }
+    if (!(gid = PyMem_Malloc((size_t)n * sizeof(int32_t)))) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Frame *f = &rd.fs[i];
+        Py_ssize_t g = ng - 1;  /* the previous frame's symbol first: reads are often runs of one */
+        if (i > 0) g = gid[i - 1];
+        if (!(i > 0 && gs[g].n == f->sym_n && memcmp(gs[g].s, f->sym, (size_t)f->sym_n) == 0)) {
+            for (g = 0; g < ng; g++)
+                if (gs[g].n == f->sym_n && memcmp(gs[g].s, f->sym, (size_t)f->sym_n) == 0) break;
+            if (g == ng) {
+                if (ng == gcap) {
+                    gcap = gcap ? 2 * gcap : 8;
+                    Group *v = PyMem_Realloc(gs, (size_t)gcap * sizeof(Group));
+                    if (!v) { PyErr_NoMemory(); goto done; }
+                    gs = v;
+                }
+                gs[ng].s = f->sym, gs[ng].n = f->sym_n, gs[ng].count = 0, gs[ng].fill = 0, gs[ng].has_pu = f->has_pu;
+                ng++;
+            }
         }
-        levels_total += st[i + 1] - st[i];
-        pbytes += po[st[i + 1]] - po[st[i]], qbytes += qo[st[i + 1]] - qo[st[i]];
+        if (gs[g].has_pu != f->has_pu) { result = Py_NewRef(Py_None); goto done; }
+        gs[g].count++;
+        gid[i] = (int32_t)g;
     }
-    if (pbytes > INT32_MAX || qbytes > INT32_MAX || levels_total > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "too many levels"); return NULL; }
-    PyObject *out[6];
-    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
-    out[1] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
-    out[3] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[4] = PyBytes_FromStringAndSize(NULL, levels_total * 4);
-    out[5] = PyBytes_FromStringAndSize(NULL, levels_total);
-    for (int k = 0; k < 6; k++)
-        if (!out[k]) { for (int j = 0; j < 6; j++) Py_XDECREF(out[j]); return NULL; }
-    char *opd = PyBytes_AS_STRING(out[0]), *oqd = PyBytes_AS_STRING(out[2]), *oask = PyBytes_AS_STRING(out[5]);
-    int32_t *opo = (int32_t *)PyBytes_AS_STRING(out[1]), *oqo = (int32_t *)PyBytes_AS_STRING(out[3]);
-    int32_t *ofr = (int32_t *)PyBytes_AS_STRING(out[4]);
-    int32_t pp = 0, qp = 0, lv = 0;
-    for (Py_ssize_t k = 0; k < n; k++) {
-        block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl);
-        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
-        int32_t a = st[i], b = st[i + 1], first_ask = a + nb[i];
-        int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
-        memcpy(opd + pp, pd + po[a], (size_t)plen);
-        memcpy(oqd + qp, qd + qo[a], (size_t)qlen);
-        for (int32_t j = a; j < b; j++, lv++) {
-            opo[lv] = pp + (po[j] - po[a]);
-            oqo[lv] = qp + (qo[j] - qo[a]);
-            ofr[lv] = (int32_t)k;
-            oask[lv] = j >= first_ask;
+    if (!(groups = PyList_New(ng))) goto done;
+    /* per group: build the columns in one pass over the read's frames of that group */
+    Py_ssize_t *last = PyMem_Malloc((size_t)ng * sizeof(Py_ssize_t));
+    if (!last) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t g = 0; g < ng; g++) last[g] = -1;
+    PyObject *cols[5];
+    char **ptr = PyMem_Malloc((size_t)ng * 5 * sizeof(char *));
+    int *spot = PyMem_Malloc((size_t)ng * sizeof(int)), *usdm = PyMem_Malloc((size_t)ng * sizeof(int));
+    Py_ssize_t *first = PyMem_Malloc((size_t)ng * sizeof(Py_ssize_t));
+    if (!ptr || !spot || !usdm || !first) {
+        PyMem_Free(last), PyMem_Free(ptr), PyMem_Free(spot), PyMem_Free(usdm), PyMem_Free(first);
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject **objs = PyMem_Malloc((size_t)ng * 5 * sizeof(PyObject *));
+    if (!objs) { PyMem_Free(last), PyMem_Free(ptr), PyMem_Free(spot), PyMem_Free(usdm), PyMem_Free(first); PyErr_NoMemory(); goto done; }
+    int ok = 1;
+    for (Py_ssize_t g = 0; g < ng; g++) {
+        Py_ssize_t c = gs[g].count;
+        objs[5 * g] = bytes_of(c, 4, &ptr[5 * g]);
+        objs[5 * g + 1] = bytes_of(c, 8, &ptr[5 * g + 1]);
+        objs[5 * g + 2] = bytes_of(c, 8, &ptr[5 * g + 2]);
+        objs[5 * g + 3] = bytes_of(c, 8, &ptr[5 * g + 3]);
+        objs[5 * g + 4] = gs[g].has_pu ? bytes_of(c, 8, &ptr[5 * g + 4]) : Py_NewRef(Py_None);
+        for (int k = 0; k < 5; k++) if (!objs[5 * g + k]) ok = 0;
+        spot[g] = usdm[g] = 1;
+    }
+    if (ok) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Frame *f = &rd.fs[i];
+            Py_ssize_t g = gid[i], k = gs[g].fill++;
+            ((int32_t *)ptr[5 * g])[k] = (int32_t)i;
+            ((int64_t *)ptr[5 * g + 1])[k] = (int64_t)f->E * 1000;
+            ((int64_t *)ptr[5 * g + 2])[k] = (int64_t)f->U;
+            ((int64_t *)ptr[5 * g + 3])[k] = (int64_t)f->u;
+            if (f->has_pu) ((int64_t *)ptr[5 * g + 4])[k] = (int64_t)f->pu;
+            if (last[g] >= 0) {
+                Frame *p = &rd.fs[last[g]];
+                if (!(f->u > p->u && f->U <= p->u + 1)) spot[g] = 0;
+                if (!(f->has_pu && f->pu == p->u && f->u > p->u)) usdm[g] = 0;
+            } else first[g] = i;
+            last[g] = i;
         }
-        pp += plen, qp += qlen;
+        for (Py_ssize_t g = 0; g < ng && ok; g++) {
+            Frame *a = &rd.fs[first[g]], *z = &rd.fs[last[g]];
+            PyObject *sym = PyUnicode_FromStringAndSize(gs[g].s, gs[g].n);
+            PyObject *fpu = a->has_pu ? PyLong_FromLongLong(a->pu) : Py_NewRef(Py_None);
+            PyObject *t = sym && fpu ? Py_BuildValue("(NOOOOONLLLLOO)", sym, objs[5 * g], objs[5 * g + 1],
+                objs[5 * g + 2], objs[5 * g + 3], objs[5 * g + 4], fpu, a->U, a->u, z->u, (long long)z->E * 1000,
+                spot[g] ? Py_True : Py_False, usdm[g] ? Py_True : Py_False) : NULL;
+            if (!t) { if (!sym) Py_XDECREF(fpu); else if (!fpu) Py_DECREF(sym); ok = 0; break; }
+            PyList_SET_ITEM(groups, g, t);
+        }
     }
-    opo[lv] = pp, oqo[lv] = qp;
-    PyObject *res = PyTuple_New(6);
-    if (!res) { for (int j = 0; j < 6; j++) Py_DECREF(out[j]); return NULL; }
-    for (int k = 0; k < 6; k++) PyTuple_SET_ITEM(res, k, out[k]);
-    return res;
+    for (Py_ssize_t k = 0; k < ng * 5; k++) Py_XDECREF(objs[k]);
+    PyMem_Free(objs), PyMem_Free(last), PyMem_Free(ptr), PyMem_Free(spot), PyMem_Free(usdm), PyMem_Free(first);
+    (void)cols;
+    if (!ok) goto done;
+    if (!(blk = read_block(&rd, n))) goto done;
+    result = PyTuple_Pack(2, groups, blk);
+done:
+    Py_XDECREF(groups);
+    Py_XDECREF(blk);
+    PyMem_Free(gs), PyMem_Free(gid);
+    read_free(&rd);
+    return result;
 }
 
 static PyMethodDef methods[] = {
     {"decode", decode, METH_O, "A read of Binance depthUpdate frames -> (symbols, E, U, u, pu, block), or None."},
-    {"gather", gather, METH_VARARGS, "Levels of frames (blocks[k], idx[k]) -> (px_data, px_off, qty_data, qty_off, frame, is_ask)."},
+    {"decode_groups", decode_groups, METH_O, "A read of Binance depthUpdate frames -> (per-symbol column groups, block), or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,12 +44,14 @@ from connectors.binance.parsing import (
     EXCHANGE,
     Instrument,
     ParseError,
+    parse_depth_read,
     parse_depth_snapshot,
     parse_exchange_info,
     parse_ws_frame,
     parse_ws_frames,
 )
 from connectors.egress import EgressManager
+from connectors.handoff import HandoffQueue
 from connectors.journal import JournalWriter, RecordKind
 from connectors.signals import RUN_ID
 from connectors.ws_client import (
@@ -62,6 +64,7 @@ from connectors.ws_client import (
 )
 from cryptoflow import metrics
 from cryptoflow.config import BinanceSpotConfig, BinanceUsdmConfig, ConnectorConfig
+from cryptoflow.level_block import DepthRead
 from cryptoflow.model import Kind, Market, RawEvent
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
@@ -77,6 +80,7 @@ CHANNEL_FUNDING = "funding"  # USD-M markPriceUpdate (funding rate, next funding
 SPOT, USDM = "spot", "usdm"
 # Ids the duplicate filter compares, per event kind (all increase along a stream).
 _FILTERED = (Kind.DEPTH_DIFF, Kind.BOOK_TICKER, Kind.TRADE, Kind.FUNDING, Kind.LIQUIDATION)
+_DEPTH_DIFF = Kind.DEPTH_DIFF
 
 
 def instruments_market(market: str) -> str:
@@ -217,7 +221,8 @@ INSTRUMENTS = InstrumentCache()
 
 
 class _LaneHandover:
-    """`HandoverHandler` for one lane: parse, emit primary events, buffer the replacement's."""
+    """`HandoverHandler` for one lane: the primary's reads go to the client's `_on_frames` (columns or
+    events), the replacement's are parsed into events and buffered."""
 
     def __init__(self, client: BinanceClient, name: str) -> None:
         self.client, self.name = client, name
@@ -225,10 +230,10 @@ class _LaneHandover:
         self.first: dict[tuple[Kind, str], RawEvent] = {}  # replacement's first event per stream
 
     def on_frames(self, raws: list[str | bytes], primary: bool) -> None:
-        events, kept = self.client.parse_many(raws)
         if primary:
-            self.client.emit_many(events, kept)
+            self.client._on_frames(raws)
             return
+        events, kept = self.client.parse_many(raws)
         self.buffer.extend(zip(events, kept, strict=True))
         for event in events:
             if event.kind in _FILTERED and event.seq is not None:
@@ -273,7 +278,11 @@ class BinanceClient(WsClient):
         out: queue.Queue | JournalWriter,
         local_addr: str | None = None,
         egress: EgressManager | None = None,
+        columnar: bool = False,
     ) -> None:
+        """`columnar`: hand over a read of nothing but depth diffs that simply continue their books as
+        one `DepthRead` (per-symbol column groups) instead of one `RawEvent` per frame; only for flows
+        whose operator takes them (the delta tables), only on a `wait` queue, never with a journal."""
         if not symbols:
             raise ValueError("a client needs at least one symbol")
         if market not in (SPOT, USDM):
@@ -292,6 +301,7 @@ class BinanceClient(WsClient):
         self._snapshot_tasks: dict[str, asyncio.Task] = {}
         self._frames = metrics.FRAMES.labels(EXCHANGE, Market.SPOT if market == SPOT else Market.PERP)
         self._duplicates = metrics.seq_event(EXCHANGE, "duplicate_frame")  # bound once, per batch
+        self.columnar = columnar and self.journal is None and isinstance(out, HandoffQueue)
 
     # ------------------------------------------------------------------ venue specifics
     @property
@@ -370,8 +380,37 @@ class BinanceClient(WsClient):
 
     def _on_frames(self, raws: list[str | bytes]) -> None:
         """A batch of the primary connection's frames (what the socket reader and benchmarks drive)."""
+        if self.columnar:
+            read = parse_depth_read(raws, self.instruments, self.shard, now_us())
+            if read is not None and self._admit(read):
+                self._frames.inc(len(raws))
+                self._put_read(read)
+                return
         events, kept = self.parse_many(raws)
         self.emit_many(events, kept)
+
+    def _put_read(self, read: DepthRead) -> None:
+        """Hand a column read over counted as its frames (the queue's cap bounds frames either way);
+        waits for room like the `wait` policy, until the client is stopped."""
+        out = self.out
+        while not out.put_weighted(read, read.span, 0.5):
+            if self._stop.is_set():
+                return
+
+    def _admit(self, read: DepthRead) -> bool:
+        """Whether every symbol's group of the read is new (duplicate filter) and continues its live book
+        (the id-only sequencer); if so both move past the groups. Otherwise nothing changes and the read
+        takes the per-frame path, which counts duplicates, spots gaps and asks for snapshots."""
+        last, syncs, groups = self.filter.last, self.syncs, read.groups
+        for group in groups:
+            seen = last.get((_DEPTH_DIFF, group.exchange_symbol))
+            sync = syncs.get(group.exchange_symbol)
+            if (seen is not None and group.first_u <= seen) or sync is None or not sync.group_applies(group):
+                return False
+        for group in groups:
+            last[(_DEPTH_DIFF, group.exchange_symbol)] = group.seq
+            syncs[group.exchange_symbol].apply_group(group)
+        return True
 
     def emit(self, event: RawEvent, raw: str | bytes | None = None) -> None:
         """Hand one event to the dataflow, unless it repeats one already handed over. `raw` is the frame

@@ -15,13 +15,14 @@ import msgspec
 import orjson
 
 from connectors.parse_errors import ParseError
-from cryptoflow.level_block import BlockLevels
+from cryptoflow.level_block import BlockLevels, DepthGroup, DepthRead
 from cryptoflow.model import BUY, LONG, SELL, SHORT, Funding, Kind, Liquidation, Market, RawEvent
 
 try:  # the compiled read decoder (setup.py, optional): without it reads take the msgspec path below
     from connectors.binance._depth import decode as _c_decode
+    from connectors.binance._depth import decode_groups as _c_decode_groups
 except ImportError:  # pragma: no cover - installs without a C compiler
-    _c_decode = None
+    _c_decode = _c_decode_groups = None
 
 EXCHANGE = "binance"
 
@@ -127,6 +128,30 @@ def parse_ws_frames(
         if decoded is not None:
             return _depth_events(decoded, raws, instruments, shard, ingest_us, on_error)
     return _parse_frames_one_by_one(raws, instruments, shard, ingest_us, on_error)
+
+
+def parse_depth_read(
+    raws: list[bytes | str], instruments: dict[str, Instrument], shard: int, ingest_us: int
+) -> DepthRead | None:
+    """A read of nothing but depth diffs of known symbols as one `DepthRead` (per-symbol column groups,
+    levels in one block), or None: anything else (another event, a malformed frame, an unknown symbol,
+    no compiler) is for `parse_ws_frames`, which classifies and counts it."""
+    if _c_decode_groups is None or type(raws) is not list:
+        return None
+    decoded = _c_decode_groups(raws)
+    if decoded is None:
+        return None
+    columns, block = decoded
+    groups = []
+    get = instruments.get
+    for cols in columns:
+        inst = get(cols[0])
+        if inst is None:
+            return None
+        groups.append(DepthGroup(
+            EXCHANGE, inst.market, inst.symbol, inst.exchange_symbol, shard, ingest_us, block, cols
+        ))  # fmt: skip
+    return DepthRead(groups, len(raws))
 
 
 def _decode_depth_batch(raws: list[bytes | str]) -> list[_DepthFrame] | None:

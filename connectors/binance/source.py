@@ -17,6 +17,9 @@ from connectors.source import ShardedSource, replay_has_source
 from cryptoflow.config import Settings
 
 EXCHANGE = "binance"
+# Streams whose operator (`operators.delta_sync.DeltaSyncLogic`) takes a socket read as column groups
+# (`cryptoflow.level_block.DepthRead`); every other stream gets one `RawEvent` per frame.
+COLUMNAR_STREAMS = frozenset({"spot_delta", "futures_delta"})
 log = logging.getLogger(__name__)
 
 
@@ -56,12 +59,15 @@ def binance_source(
     spec = channel_spec(settings, EXCHANGE, stream)
     egress = egress_from_config(settings.sharding, by_shard)
 
+    columnar = stream in COLUMNAR_STREAMS
+
     def make_clients(shard: int, out: Any) -> list[BinanceClient]:  # a queue.Queue or a JournalWriter
         return [
             BinanceClient(
-                market, cfg, settings.connector, by_shard[shard], channels, shard, out, egress=egress
+                market, cfg, settings.connector, by_shard[shard], channels, shard, out, egress=egress,
+                columnar=columnar,
             )
-        ]
+        ]  # fmt: skip
 
     return ShardedSource(
         sorted(by_shard),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptoflow.model import Kind
-from operators.sequencing.sync import register_run_rule
+from operators.sequencing.sync import register_chain_flag, register_run_rule
 from operators.sequencing.verdict import Verdict
 
 _DIFF = Kind.DEPTH_DIFF
@@ -65,3 +65,5 @@ def usdm_live_run(book_id: int, diffs: Sequence[Any], start: int) -> tuple[int, 
 
 register_run_rule(spot_verdict, spot_live_run)
 register_run_rule(usdm_verdict, usdm_live_run)
+register_chain_flag(spot_verdict, "spot_chain")
+register_chain_flag(usdm_verdict, "usdm_chain")

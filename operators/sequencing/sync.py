@@ -26,11 +26,20 @@ S = TypeVar("S")
 # `prev_seq`. It must say exactly what repeated `apply_live` says on a book that is not fresh.
 RunRule = Callable[[int, Sequence[Any], int], tuple[int, int]]
 _RUN_RULES: dict[Any, RunRule] = {}
+# A verdict's chain flag: the name of the `DepthGroup` attribute that says (decoder-computed) that every
+# diff of a group after its first continues the one before under this verdict's live rule.
+_CHAIN_FLAGS: dict[Any, str] = {}
 
 
 def register_run_rule(verdict: VerdictFn, rule: RunRule) -> None:
     """A verdict's run-level form (one call per run of diffs instead of one `apply_live` per diff)."""
     _RUN_RULES[verdict] = rule
+
+
+def register_chain_flag(verdict: VerdictFn, flag: str) -> None:
+    """Which precomputed chain flag of a column group (`cryptoflow.level_block.DepthGroup`) states that
+    the verdict's live rule holds between its consecutive diffs."""
+    _CHAIN_FLAGS[verdict] = flag
 
 
 class Outcome(Enum):
@@ -112,6 +121,29 @@ class DiffSync(Generic[T, S]):
         if stop > start:
             self.book_id = book_id
         return stop
+
+    def group_applies(self, group: Any) -> bool:
+        """Whether a column group of diffs (first ids `first_U`/`first_u`/`first_pu`, last id `seq`, chain
+        flag per verdict) continues the LIVE book as a whole: its first diff applies and the decoder found
+        every later one continuing its predecessor. Pure: changes nothing."""
+        flag = _CHAIN_FLAGS.get(self.verdict)
+        if (
+            flag is None
+            or not getattr(group, flag)
+            or self.book_id is None
+            or self.pending_snapshot is not None
+        ):
+            return False
+        verdict = self.verdict(self.book_id, self.fresh, group.first_U, group.first_u, group.first_pu)
+        return verdict is Verdict.APPLY
+
+    def apply_group(self, group: Any) -> bool:
+        """`group_applies`, and if so the book moves to the group's last id (as `apply_live` per diff
+        would). False changes nothing: the caller takes the group diff by diff."""
+        if not self.group_applies(group):
+            return False
+        self.book_id, self.fresh = group.seq, False
+        return True
 
     def on_snapshot(self, snapshot: S, last_update_id: int) -> Step[T, S]:
         """Adopt a snapshot and replay the buffer against it."""

@@ -73,6 +73,9 @@ class Collector:
         kept = [(ev, raw) for ev, raw in zip(events, raws, strict=True) if ev is not None]
         return [ev for ev, _ in kept], [raw for _, raw in kept]
 
+    def _on_frames(self, raws) -> None:  # the primary's reads (the real client may take them as columns)
+        self.emit_many(*self.parse_many(raws))
+
     def emit_many(self, events, raws) -> None:
         self.emitted.extend(
             ev.seq for ev, fresh in zip(events, self.filter.fresh_many(events), strict=True) if fresh

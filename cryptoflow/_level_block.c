@@ -1,0 +1,229 @@
+/* Level blocks (see connectors/binance/_depth.c for how a read is decoded into one) read back for the
+ * delta table's Arrow build, without a Python object per level. Core code: `cryptoflow.schemas` uses it,
+ * whichever connector made the blocks.
+ *
+ * A block is (px_data, px_off, qty_data, qty_off, starts, nbids): level texts per column concatenated with
+ * int32 offsets (L + 1), per frame the first level (int32, n + 1) and the number of bids (int32, n); a
+ * frame's levels are its bids then its asks.
+ *
+ * `gather(blocks, idx)` concatenates the levels of frames (blocks[k], idx[k]) for the delta table:
+ * (px_data, px_off, qty_data, qty_off, frame int32 per level, is_ask uint8 per level).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* A block as a decoder made it: six bytes objects with consistent sizes (checked, blocks may be pickled). */
+static int block_parts(PyObject *b, const char **pd, const int32_t **po, const char **qd, const int32_t **qo,
+                       const int32_t **st, const int32_t **nb, Py_ssize_t *frames, Py_ssize_t *lv) {
+    if (!PyTuple_CheckExact(b) || PyTuple_GET_SIZE(b) != 6) goto bad;
+    for (int k = 0; k < 6; k++)
+        if (!PyBytes_CheckExact(PyTuple_GET_ITEM(b, k))) goto bad;
+    *pd = PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 0)), *po = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 1));
+    *qd = PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 2)), *qo = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 3));
+    *st = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 4)), *nb = (const int32_t *)PyBytes_AS_STRING(PyTuple_GET_ITEM(b, 5));
+    *frames = PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 5)) / 4;
+    *lv = PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 1)) / 4 - 1;
+    if (PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 4)) / 4 != *frames + 1 || PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 3)) / 4 != *lv + 1
+        || *lv < 0 || (*st)[*frames] != *lv || (*po)[*lv] != PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 0))
+        || (*qo)[*lv] != PyBytes_GET_SIZE(PyTuple_GET_ITEM(b, 2)))
+        goto bad;
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "not a level block");
+    return -1;
+}
+
+static PyObject *gather(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *blocks, *idx;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &blocks, &PyList_Type, &idx)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(blocks);
+    if (PyList_GET_SIZE(idx) != n) { PyErr_SetString(PyExc_ValueError, "blocks and idx differ in length"); return NULL; }
+    const char *pd, *qd; const int32_t *po, *qo, *st, *nb;
+    Py_ssize_t nf, nl, levels_total = 0, pbytes = 0, qbytes = 0;
+    /* pass 1: sizes and checks */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl) < 0) return NULL;
+        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
+        if (i == -1 && PyErr_Occurred()) return NULL;
+        if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
+            PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
+            return NULL;
+        }
+        levels_total += st[i + 1] - st[i];
+        pbytes += po[st[i + 1]] - po[st[i]], qbytes += qo[st[i + 1]] - qo[st[i]];
+    }
+    if (pbytes > INT32_MAX || qbytes > INT32_MAX || levels_total > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "too many levels"); return NULL; }
+    PyObject *out[6];
+    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
+    out[1] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
+    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
+    out[3] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
+    out[4] = PyBytes_FromStringAndSize(NULL, levels_total * 4);
+    out[5] = PyBytes_FromStringAndSize(NULL, levels_total);
+    for (int k = 0; k < 6; k++)
+        if (!out[k]) { for (int j = 0; j < 6; j++) Py_XDECREF(out[j]); return NULL; }
+    char *opd = PyBytes_AS_STRING(out[0]), *oqd = PyBytes_AS_STRING(out[2]), *oask = PyBytes_AS_STRING(out[5]);
+    int32_t *opo = (int32_t *)PyBytes_AS_STRING(out[1]), *oqo = (int32_t *)PyBytes_AS_STRING(out[3]);
+    int32_t *ofr = (int32_t *)PyBytes_AS_STRING(out[4]);
+    int32_t pp = 0, qp = 0, lv = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl);
+        Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
+        int32_t a = st[i], b = st[i + 1], first_ask = a + nb[i];
+        int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
+        memcpy(opd + pp, pd + po[a], (size_t)plen);
+        memcpy(oqd + qp, qd + qo[a], (size_t)qlen);
+        for (int32_t j = a; j < b; j++, lv++) {
+            opo[lv] = pp + (po[j] - po[a]);
+            oqo[lv] = qp + (qo[j] - qo[a]);
+            ofr[lv] = (int32_t)k;
+            oask[lv] = j >= first_ask;
+        }
+        pp += plen, qp += qlen;
+    }
+    opo[lv] = pp, oqo[lv] = qp;
+    PyObject *res = PyTuple_New(6);
+    if (!res) { for (int j = 0; j < 6; j++) Py_DECREF(out[j]); return NULL; }
+    for (int k = 0; k < 6; k++) PyTuple_SET_ITEM(res, k, out[k]);
+    return res;
+}
+
+/* `gather_groups(blocks, positions)`: `gather` for `decode_groups`' groups: the levels of frames
+ * positions[k] (int32 bytes) of blocks[k], for every k in order -> (px_data, px_off, qty_data, qty_off,
+ * frame int32 per level (running index over all the groups' frames), is_ask uint8 per level, group int32
+ * per frame). */
+static PyObject *gather_groups(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *blocks, *positions;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &blocks, &PyList_Type, &positions)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(blocks);
+    if (PyList_GET_SIZE(positions) != n) { PyErr_SetString(PyExc_ValueError, "blocks and positions differ in length"); return NULL; }
+    const char *pd, *qd; const int32_t *po, *qo, *st, *nb;
+    Py_ssize_t nf, nl, levels_total = 0, frames_total = 0, pbytes = 0, qbytes = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl) < 0) return NULL;
+        PyObject *pos = PyList_GET_ITEM(positions, k);
+        if (!PyBytes_CheckExact(pos) || PyBytes_GET_SIZE(pos) % 4) { PyErr_SetString(PyExc_ValueError, "positions must be int32 bytes"); return NULL; }
+        const int32_t *ix = (const int32_t *)PyBytes_AS_STRING(pos);
+        Py_ssize_t m = PyBytes_GET_SIZE(pos) / 4;
+        for (Py_ssize_t j = 0; j < m; j++) {
+            int32_t i = ix[j];
+            if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
+                PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
+                return NULL;
+            }
+            levels_total += st[i + 1] - st[i];
+            pbytes += po[st[i + 1]] - po[st[i]], qbytes += qo[st[i + 1]] - qo[st[i]];
+        }
+        frames_total += m;
+    }
+    if (pbytes > INT32_MAX || qbytes > INT32_MAX || levels_total > INT32_MAX || frames_total > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many levels");
+        return NULL;
+    }
+    PyObject *out[7];
+    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
+    out[1] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
+    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
+    out[3] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
+    out[4] = PyBytes_FromStringAndSize(NULL, levels_total * 4);
+    out[5] = PyBytes_FromStringAndSize(NULL, levels_total);
+    out[6] = PyBytes_FromStringAndSize(NULL, frames_total * 4);
+    for (int k = 0; k < 7; k++)
+        if (!out[k]) { for (int j = 0; j < 7; j++) Py_XDECREF(out[j]); return NULL; }
+    char *opd = PyBytes_AS_STRING(out[0]), *oqd = PyBytes_AS_STRING(out[2]), *oask = PyBytes_AS_STRING(out[5]);
+    int32_t *opo = (int32_t *)PyBytes_AS_STRING(out[1]), *oqo = (int32_t *)PyBytes_AS_STRING(out[3]);
+    int32_t *ofr = (int32_t *)PyBytes_AS_STRING(out[4]), *ogr = (int32_t *)PyBytes_AS_STRING(out[6]);
+    int32_t pp = 0, qp = 0, lv = 0, fr = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl);
+        PyObject *pos = PyList_GET_ITEM(positions, k);
+        const int32_t *ix = (const int32_t *)PyBytes_AS_STRING(pos);
+        Py_ssize_t m = PyBytes_GET_SIZE(pos) / 4;
+        for (Py_ssize_t j = 0; j < m; j++, fr++) {
+            int32_t i = ix[j], a = st[i], b = st[i + 1], first_ask = a + nb[i];
+            int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
+            memcpy(opd + pp, pd + po[a], (size_t)plen);
+            memcpy(oqd + qp, qd + qo[a], (size_t)qlen);
+            for (int32_t l = a; l < b; l++, lv++) {
+                opo[lv] = pp + (po[l] - po[a]);
+                oqo[lv] = qp + (qo[l] - qo[a]);
+                ofr[lv] = fr;
+                oask[lv] = l >= first_ask;
+            }
+            pp += plen, qp += qlen;
+            ogr[fr] = (int32_t)k;
+        }
+    }
+    opo[lv] = pp, oqo[lv] = qp;
+    PyObject *res = PyTuple_New(7);
+    if (!res) { for (int j = 0; j < 7; j++) Py_DECREF(out[j]); return NULL; }
+    for (int k = 0; k < 7; k++) PyTuple_SET_ITEM(res, k, out[k]);
+    return res;
+}
+
+/* `decimals(data, offsets, scale)`: the texts data[offsets[i]:offsets[i+1]] as an Arrow decimal128 buffer
+ * (16 bytes per value, little-endian two's complement) at `scale`, or None when any text is not a plain
+ * non-negative decimal `digits[.digits]` with at most `scale` fraction digits and at most 38 - scale
+ * integer digits (the caller then casts with Arrow, which decides what such texts mean). */
+static PyObject *decimals(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *data; Py_ssize_t data_n; const char *off_b; Py_ssize_t off_n; int scale;
+    if (!PyArg_ParseTuple(args, "y#y#i", &data, &data_n, &off_b, &off_n, &scale)) return NULL;
+    if (off_n % 4 || off_n < 4 || scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad offsets or scale"); return NULL; }
+    const int32_t *off = (const int32_t *)off_b;
+    Py_ssize_t n = off_n / 4 - 1;
+    if (off[0] < 0 || off[n] > data_n) { PyErr_SetString(PyExc_ValueError, "offsets out of the data"); return NULL; }
+    unsigned __int128 pow10[39];
+    pow10[0] = 1;
+    for (int k = 1; k <= 38; k++) pow10[k] = pow10[k - 1] * 10;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * 16);
+    if (!out) return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t a = off[i], b = off[i + 1];
+        if (a > b) goto decline;
+        const char *p = data + a, *end = data + b;
+        unsigned __int128 v = 0;
+        int int_digits = 0, frac = 0, any = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (v || *p != '0') int_digits++;
+            v = v * 10 + (unsigned)(*p - '0'), p++, any = 1;
+            if (int_digits > 38 - scale) goto decline;
+        }
+        if (!any) goto decline;
+        if (p < end) {
+            if (*p != '.') goto decline;
+            p++;
+            if (p == end) goto decline;
+            while (p < end && *p >= '0' && *p <= '9') {
+                if (++frac > scale) goto decline;
+                v = v * 10 + (unsigned)(*p - '0'), p++;
+            }
+            if (p != end) goto decline;
+        }
+        v *= pow10[scale - frac];
+        memcpy(o + 16 * i, &v, 16);
+    }
+    return out;
+decline:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"gather", gather, METH_VARARGS, "Levels of frames (blocks[k], idx[k]) -> (px_data, px_off, qty_data, qty_off, frame, is_ask)."},
+    {"gather_groups", gather_groups, METH_VARARGS, "Levels of the frames of column groups -> (px_data, px_off, qty_data, qty_off, frame, is_ask, group)."},
+    {"decimals", decimals, METH_VARARGS, "Decimal texts (data, int32 offsets) -> decimal128 buffer at a scale, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef level_block_module = {
+    PyModuleDef_HEAD_INIT, "cryptoflow._level_block", "Level blocks -> Arrow buffers (see level_block.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__level_block(void) { return PyModule_Create(&level_block_module); }
