@@ -34,7 +34,7 @@ from cryptoflow.paths import REPO_ROOT
 HEADLINE = "binance-spot"
 # Corpus sizes (repetitions of the recording): full ~100k spot frames, quick ~25k.
 SIZES = {
-    "full": {"binance-spot": 600, "binance-usdm": 80, "sim_small": 30, "sim_big": 400, "procs": 900, "other": 20},
+    "full": {"binance-spot": 600, "binance-usdm": 80, "sim_small": 30, "sim_big": 400, "procs": 3000, "other": 20},
     "quick": {"binance-spot": 150, "binance-usdm": 20, "sim_small": 20, "sim_big": 120, "procs": 120, "other": 5},
 }  # fmt: skip
 
