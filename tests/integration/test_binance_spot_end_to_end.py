@@ -42,7 +42,7 @@ def env(binance_spot_simulator, tmp_path):
     return demo_environment(binance_spot_simulator, tmp_path / "warehouse")
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, 8])
 def test_spot_delta_rows_equal_the_recordings_level_changes(env, workers):
     run_flow("spot_delta", env, workers)
     rows = read(env, "spot_delta")
