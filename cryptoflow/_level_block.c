@@ -35,6 +35,70 @@ bad:
     return -1;
 }
 
+/* Check frame i of a block (nf frames: its level range inside the block, its bid count within it) and add
+ * its levels and text bytes to the totals; -1 with IndexError set when it is not a frame of the block. */
+static int count_frame(Py_ssize_t i, Py_ssize_t nf, const int32_t *st, const int32_t *nb, const int32_t *po,
+                       const int32_t *qo, Py_ssize_t *levels, Py_ssize_t *pbytes, Py_ssize_t *qbytes) {
+    if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
+        PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
+        return -1;
+    }
+    *levels += st[i + 1] - st[i];
+    *pbytes += po[st[i + 1]] - po[st[i]], *qbytes += qo[st[i + 1]] - qo[st[i]];
+    return 0;
+}
+
+/* The gathered columns being written: texts, offsets, frame per level, is_ask per level, and where the
+ * next level and the next text bytes go. */
+typedef struct {
+    char *pd, *qd, *ask;
+    int32_t *po, *qo, *fr;
+    int32_t pp, qp, lv;
+} Gathered;
+
+/* Output buffers 0-5 of `gather`/`gather_groups` for `levels` levels and the text byte totals; 0, or -1
+ * with every buffer released. */
+static int new_level_buffers(PyObject **out, Py_ssize_t levels, Py_ssize_t pbytes, Py_ssize_t qbytes, Gathered *g) {
+    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
+    out[1] = PyBytes_FromStringAndSize(NULL, (levels + 1) * 4);
+    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
+    out[3] = PyBytes_FromStringAndSize(NULL, (levels + 1) * 4);
+    out[4] = PyBytes_FromStringAndSize(NULL, levels * 4);
+    out[5] = PyBytes_FromStringAndSize(NULL, levels);
+    for (int k = 0; k < 6; k++)
+        if (!out[k]) { for (int j = 0; j < 6; j++) Py_XDECREF(out[j]); return -1; }
+    g->pd = PyBytes_AS_STRING(out[0]), g->qd = PyBytes_AS_STRING(out[2]), g->ask = PyBytes_AS_STRING(out[5]);
+    g->po = (int32_t *)PyBytes_AS_STRING(out[1]), g->qo = (int32_t *)PyBytes_AS_STRING(out[3]);
+    g->fr = (int32_t *)PyBytes_AS_STRING(out[4]);
+    g->pp = g->qp = g->lv = 0;
+    return 0;
+}
+
+/* Append frame i's levels (bids then asks) of a checked block, tagged with output frame number `frame`. */
+static inline void copy_frame(Gathered *g, int32_t frame, int32_t i, const char *pd, const int32_t *po,
+                              const char *qd, const int32_t *qo, const int32_t *st, const int32_t *nb) {
+    int32_t a = st[i], b = st[i + 1], first_ask = a + nb[i];
+    int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
+    memcpy(g->pd + g->pp, pd + po[a], (size_t)plen);
+    memcpy(g->qd + g->qp, qd + qo[a], (size_t)qlen);
+    for (int32_t l = a; l < b; l++, g->lv++) {
+        g->po[g->lv] = g->pp + (po[l] - po[a]);
+        g->qo[g->lv] = g->qp + (qo[l] - qo[a]);
+        g->fr[g->lv] = frame;
+        g->ask[g->lv] = l >= first_ask;
+    }
+    g->pp += plen, g->qp += qlen;
+}
+
+/* The closing offsets, then the buffers as one tuple (released on failure). */
+static PyObject *finish(Gathered *g, PyObject **out, int count) {
+    g->po[g->lv] = g->pp, g->qo[g->lv] = g->qp;
+    PyObject *res = PyTuple_New(count);
+    if (!res) { for (int j = 0; j < count; j++) Py_DECREF(out[j]); return NULL; }
+    for (int k = 0; k < count; k++) PyTuple_SET_ITEM(res, k, out[k]);
+    return res;
+}
+
 static PyObject *gather(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *blocks, *idx;
@@ -48,47 +112,18 @@ static PyObject *gather(PyObject *self, PyObject *args) {
         if (block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl) < 0) return NULL;
         Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
         if (i == -1 && PyErr_Occurred()) return NULL;
-        if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
-            PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
-            return NULL;
-        }
-        levels_total += st[i + 1] - st[i];
-        pbytes += po[st[i + 1]] - po[st[i]], qbytes += qo[st[i + 1]] - qo[st[i]];
+        if (count_frame(i, nf, st, nb, po, qo, &levels_total, &pbytes, &qbytes) < 0) return NULL;
     }
     if (pbytes > INT32_MAX || qbytes > INT32_MAX || levels_total > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "too many levels"); return NULL; }
     PyObject *out[6];
-    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
-    out[1] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
-    out[3] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[4] = PyBytes_FromStringAndSize(NULL, levels_total * 4);
-    out[5] = PyBytes_FromStringAndSize(NULL, levels_total);
-    for (int k = 0; k < 6; k++)
-        if (!out[k]) { for (int j = 0; j < 6; j++) Py_XDECREF(out[j]); return NULL; }
-    char *opd = PyBytes_AS_STRING(out[0]), *oqd = PyBytes_AS_STRING(out[2]), *oask = PyBytes_AS_STRING(out[5]);
-    int32_t *opo = (int32_t *)PyBytes_AS_STRING(out[1]), *oqo = (int32_t *)PyBytes_AS_STRING(out[3]);
-    int32_t *ofr = (int32_t *)PyBytes_AS_STRING(out[4]);
-    int32_t pp = 0, qp = 0, lv = 0;
+    Gathered g;
+    if (new_level_buffers(out, levels_total, pbytes, qbytes, &g) < 0) return NULL;
     for (Py_ssize_t k = 0; k < n; k++) {
         block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl);
         Py_ssize_t i = PyLong_AsSsize_t(PyList_GET_ITEM(idx, k));
-        int32_t a = st[i], b = st[i + 1], first_ask = a + nb[i];
-        int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
-        memcpy(opd + pp, pd + po[a], (size_t)plen);
-        memcpy(oqd + qp, qd + qo[a], (size_t)qlen);
-        for (int32_t j = a; j < b; j++, lv++) {
-            opo[lv] = pp + (po[j] - po[a]);
-            oqo[lv] = qp + (qo[j] - qo[a]);
-            ofr[lv] = (int32_t)k;
-            oask[lv] = j >= first_ask;
-        }
-        pp += plen, qp += qlen;
+        copy_frame(&g, (int32_t)k, (int32_t)i, pd, po, qd, qo, st, nb);
     }
-    opo[lv] = pp, oqo[lv] = qp;
-    PyObject *res = PyTuple_New(6);
-    if (!res) { for (int j = 0; j < 6; j++) Py_DECREF(out[j]); return NULL; }
-    for (int k = 0; k < 6; k++) PyTuple_SET_ITEM(res, k, out[k]);
-    return res;
+    return finish(&g, out, 6);
 }
 
 /* `gather_groups(blocks, positions)`: `gather` for `decode_groups`' groups: the levels of frames
@@ -109,15 +144,8 @@ static PyObject *gather_groups(PyObject *self, PyObject *args) {
         if (!PyBytes_CheckExact(pos) || PyBytes_GET_SIZE(pos) % 4) { PyErr_SetString(PyExc_ValueError, "positions must be int32 bytes"); return NULL; }
         const int32_t *ix = (const int32_t *)PyBytes_AS_STRING(pos);
         Py_ssize_t m = PyBytes_GET_SIZE(pos) / 4;
-        for (Py_ssize_t j = 0; j < m; j++) {
-            int32_t i = ix[j];
-            if (i < 0 || i >= nf || st[i] > st[i + 1] || st[i] < 0 || nb[i] < 0 || nb[i] > st[i + 1] - st[i]) {
-                PyErr_SetString(PyExc_IndexError, "frame index out of its level block");
-                return NULL;
-            }
-            levels_total += st[i + 1] - st[i];
-            pbytes += po[st[i + 1]] - po[st[i]], qbytes += qo[st[i + 1]] - qo[st[i]];
-        }
+        for (Py_ssize_t j = 0; j < m; j++)
+            if (count_frame(ix[j], nf, st, nb, po, qo, &levels_total, &pbytes, &qbytes) < 0) return NULL;
         frames_total += m;
     }
     if (pbytes > INT32_MAX || qbytes > INT32_MAX || levels_total > INT32_MAX || frames_total > INT32_MAX) {
@@ -125,44 +153,24 @@ static PyObject *gather_groups(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *out[7];
-    out[0] = PyBytes_FromStringAndSize(NULL, pbytes);
-    out[1] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[2] = PyBytes_FromStringAndSize(NULL, qbytes);
-    out[3] = PyBytes_FromStringAndSize(NULL, (levels_total + 1) * 4);
-    out[4] = PyBytes_FromStringAndSize(NULL, levels_total * 4);
-    out[5] = PyBytes_FromStringAndSize(NULL, levels_total);
-    out[6] = PyBytes_FromStringAndSize(NULL, frames_total * 4);
-    for (int k = 0; k < 7; k++)
-        if (!out[k]) { for (int j = 0; j < 7; j++) Py_XDECREF(out[j]); return NULL; }
-    char *opd = PyBytes_AS_STRING(out[0]), *oqd = PyBytes_AS_STRING(out[2]), *oask = PyBytes_AS_STRING(out[5]);
-    int32_t *opo = (int32_t *)PyBytes_AS_STRING(out[1]), *oqo = (int32_t *)PyBytes_AS_STRING(out[3]);
-    int32_t *ofr = (int32_t *)PyBytes_AS_STRING(out[4]), *ogr = (int32_t *)PyBytes_AS_STRING(out[6]);
-    int32_t pp = 0, qp = 0, lv = 0, fr = 0;
+    Gathered g;
+    if (new_level_buffers(out, levels_total, pbytes, qbytes, &g) < 0) return NULL;
+    if (!(out[6] = PyBytes_FromStringAndSize(NULL, frames_total * 4))) {
+        for (int j = 0; j < 6; j++) Py_DECREF(out[j]);
+        return NULL;
+    }
+    int32_t *ogr = (int32_t *)PyBytes_AS_STRING(out[6]), fr = 0;
     for (Py_ssize_t k = 0; k < n; k++) {
         block_parts(PyList_GET_ITEM(blocks, k), &pd, &po, &qd, &qo, &st, &nb, &nf, &nl);
         PyObject *pos = PyList_GET_ITEM(positions, k);
         const int32_t *ix = (const int32_t *)PyBytes_AS_STRING(pos);
         Py_ssize_t m = PyBytes_GET_SIZE(pos) / 4;
         for (Py_ssize_t j = 0; j < m; j++, fr++) {
-            int32_t i = ix[j], a = st[i], b = st[i + 1], first_ask = a + nb[i];
-            int32_t plen = po[b] - po[a], qlen = qo[b] - qo[a];
-            memcpy(opd + pp, pd + po[a], (size_t)plen);
-            memcpy(oqd + qp, qd + qo[a], (size_t)qlen);
-            for (int32_t l = a; l < b; l++, lv++) {
-                opo[lv] = pp + (po[l] - po[a]);
-                oqo[lv] = qp + (qo[l] - qo[a]);
-                ofr[lv] = fr;
-                oask[lv] = l >= first_ask;
-            }
-            pp += plen, qp += qlen;
+            copy_frame(&g, fr, ix[j], pd, po, qd, qo, st, nb);
             ogr[fr] = (int32_t)k;
         }
     }
-    opo[lv] = pp, oqo[lv] = qp;
-    PyObject *res = PyTuple_New(7);
-    if (!res) { for (int j = 0; j < 7; j++) Py_DECREF(out[j]); return NULL; }
-    for (int k = 0; k < 7; k++) PyTuple_SET_ITEM(res, k, out[k]);
-    return res;
+    return finish(&g, out, 7);
 }
 
 /* `decimals(data, offsets, scale)`: the texts data[offsets[i]:offsets[i+1]] as an Arrow decimal128 buffer
