@@ -236,14 +236,14 @@ def _diff_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa
 
 def _block_levels_table(events: list[RawEvent], positions: list[int]) -> tuple[pa.Table, pa.Array]:
     """Level rows of applied diffs whose levels sit in the compiled decoder's blocks (`BlockLevels`):
-    gathered in C into string buffers, in message order (bids, then asks, per message)."""
+    gathered in C, decimal texts parsed as for column groups (`_decimal_texts`), in message order
+    (bids, then asks, per message)."""
     payloads = [e.payload for e in events]
     px_data, px_off, qty_data, qty_off, frame, ask = gather(
         [p.block for p in payloads], [p.i for p in payloads]
     )
     rows = len(ask)
-    prices = pa.StringArray.from_buffers(rows, pa.py_buffer(px_off), pa.py_buffer(px_data))
-    qtys = pa.StringArray.from_buffers(rows, pa.py_buffer(qty_off), pa.py_buffer(qty_data))
+    prices, qtys = _decimal_texts(rows, px_data, px_off), _decimal_texts(rows, qty_data, qty_off)
     frames = pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(frame)])
     is_ask = pa.Array.from_buffers(pa.uint8(), rows, [None, pa.py_buffer(ask)]).cast(pa.bool_())
     return _diff_rows(events, positions, frames, is_ask, prices, qtys)
@@ -331,7 +331,7 @@ def _diff_rows(
     prices: pa.Array,
     qtys: pa.Array,
 ) -> tuple[pa.Table, pa.Array]:
-    """The delta table from per-level (message index, is ask, price text, qty text) columns; the second
+    """The delta table from per-level (message index, is ask, price, qty: texts or decimals) columns; the second
     value is each row's sort key (2 x the message's position + is ask)."""
     header = {
         "exchange": pa.array([e.exchange for e in events], pa.string()),
