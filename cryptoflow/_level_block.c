@@ -178,17 +178,32 @@ static PyObject *gather_groups(PyObject *self, PyObject *args) {
  * integer digits (the caller then leaves the column to Arrow's cast, which decides what such texts mean). */
 static inline int parse_decimal(const char *p, const char *end, int scale, const unsigned __int128 *pow10,
                                 unsigned __int128 *out) {
-    /* digits go into a 64-bit integer while at most 19 were read (exchange texts), then into 128 bits */
-    uint64_t lo = 0;
-    unsigned __int128 v;
-    int digits = 0, int_digits = 0, frac = 0, any = 0, wide = 0;
+    Py_ssize_t n = end - p;
+    if (n > 0 && n <= 19) {
+        /* exchange texts: at most 19 digits fit a 64-bit integer; one branch-light pass, checks after */
+        const char *s = p;
+        uint64_t lo = 0;
+        Py_ssize_t dot = -1;
+        for (; p < end; p++) {
+            unsigned d = (unsigned)(unsigned char)*p - '0';
+            if (d < 10) lo = lo * 10 + d;
+            else if (*p == '.' && dot < 0) dot = p - s;
+            else return 0;
+        }
+        Py_ssize_t int_digits = dot < 0 ? n : dot, frac = dot < 0 ? 0 : n - dot - 1;
+        if (int_digits == 0 || (dot >= 0 && frac == 0) || frac > scale) return 0;
+        if (int_digits <= 38 - scale) {  /* leading zeros counted: when over, the long path counts exactly */
+            *out = (unsigned __int128)lo * pow10[scale - frac];
+            return 1;
+        }
+        p = s;
+    }
+    unsigned __int128 v = 0;
+    int int_digits = 0, frac = 0, any = 0;
     while (p < end && *p >= '0' && *p <= '9') {
-        if (int_digits || *p != '0') int_digits++;
+        if (v || *p != '0') int_digits++;
+        v = v * 10 + (unsigned)(*p - '0'), p++, any = 1;
         if (int_digits > 38 - scale) return 0;
-        if (++digits == 20) v = lo, wide = 1;
-        if (wide) v = v * 10 + (unsigned)(*p - '0');
-        else lo = lo * 10 + (uint64_t)(*p - '0');
-        p++, any = 1;
     }
     if (!any) return 0;
     if (p < end) {
@@ -197,14 +212,10 @@ static inline int parse_decimal(const char *p, const char *end, int scale, const
         if (p == end) return 0;
         while (p < end && *p >= '0' && *p <= '9') {
             if (++frac > scale) return 0;
-            if (++digits == 20) v = lo, wide = 1;
-            if (wide) v = v * 10 + (unsigned)(*p - '0');
-            else lo = lo * 10 + (uint64_t)(*p - '0');
-            p++;
+            v = v * 10 + (unsigned)(*p - '0'), p++;
         }
         if (p != end) return 0;
     }
-    if (!wide) v = lo;
     *out = v * pow10[scale - frac];
     return 1;
 }

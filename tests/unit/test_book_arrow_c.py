@@ -4,15 +4,20 @@ value must equal the text's exact decimal (checked against Python's `Decimal`, i
 
 from __future__ import annotations
 
+import re
+from array import array
 from decimal import Decimal
+from itertools import accumulate
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cryptoflow.schemas as schemas
 from connectors.kraken.parsing import KrakenV1Parser
 from connectors.okx.parsing import OkxParser
-from cryptoflow.level_block import book_levels, decimal_column
+from cryptoflow.level_block import book_levels, decimal_column, decimals
 from cryptoflow.model import BookRow
 from operators.book.tracker import KRAKEN, OKX, BookSettings, BookTracker
 from tests.support import book_truth as truth
@@ -178,3 +183,46 @@ def test_levels_as_lists_or_tuples_and_other_shapes(monkeypatch):
     for odd in ([("1", "2", "3")], [("1",)], [(1, "2")], [("1", b"2")], [None], "12"):
         assert book_levels([odd], SCALE) is None
     assert decimal_column([1.5], SCALE) is None
+
+
+PLAIN = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def c_accepts(text: str, scale: int = SCALE) -> int | None:
+    """What the C parser must give for `text`, by string arithmetic: the scaled integer when the text is
+    a plain decimal with at most `scale` fraction digits and at most 38 - `scale` significant integer
+    digits, else None (declined)."""
+    if not PLAIN.fullmatch(text):
+        return None
+    whole, _, frac = text.partition(".")
+    if len(frac) > scale or len(whole.lstrip("0")) > 38 - scale:
+        return None
+    return int(whole + frac.ljust(scale, "0"))
+
+
+texts = st.one_of(
+    st.from_regex(r"\A[0-9]{1,40}(\.[0-9]{1,22})?\Z", fullmatch=True),  # plain, short and long
+    st.from_regex(r"\A0{0,30}[0-9]{0,21}\.?[0-9]{0,20}\Z", fullmatch=True),  # leading zeros, bare dots
+    st.text(alphabet="0123456789.-+eE ", max_size=25),  # near misses
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(texts, min_size=1, max_size=6), scale=st.sampled_from([0, 2, 8, 18, 19, 30, 38]))
+def test_c_parser_equals_decimal_on_generated_texts(values, scale):
+    """Every generated text through the three C entry points, against `c_accepts`: one declined text declines
+    the whole column; otherwise each 16-byte value is the exact scaled integer."""
+    want = [c_accepts(t, scale) for t in values]
+    got_column = decimal_column(list(values), scale)
+    got_levels = book_levels([[(t, "1") for t in values]], scale)
+    raw = [t.encode() for t in values]
+    offsets = array("i", [0, *accumulate(len(b) for b in raw)]).tobytes()
+    got_texts = decimals(b"".join(raw), offsets, scale)  # the delta table's entry point
+    if any(w is None for w in want):
+        assert got_column is None and got_levels is None and got_texts is None
+        return
+    _, nulls, data = got_column
+    assert nulls == 0 and data == got_levels[1] == got_texts
+    assert [
+        int.from_bytes(data[16 * k : 16 * k + 16], "little", signed=True) for k in range(len(values))
+    ] == want
