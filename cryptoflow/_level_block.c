@@ -260,18 +260,28 @@ static inline int ascii_text(PyObject *s, const char **p, Py_ssize_t *n) {
     return 1;
 }
 
-/* `book_levels(books, scale)`: a list of book sides (each a list or tuple of (price, qty) str pairs, best
+/* A list or tuple argument's items (borrowed) and size; -1 with TypeError for anything else. */
+static int sequence_items(PyObject *seq, PyObject ***items, Py_ssize_t *n) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list or tuple");
+        return -1;
+    }
+    *items = PySequence_Fast_ITEMS(seq), *n = Py_SIZE(seq);
+    return 0;
+}
+
+/* `book_levels(books, scale)`: a list or tuple of book sides (each a list or tuple of (price, qty) str pairs, best
  * first) as the Arrow buffers of a large_list<struct<price, qty decimal128>> column: (int64 list offsets
  * (n + 1), price decimal128 buffer, qty decimal128 buffer). None when any side or level has another shape
  * or any text is not plain (see parse_decimal): the caller then builds the column the generic way. */
 static PyObject *book_levels(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *books; int scale;
-    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &books, &scale)) return NULL;
+    PyObject **sides; Py_ssize_t n, levels = 0;
+    if (!PyArg_ParseTuple(args, "Oi", &books, &scale) || sequence_items(books, &sides, &n)) return NULL;
     if (scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad scale"); return NULL; }
-    Py_ssize_t n = PyList_GET_SIZE(books), levels = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *side = PyList_GET_ITEM(books, i);
+        PyObject *side = sides[i];
         if (PyList_CheckExact(side)) levels += PyList_GET_SIZE(side);
         else if (PyTuple_CheckExact(side)) levels += PyTuple_GET_SIZE(side);
         else Py_RETURN_NONE;
@@ -287,10 +297,11 @@ static PyObject *book_levels(PyObject *self, PyObject *args) {
     int64_t k = 0;
     off[0] = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *side = PyList_GET_ITEM(books, i);
+        PyObject *side = sides[i];
         /* the counts were taken above and nothing here runs Python code, so the sizes still hold */
         PyObject **items = PySequence_Fast_ITEMS(side);
         Py_ssize_t m = Py_SIZE(side);
+        if (k + m > levels) goto decline;  /* cannot happen (no Python code ran); never write past */
         for (Py_ssize_t j = 0; j < m; j++, k++) {
             PyObject *level = items[j], *price, *qty;
             if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2)
@@ -316,15 +327,15 @@ fail:
     return NULL;
 }
 
-/* `decimal_column(values, scale)`: a list of decimal texts or None as Arrow buffers of a nullable
+/* `decimal_column(values, scale)`: a list or tuple of decimal texts or None as Arrow buffers of a nullable
  * decimal128 column: (validity bitmap or None when no value is None, null count, value buffer; a None's
  * slot holds zero). None when any value is neither None nor a plain text (see parse_decimal). */
 static PyObject *decimal_column(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *values; int scale;
-    if (!PyArg_ParseTuple(args, "O!i", &PyList_Type, &values, &scale)) return NULL;
+    PyObject **items; Py_ssize_t n, nulls = 0;
+    if (!PyArg_ParseTuple(args, "Oi", &values, &scale) || sequence_items(values, &items, &n)) return NULL;
     if (scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad scale"); return NULL; }
-    Py_ssize_t n = PyList_GET_SIZE(values), nulls = 0;
     unsigned __int128 pow10[39];
     powers_of_ten(pow10);
     PyObject *data = PyBytes_FromStringAndSize(NULL, n * 16);
@@ -334,7 +345,7 @@ static PyObject *decimal_column(PyObject *self, PyObject *args) {
     uint8_t *bits = (uint8_t *)PyBytes_AS_STRING(valid);
     memset(bits, 0, (size_t)((n + 7) / 8));
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *s = PyList_GET_ITEM(values, i);
+        PyObject *s = items[i];
         unsigned __int128 v = 0;
         if (s == Py_None) nulls++;
         else {

@@ -179,6 +179,11 @@ def test_levels_as_lists_or_tuples_and_other_shapes(monkeypatch):
     """Lists of [price, qty] (other parsers' shape) take the C path too; anything else declines."""
     rows = [book_row([["1.25", "3"]], (("2", "4"),))]
     assert book_levels([rows[0].bids, rows[0].asks], SCALE) is not None
+    assert book_levels((rows[0].bids, rows[0].asks), SCALE) == book_levels(
+        [rows[0].bids, rows[0].asks], SCALE
+    )
+    with pytest.raises(TypeError):
+        book_levels(iter([rows[0].bids]), SCALE)
     assert schemas.book_rows_to_arrow(rows).equals(python_path(rows, monkeypatch))
     for odd in ([("1", "2", "3")], [("1",)], [(1, "2")], [("1", b"2")], [None], "12"):
         assert book_levels([odd], SCALE) is None
