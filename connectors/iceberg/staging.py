@@ -28,11 +28,12 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
     """Write `arrow` as the table's data files; nothing is committed.
 
     The files pyiceberg's `_dataframe_to_data_files` writes (same partitions, bin packing, file schema
-    with field ids, table compression properties, column statistics, `DataFile`s), with one Parquet
-    option it does not pass: dictionary encoding only for the top-level string columns (venue, market,
-    symbol repeat on every row). Decimal values (the nested book levels above all) rarely repeat: the
-    writer's dictionary attempt on them took half the encode time and made the files 20 % larger
-    (docs/benchmarks.md). Values, types and meaning are unchanged; only their Parquet encoding differs."""
+    with field ids, table compression properties, column statistics, `DataFile`s), cheaper in two ways:
+    dictionary encoding only for the top-level string columns (venue, market, symbol repeat on every
+    row; decimal values, the nested book levels above all, rarely do: the writer's dictionary attempt on
+    them took half the encode time and made the files 20 % larger), and rows already in the file
+    schema's types get their field ids by a cast instead of pyiceberg's per-column projection. Values,
+    types and meaning are unchanged; only their Parquet encoding differs (docs/benchmarks.md)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyiceberg.io.pyarrow import FileFormatFactory as Formats
@@ -45,6 +46,7 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
         data_file_statistics_from_parquet_metadata,
         parquet_path_to_id_mapping,
         pyarrow_to_schema,
+        schema_to_pyarrow,
     )
     from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
     from pyiceberg.schema import sanitize_column_names
@@ -93,18 +95,26 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
         ]
     tasks = [(key, batches) for key, rows in parts for batches in bin_pack_arrow_table(rows, target_size)]
 
+    # Rows already in the file schema's types and names (the sink's conversions build exactly that) only
+    # need the field ids attached: a cast to the same types, instead of pyiceberg's per-column projection.
+    file_arrow = schema_to_pyarrow(file_schema, include_field_ids=True)
+    relabel = arrow.schema.equals(schema_to_pyarrow(file_schema, include_field_ids=False))
+
     def write_one(task_id: int, key: Any, batches: list[Any]) -> Any:
-        projected = [
-            _to_requested_schema(
-                requested_schema=file_schema,
-                file_schema=task_schema,
-                batch=batch,
-                include_field_ids=True,
-                format_model=format_model,
-            )
-            for batch in batches
-        ]
-        rows = pa.Table.from_batches(projected)
+        if relabel:
+            rows = pa.Table.from_batches(batches, schema=arrow.schema).cast(file_arrow)
+        else:
+            projected = [
+                _to_requested_schema(
+                    requested_schema=file_schema,
+                    file_schema=task_schema,
+                    batch=batch,
+                    include_field_ids=True,
+                    format_model=format_model,
+                )
+                for batch in batches
+            ]
+            rows = pa.Table.from_batches(projected)
         name = f"00000-{task_id}-{write_uuid}.parquet"  # pyiceberg's WriteTask file name
         path = locations.new_data_location(data_file_name=name, partition_key=key)
         out = io.new_output(path)
