@@ -364,23 +364,31 @@ static PyObject *Side_set(Side *self, PyObject *const *args, Py_ssize_t nargs) {
     return PyBool_FromLong(r);
 }
 
-static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "apply(levels, cap=None)");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "levels must be iterable");
-    if (seq == NULL) return NULL;
+/* `set` every [price, qty] of `levels` in order; returns how many, or -1 on error (the levels before the
+ * bad one stay applied, as in the pure-Python side). */
+static Py_ssize_t apply_levels(Side *self, PyObject *levels) {
+    PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
+    if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *price, *qty;
         if (level_items(items[k], &price, &qty) < 0 || set_level(self, price, qty) < 0) {
             Py_DECREF(seq);
-            return NULL;
+            return -1;
         }
     }
     Py_DECREF(seq);
+    return n;
+}
+
+static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "apply(levels, cap=None)");
+        return NULL;
+    }
+    Py_ssize_t n = apply_levels(self, args[0]);
+    if (n < 0) return NULL;
     if (nargs == 2 && args[1] != Py_None) {
         Py_ssize_t cap = PyLong_AsSsize_t(args[1]);
         if (cap == -1 && PyErr_Occurred()) return NULL;
@@ -401,15 +409,18 @@ static int cmp_loading(const void *a, const void *b) {
     return x->order < y->order ? -1 : (x->order > y->order);
 }
 
-static PyObject *Side_load(Side *self, PyObject *levels) {
+/* Replace the side with the snapshot `levels`; returns how many levels were read, or -1 on error (the
+ * side is unchanged then). */
+static Py_ssize_t load_levels(Side *self, PyObject *levels) {
     PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
-    if (seq == NULL) return NULL;
+    if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Loading *tmp = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Loading)); /* zeroed padding */
     if (tmp == NULL) {
         Py_DECREF(seq);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     int sorted = 1;
     for (Py_ssize_t k = 0; k < n; k++) {
@@ -422,7 +433,7 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
             parse_price(price, &key, &pp) < 0) {
             PyMem_Free(tmp);
             Py_DECREF(seq);
-            return NULL;
+            return -1;
         }
         Loading *t = &tmp[k];
         t->l.skey = self->descending ? key : -key;
@@ -444,7 +455,8 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     Level *lv = PyMem_Malloc((size_t)(kept > 0 ? kept : 1) * sizeof(Level));
     if (lv == NULL) {
         PyMem_Free(tmp);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     for (Py_ssize_t k = 0; k < kept; k++) lv[k] = tmp[k].l;
     PyMem_Free(tmp);
@@ -454,7 +466,12 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     self->len = self->cap = kept;
     self->has_horizon = 0;
     self->horizon = 0;
-    return PyLong_FromSsize_t(n);
+    return n;
+}
+
+static PyObject *Side_load(Side *self, PyObject *levels) {
+    Py_ssize_t n = load_levels(self, levels);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
 static PyObject *Side_truncate(Side *self, PyObject *args, PyObject *kwds) {
@@ -843,6 +860,132 @@ static PyObject *kraken_crc32(PyObject *Py_UNUSED(module), PyObject *const *args
     return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
 }
 
+/* The break reasons of operators/book/checksum_book.py (interned at import, so equal to its constants). */
+static PyObject *R_CHECKSUM, *R_CROSSED;
+
+static int side_crossed(const Side *bids, const Side *asks) {
+    if (bids->len == 0 || asks->len == 0) return 0;
+    i128 b = bids->lv[bids->start + bids->len - 1].skey;  /* bids: skey = key */
+    i128 a = -asks->lv[asks->start + asks->len - 1].skey; /* asks: skey = -key */
+    return b >= a;
+}
+
+/* kraken_step(bids, asks, bid_levels, ask_levels, snapshot, cap, depth, checksum): one whole Kraken book
+ * message, the steps of checksum_book.load_snapshot / apply_update (`OrderBook.load` or `.apply` with the
+ * book's depth cap, then `_settle`) in the same order on the two compiled sides, in one call. Why: those
+ * steps cost ~10 Python calls per message, each taking the GIL the client threads wait for. Returns None,
+ * "checksum" or "crossed"; raises what the Python steps raise on a malformed level. */
+static PyObject *kraken_step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "kraken_step(bids: Side, asks: Side, bid_levels, ask_levels, snapshot, cap, depth, checksum)");
+        return NULL;
+    }
+    Side *bids = (Side *)args[0], *asks = (Side *)args[1];
+    int snapshot = PyObject_IsTrue(args[4]);
+    if (snapshot < 0) return NULL;
+    Py_ssize_t cap = PyLong_AsSsize_t(args[5]);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    if (snapshot) { /* OrderBook.load: both sides, then the cap (remembered) */
+        if (load_levels(bids, args[2]) < 0 || load_levels(asks, args[3]) < 0) return NULL;
+        truncate_to(bids, cap, 1);
+        truncate_to(asks, cap, 1);
+    } else { /* OrderBook.apply: each side, then its cap */
+        if (apply_levels(bids, args[2]) < 0) return NULL;
+        if (bids->len > cap) truncate_to(bids, cap, 1);
+        if (apply_levels(asks, args[3]) < 0) return NULL;
+        if (asks->len > cap) truncate_to(asks, cap, 1);
+    }
+    if (args[6] != Py_None) { /* Kraken's own depth: it sends the levels that come back, so not remembered */
+        Py_ssize_t depth = PyNumber_AsSsize_t(args[6], PyExc_OverflowError); /* as Side.truncate's "n" */
+        if (depth == -1 && PyErr_Occurred()) return NULL;
+        truncate_to(bids, depth, 0);
+        truncate_to(asks, depth, 0);
+    }
+    PyObject *checksum = args[7];
+    if (checksum != Py_None) {
+        uint32_t crc = crc_side(0xFFFFFFFFu, asks, 10);
+        crc = crc_side(crc, bids, 10) ^ 0xFFFFFFFFu;
+        int mismatch;
+        if (PyLong_CheckExact(checksum)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(checksum, &overflow);
+            if (v == -1 && !overflow && PyErr_Occurred()) return NULL;
+            mismatch = overflow || v != (long long)crc;
+        } else { /* anything else compares as Python compares it to the int */
+            PyObject *ours = PyLong_FromUnsignedLong((unsigned long)crc);
+            if (ours == NULL) return NULL;
+            mismatch = PyObject_RichCompareBool(checksum, ours, Py_NE);
+            Py_DECREF(ours);
+            if (mismatch < 0) return NULL;
+        }
+        if (mismatch) return Py_NewRef(R_CHECKSUM);
+    }
+    if (side_crossed(bids, asks)) return Py_NewRef(R_CROSSED);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------ mid and spread text */
+
+static int n_digits(u128 m) {
+    int n = 1;
+    while (m >= 10) {
+        m /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* str(Decimal) of coefficient `m` (> 0) at exponent -places, or NULL (no exception) where str would use
+ * exponent notation (adjusted exponent < -6). */
+static PyObject *decimal_str(u128 m, int places) {
+    int nd = n_digits(m);
+    if (nd - 1 - places < -6) return NULL;
+    return format_dec(m, places);
+}
+
+#define DECIMAL_PREC 28 /* the default decimal context: beyond it Decimal rounds, and we leave it to Decimal */
+
+/* mid_spread(bids, asks) -> (mid, spread) | None: the texts BookTracker.row computes with Decimal,
+ * `(b + a) / 2` (quantized to 18 places when finer) and `a - b`, from the best levels' integers. None
+ * where that arithmetic would round or print in exponent form (empty or crossed book, > 28 digits, tiny
+ * values); the caller then uses Decimal itself. */
+static PyObject *mid_spread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "mid_spread(bids: Side, asks: Side)");
+        return NULL;
+    }
+    const Side *bids = (const Side *)args[0], *asks = (const Side *)args[1];
+    if (bids->len == 0 || asks->len == 0 || side_crossed(bids, asks)) Py_RETURN_NONE;
+    const Level *bl = bids->lv + bids->start + bids->len - 1, *al = asks->lv + asks->start + asks->len - 1;
+    int places = bl->pp > al->pp ? bl->pp : al->pp; /* Decimal's sum and difference keep the finer exponent */
+    u128 b = (u128)bl->skey / POW10[SCALE - places], a = (u128)(-al->skey) / POW10[SCALE - places];
+    u128 sum = a + b, diff = a - b;
+    if (n_digits(sum) > DECIMAL_PREC) Py_RETURN_NONE;
+    /* exact quotient at the ideal exponent (-places), or one place finer when the sum is odd */
+    u128 mid = sum & 1 ? sum * 5 : sum / 2;
+    int mid_places = sum & 1 ? places + 1 : places;
+    if (n_digits(mid) > DECIMAL_PREC) Py_RETURN_NONE;
+    if (mid_places > SCALE) { /* quantize to 18 places, half-even: the dropped digit is always a 5 */
+        mid /= 10;
+        if (mid & 1) mid += 1;
+        mid_places = SCALE;
+    }
+    if (mid == 0) Py_RETURN_NONE;
+    PyObject *m = decimal_str(mid, mid_places);
+    if (m == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    PyObject *d = decimal_str(diff, places);
+    if (d == NULL) {
+        Py_DECREF(m);
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NN)", m, d);
+}
+
 /* A Kraken v2 one-book frame laid out exactly as Kraken sends it:
  *   {"channel":"book","type":"snapshot"|"update","data":[{"symbol":S,"bids":[L,...],"asks":[L,...],
  *    "checksum":N(,"timestamp":T)}]}   with L = {"price":NUM,"qty":NUM}, no whitespace, no escapes,
@@ -978,6 +1121,11 @@ no:
 static PyMethodDef levels_functions[] = {
     {"kraken_crc32", (PyCFunction)(void (*)(void))kraken_crc32, METH_FASTCALL,
      "kraken_crc32(asks, bids, n) -> int: Kraken's CRC32 over the best n levels of each side."},
+    {"kraken_step", (PyCFunction)(void (*)(void))kraken_step, METH_FASTCALL,
+     "kraken_step(bids, asks, bid_levels, ask_levels, snapshot, cap, depth, checksum) -> None | 'checksum' | "
+     "'crossed': one Kraken book message (see operators/book/checksum_book.py)."},
+    {"mid_spread", (PyCFunction)(void (*)(void))mid_spread, METH_FASTCALL,
+     "mid_spread(bids, asks) -> (mid, spread) | None: the Decimal texts of BookTracker.row, or None."},
     {"kraken_v2_book", (PyCFunction)kraken_v2_book, METH_O,
      "kraken_v2_book(text) -> (is_snapshot, symbol, bids, asks, checksum, timestamp|None) | None."},
     {NULL, NULL, 0, NULL},
@@ -997,6 +1145,8 @@ PyMODINIT_FUNC PyInit__levels(void) {
         CRC_TABLE[i] = c;
     }
     if (PyType_Ready(&SideType) < 0) return NULL;
+    if (R_CHECKSUM == NULL && (R_CHECKSUM = PyUnicode_InternFromString("checksum")) == NULL) return NULL;
+    if (R_CROSSED == NULL && (R_CROSSED = PyUnicode_InternFromString("crossed")) == NULL) return NULL;
     PyObject *m = PyModule_Create(&levels_module);
     if (m == NULL) return NULL;
     Py_INCREF(&SideType);

@@ -20,11 +20,17 @@ from decimal import Decimal
 from cryptoflow.model import BookRow, GapRow, Kind, RawEvent
 from operators.book.checksum_book import CHECKSUM, CROSSED, apply_update, load_snapshot
 from operators.book.checksums import okx_checksum
-from operators.book.levels import OrderBook, price_key
+from operators.book.levels import CSide, OrderBook, price_key
 from operators.sequencing import bybit, okx
 from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
+
+try:  # mid and spread text from the compiled sides' integers (None where only Decimal can say)
+    from operators.book._levels import mid_spread as _c_mid_spread
+except ImportError:  # pragma: no cover - only without a C compiler (or a build older than this file)
+    _c_mid_spread = None
+_MID_SIDE = CSide if _c_mid_spread is not None else None  # the side type `_c_mid_spread` works on
 
 log = logging.getLogger(__name__)
 _TABLE_QUANTUM = Decimal(1).scaleb(-18)
@@ -354,21 +360,28 @@ class BookTracker:
     def row(self, ev: RawEvent, checkpoint: bool) -> BookRow:
         """The current book as a row (only ever called on a valid book)."""
         depth = self.settings.depth_cap if checkpoint else self.settings.snapshot_depth
-        bids, asks = self.book.bids.top(depth), self.book.asks.top(depth)
+        book_bids, book_asks = self.book.bids, self.book.asks
+        bids, asks = book_bids.top(depth), book_asks.top(depth)
         best_bid = bids[0][0] if bids else None
         best_ask = asks[0][0] if asks else None
         mid = spread = None
         if best_bid is not None and best_ask is not None:
-            b, a = Decimal(best_bid), Decimal(best_ask)
-            m = (b + a) / 2
-            if m.as_tuple().exponent < -18:  # type: ignore[operator]
-                m = m.quantize(_TABLE_QUANTUM)  # the tables hold decimal(38, 18)
-            mid, spread = str(m), str(a - b)
+            texts = _c_mid_spread(book_bids, book_asks) if type(book_bids) is _MID_SIDE else None
+            mid, spread = texts or decimal_mid_spread(best_bid, best_ask)
         return BookRow(
             ev.exchange, ev.market, ev.symbol, ev.exchange_symbol, ev.exchange_ts_us, ev.ingest_ts_us,
             self.book_id, bids, asks, best_bid, best_ask, mid, spread,
             self.checked and not self.check_failed, checkpoint, ev.shard, ev.offset,
         )  # fmt: skip
+
+
+def decimal_mid_spread(best_bid: str, best_ask: str) -> tuple[str, str]:
+    """Mid and spread text through `Decimal` (the reference `_levels.mid_spread` reproduces)."""
+    b, a = Decimal(best_bid), Decimal(best_ask)
+    m = (b + a) / 2
+    if m.as_tuple().exponent < -18:  # type: ignore[operator]
+        m = m.quantize(_TABLE_QUANTUM)  # the tables hold decimal(38, 18)
+    return str(m), str(a - b)
 
 
 def _same(level: tuple[str, str] | None, price: str, qty: str) -> bool:
