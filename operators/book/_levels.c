@@ -145,28 +145,73 @@ HOT int parse_qty(PyObject *obj, int64_t *mant, int *places) {
     return 0;
 }
 
-/* Mantissa + decimals -> the canonical text (what parse_dec accepted). */
+/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
+static int digits_of(u128 m, char *out) {
+    char tmp[48];
+    int n = 0;
+    while (m) {
+        tmp[n++] = (char)('0' + (int)(m % 10));
+        m /= 10;
+    }
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static char DIGIT_PAIRS[200]; /* "00", "01", ..., "99" */
+
+/* Decimal digits of `m` into `out` ("" for 0), two at a time in 64-bit arithmetic when it fits (every
+ * real price and size): 128-bit division is a libgcc call per digit. Returns the count. */
+HOT int digits_fast(u128 m, char *out) {
+    if (m > UINT64_MAX) return digits_of(m, out);
+    uint64_t v = (uint64_t)m;
+    int n = 0;
+    while (n < 20 && v >= (uint64_t)POW10[n]) n++; /* the digit count: written back to front below */
+    char *p = out + n;
+    for (; v >= 100; v /= 100) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * (v % 100), 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * v, 2);
+    } else if (v) {
+        *--p = (char)('0' + v);
+    }
+    return n;
+}
+
+static uint64_t INV5[SCALE + 1]; /* 5^k's inverse modulo 2^64 */
+static u128 FITS64[SCALE + 1];   /* 10^k * 2^64: a multiple of 10^k below it has a 64-bit quotient */
+
+/* key / 10^k for a key that is a multiple of 10^k (a price key at its own places): key >> k is then
+ * quotient * 5^k exactly, and multiplying by 5^k's inverse modulo 2^64 gives the quotient when it fits
+ * 64 bits, without the 128-bit division (a libgcc call, a quarter of the checksum's time). */
+HOT u128 exact_div_pow10(u128 key, int k) {
+    if (key < FITS64[k]) return (u128)((uint64_t)(key >> k) * INV5[k]);
+    return key / POW10[k];
+}
+
+/* Mantissa + decimals -> the canonical text (what parse_dec accepted), written straight into a new
+ * ASCII str. */
 static PyObject *format_dec(u128 m, int places) {
-    char digits[48], out[52];
-    int nd = 0;
-    if (m <= UINT64_MAX) {
-        uint64_t v = (uint64_t)m;
-        do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
-    } else {
-        do { digits[nd++] = (char)('0' + (int)(m % 10)); m /= 10; } while (m);
-    }
-    while (nd <= places) digits[nd++] = '0'; /* at least one digit before the point */
+    char d[48];
+    int nd = digits_fast(m, d); /* "" for 0 */
+    int lead = nd <= places ? places + 1 - nd : 0; /* at least one digit before the point */
+    int total = lead + nd, whole = total - places;
+    PyObject *out = PyUnicode_New(total + (places > 0), 127);
+    if (out == NULL) return NULL;
+    Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
     int k = 0;
-    for (int i = nd - 1; i >= 0; i--) {
-        if (i == places - 1) out[k++] = '.';
-        out[k++] = digits[i];
+    for (int i = 0; i < total; i++) {
+        if (i == whole) o[k++] = '.';
+        o[k++] = (Py_UCS1)(i < lead ? '0' : d[i - lead]);
     }
-    return PyUnicode_FromStringAndSize(out, k);
+    return out;
 }
 
 static PyObject *price_text(const Side *self, const Level *l) {
     i128 key = self->descending ? l->skey : -l->skey;
-    return format_dec((u128)key / POW10[SCALE - l->pp], l->pp);
+    return format_dec(exact_div_pow10((u128)key, SCALE - l->pp), l->pp);
 }
 
 static PyObject *qty_text(const Level *l) { return format_dec((u128)l->qty, l->qp); }
@@ -492,16 +537,20 @@ static PyObject *Side_clear(Side *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *level_tuple(const Side *self, const Level *l) {
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL) return NULL;
     PyObject *p = price_text(self, l);
-    if (p == NULL) return NULL;
-    PyObject *q = qty_text(l);
-    if (q == NULL) {
-        Py_DECREF(p);
+    if (p == NULL) {
+        Py_DECREF(t);
         return NULL;
     }
-    PyObject *t = PyTuple_Pack(2, p, q);
-    Py_DECREF(p);
-    Py_DECREF(q);
+    PyTuple_SET_ITEM(t, 0, p);
+    PyObject *q = qty_text(l);
+    if (q == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 1, q);
     return t;
 }
 
@@ -524,17 +573,6 @@ static PyObject *Side_top(Side *self, PyObject *arg) {
     return out;
 }
 
-/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
-static int digits_of(u128 m, char *out) {
-    char tmp[48];
-    int n = 0;
-    while (m) {
-        tmp[n++] = (char)('0' + (int)(m % 10));
-        m /= 10;
-    }
-    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    return n;
-}
 
 /* Kraken's checksum text of the best n levels: each level's price then quantity text with the '.'
  * removed and leading zeros stripped, which for canonical text is exactly the mantissa's digits. */
@@ -832,40 +870,6 @@ static uint32_t crc_update(uint32_t crc, const char *buf, size_t n) {
 #endif
     for (; n > 0; p++, n--) crc = CRC_TABLE[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
     return crc;
-}
-
-static char DIGIT_PAIRS[200]; /* "00", "01", ..., "99" */
-
-/* Decimal digits of `m` into `out` ("" for 0), two at a time in 64-bit arithmetic when it fits (every
- * real price and size): 128-bit division is a libgcc call per digit. Returns the count. */
-HOT int digits_fast(u128 m, char *out) {
-    if (m > UINT64_MAX) return digits_of(m, out);
-    uint64_t v = (uint64_t)m;
-    int n = 0;
-    while (n < 20 && v >= (uint64_t)POW10[n]) n++; /* the digit count: written back to front below */
-    char *p = out + n;
-    for (; v >= 100; v /= 100) {
-        p -= 2;
-        memcpy(p, DIGIT_PAIRS + 2 * (v % 100), 2);
-    }
-    if (v >= 10) {
-        p -= 2;
-        memcpy(p, DIGIT_PAIRS + 2 * v, 2);
-    } else if (v) {
-        *--p = (char)('0' + v);
-    }
-    return n;
-}
-
-static uint64_t INV5[SCALE + 1]; /* 5^k's inverse modulo 2^64 */
-static u128 FITS64[SCALE + 1];   /* 10^k * 2^64: a multiple of 10^k below it has a 64-bit quotient */
-
-/* key / 10^k for a key that is a multiple of 10^k (a price key at its own places): key >> k is then
- * quotient * 5^k exactly, and multiplying by 5^k's inverse modulo 2^64 gives the quotient when it fits
- * 64 bits, without the 128-bit division (a libgcc call, a quarter of the checksum's time). */
-HOT u128 exact_div_pow10(u128 key, int k) {
-    if (key < FITS64[k]) return (u128)((uint64_t)(key >> k) * INV5[k]);
-    return key / POW10[k];
 }
 
 /* Kraken's checksum text of a side's best n levels (see Side_kraken_digits), fed to the CRC in chunks. */
