@@ -31,6 +31,7 @@ CHECKSUM = "checksum"
 CROSSED = "crossed"
 BAD_EVENT = "bad_event"
 BAD_INPUT = (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError)
+_SNAPSHOT, _DIFF = Kind.DEPTH_SNAPSHOT, Kind.DEPTH_DIFF  # module globals: `Kind.X` is ~0.1 us a use on 3.11
 
 
 def load_snapshot(book: OrderBook, ev: RawEvent) -> str | None:
@@ -93,10 +94,10 @@ class KrakenChecksumBook:
     def on_event(self, ev: RawEvent) -> str | None:
         kind = ev.kind
         try:
-            if kind is Kind.DEPTH_SNAPSHOT:
+            if kind is _SNAPSHOT:
                 self.valid = True
                 reason = load_snapshot(self.book, ev)
-            elif kind is Kind.DEPTH_DIFF and self.valid:
+            elif kind is _DIFF and self.valid:
                 reason = apply_update(self.book, ev)
             else:
                 return None  # not a book message, or waiting for the resync snapshot

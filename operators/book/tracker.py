@@ -32,6 +32,16 @@ except ImportError:  # pragma: no cover - only without a C compiler (or a build 
     _c_mid_spread = None
 _MID_SIDE = CSide if _c_mid_spread is not None else None  # the side type `_c_mid_spread` works on
 
+# Enum members as module globals: `Kind.X` costs ~0.1 us per use on Python 3.11 (an attribute lookup on
+# the enum class), and `on_event` + `_kraken` asked up to five times per Kraken event.
+_DIFF, _SNAPSHOT, _TICKER, _CONNECTION_GAP = (
+    Kind.DEPTH_DIFF,
+    Kind.DEPTH_SNAPSHOT,
+    Kind.BOOK_TICKER,
+    Kind.CONNECTION_GAP,
+)
+_BOOK_KINDS = (_DIFF, _SNAPSHOT)
+
 log = logging.getLogger(__name__)
 _TABLE_QUANTUM = Decimal(1).scaleb(-18)
 MAX_PENDING_TICKERS = 1000  # bookTickers waiting for the book to reach their update id
@@ -110,21 +120,21 @@ class BookTracker:
     def on_event(self, ev: RawEvent) -> Step:
         step = Step()
         kind = ev.kind
-        if kind is Kind.BOOK_TICKER:
+        if kind is _TICKER:
             self._on_book_ticker(ev)
             return step
-        if kind is Kind.CONNECTION_GAP:
+        if kind is _CONNECTION_GAP:
             if self.valid:
                 self._gap(ev, step, "connection", seq_to=ev.seq)
             return step
-        if kind not in (Kind.DEPTH_DIFF, Kind.DEPTH_SNAPSHOT):
+        if kind not in _BOOK_KINDS:
             return step
         try:
             if self.sync is not None:
                 self._binance(ev, step)
             elif self.scheme == KRAKEN:
                 self._kraken(ev, step)
-            elif kind is Kind.DEPTH_SNAPSHOT:
+            elif kind is _SNAPSHOT:
                 self._snapshot(ev, step)
             else:
                 self._delta(ev, step)
@@ -210,7 +220,7 @@ class BookTracker:
         `operators.book.checksum_book`'s, the ones the client's checksum book uses to resubscribe; here
         they also count, write the gap row and emit rows. No sequence numbers: nothing is stale until the
         book was valid once (updates before the first snapshot are simply not ours yet)."""
-        if ev.kind is Kind.DEPTH_SNAPSHOT:
+        if ev.kind is _SNAPSHOT:
             self.counters.snapshots += 1
             broke = load_snapshot(self.book, ev)
             self._synced(ev.seq)
