@@ -554,9 +554,8 @@ static PyObject *level_tuple(const Side *self, const Level *l) {
     return t;
 }
 
-static PyObject *Side_top(Side *self, PyObject *arg) {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+/* The best n levels as [(price, qty), ...], best first. */
+static PyObject *top_list(const Side *self, Py_ssize_t n) {
     if (n < 0) n = 0;
     if (n > self->len) n = self->len;
     PyObject *out = PyList_New(n);
@@ -573,6 +572,11 @@ static PyObject *Side_top(Side *self, PyObject *arg) {
     return out;
 }
 
+static PyObject *Side_top(Side *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    return top_list(self, n);
+}
 
 /* Kraken's checksum text of the best n levels: each level's price then quantity text with the '.'
  * removed and leading zeros stripped, which for canonical text is exactly the mantissa's digits. */
@@ -989,44 +993,90 @@ static PyObject *decimal_str(u128 m, int places) {
 
 #define DECIMAL_PREC 28 /* the default decimal context: beyond it Decimal rounds, and we leave it to Decimal */
 
-/* mid_spread(bids, asks) -> (mid, spread) | None: the texts BookTracker.row computes with Decimal,
- * `(b + a) / 2` (quantized to 18 places when finer) and `a - b`, from the best levels' integers. None
- * where that arithmetic would round or print in exponent form (empty or crossed book, > 28 digits, tiny
- * values); the caller then uses Decimal itself. */
-static PyObject *mid_spread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
-        PyErr_SetString(PyExc_TypeError, "mid_spread(bids: Side, asks: Side)");
-        return NULL;
-    }
-    const Side *bids = (const Side *)args[0], *asks = (const Side *)args[1];
-    if (bids->len == 0 || asks->len == 0 || side_crossed(bids, asks)) Py_RETURN_NONE;
+/* The texts BookTracker.row computes with Decimal from the best bid b and ask a: `(b + a) / 2` (quantized
+ * to 18 places when finer) and `a - b`, from the best levels' integers. Sets both to new strs, or both to
+ * NULL where that arithmetic would round or print in exponent form (empty or crossed book, > 28 digits,
+ * tiny values): the caller then uses Decimal itself. Returns -1 on error. */
+static int mid_spread_texts(const Side *bids, const Side *asks, PyObject **mid_text, PyObject **spread_text) {
+    *mid_text = *spread_text = NULL;
+    if (bids->len == 0 || asks->len == 0 || side_crossed(bids, asks)) return 0;
     const Level *bl = bids->lv + bids->start + bids->len - 1, *al = asks->lv + asks->start + asks->len - 1;
     int places = bl->pp > al->pp ? bl->pp : al->pp; /* Decimal's sum and difference keep the finer exponent */
-    u128 b = (u128)bl->skey / POW10[SCALE - places], a = (u128)(-al->skey) / POW10[SCALE - places];
+    u128 b = exact_div_pow10((u128)bl->skey, SCALE - places), a = exact_div_pow10((u128)(-al->skey), SCALE - places);
     u128 sum = a + b, diff = a - b;
-    if (n_digits(sum) > DECIMAL_PREC) Py_RETURN_NONE;
+    if (n_digits(sum) > DECIMAL_PREC) return 0;
     /* exact quotient at the ideal exponent (-places), or one place finer when the sum is odd */
     u128 mid = sum & 1 ? sum * 5 : sum / 2;
     int mid_places = sum & 1 ? places + 1 : places;
-    if (n_digits(mid) > DECIMAL_PREC) Py_RETURN_NONE;
+    if (n_digits(mid) > DECIMAL_PREC) return 0;
     if (mid_places > SCALE) { /* quantize to 18 places, half-even: the dropped digit is always a 5 */
         mid /= 10;
         if (mid & 1) mid += 1;
         mid_places = SCALE;
     }
-    if (mid == 0) Py_RETURN_NONE;
+    if (mid == 0) return 0;
     PyObject *m = decimal_str(mid, mid_places);
-    if (m == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
-    }
+    if (m == NULL) return PyErr_Occurred() ? -1 : 0;
     PyObject *d = decimal_str(diff, places);
     if (d == NULL) {
         Py_DECREF(m);
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
+    *mid_text = m;
+    *spread_text = d;
+    return 0;
+}
+
+/* mid_spread(bids, asks) -> (mid, spread) | None: see mid_spread_texts. */
+static PyObject *mid_spread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "mid_spread(bids: Side, asks: Side)");
+        return NULL;
+    }
+    PyObject *m, *d;
+    if (mid_spread_texts((const Side *)args[0], (const Side *)args[1], &m, &d) < 0) return NULL;
+    if (m == NULL) Py_RETURN_NONE;
     return Py_BuildValue("(NN)", m, d);
+}
+
+/* row_levels(bids, asks, depth) -> (bid levels, ask levels, best bid, best ask, mid, spread): what
+ * BookTracker.row reads from the book, in one call (the best prices are the lists' first price texts;
+ * None for an empty list, and then no mid and spread). mid and spread are None also where
+ * mid_spread_texts leaves them to Decimal. */
+static PyObject *row_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "row_levels(bids: Side, asks: Side, depth: int)");
+        return NULL;
+    }
+    const Side *bids = (const Side *)args[0], *asks = (const Side *)args[1];
+    Py_ssize_t depth = PyLong_AsSsize_t(args[2]);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    PyObject *b = top_list(bids, depth), *a = b == NULL ? NULL : top_list(asks, depth), *m = NULL, *d = NULL;
+    int both = a != NULL && PyList_GET_SIZE(b) && PyList_GET_SIZE(a); /* as row: no best prices, no mid */
+    if (a == NULL || (both && mid_spread_texts(bids, asks, &m, &d) < 0)) {
+        Py_XDECREF(b);
+        Py_XDECREF(a);
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(6);
+    if (out == NULL) {
+        Py_DECREF(b);
+        Py_DECREF(a);
+        Py_XDECREF(m);
+        Py_XDECREF(d);
+        return NULL;
+    }
+    PyObject *best_bid = PyList_GET_SIZE(b) ? PyTuple_GET_ITEM(PyList_GET_ITEM(b, 0), 0) : Py_None;
+    PyObject *best_ask = PyList_GET_SIZE(a) ? PyTuple_GET_ITEM(PyList_GET_ITEM(a, 0), 0) : Py_None;
+    Py_INCREF(best_bid);
+    Py_INCREF(best_ask);
+    PyTuple_SET_ITEM(out, 0, b);
+    PyTuple_SET_ITEM(out, 1, a);
+    PyTuple_SET_ITEM(out, 2, best_bid);
+    PyTuple_SET_ITEM(out, 3, best_ask);
+    PyTuple_SET_ITEM(out, 4, m ? m : Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(out, 5, d ? d : Py_NewRef(Py_None));
+    return out;
 }
 
 /* A Kraken v2 one-book frame laid out exactly as Kraken sends it:
@@ -1169,6 +1219,8 @@ static PyMethodDef levels_functions[] = {
      "'crossed': one Kraken book message (see operators/book/checksum_book.py)."},
     {"mid_spread", (PyCFunction)(void (*)(void))mid_spread, METH_FASTCALL,
      "mid_spread(bids, asks) -> (mid, spread) | None: the Decimal texts of BookTracker.row, or None."},
+    {"row_levels", (PyCFunction)(void (*)(void))row_levels, METH_FASTCALL,
+     "row_levels(bids, asks, depth) -> (bid levels, ask levels, best bid, best ask, mid, spread)."},
     {"kraken_v2_book", (PyCFunction)kraken_v2_book, METH_O,
      "kraken_v2_book(text) -> (is_snapshot, symbol, bids, asks, checksum, timestamp|None) | None."},
     {NULL, NULL, 0, NULL},

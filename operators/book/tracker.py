@@ -26,11 +26,11 @@ from operators.sequencing.binance import spot_verdict, usdm_verdict
 from operators.sequencing.sync import DiffSync, Outcome
 from operators.sequencing.verdict import Verdict
 
-try:  # mid and spread text from the compiled sides' integers (None where only Decimal can say)
-    from operators.book._levels import mid_spread as _c_mid_spread
+try:  # a row's levels, best prices, mid and spread in one call on compiled sides
+    from operators.book._levels import row_levels as _c_row_levels
 except ImportError:  # pragma: no cover - only without a C compiler (or a build older than this file)
-    _c_mid_spread = None
-_MID_SIDE = CSide if _c_mid_spread is not None else None  # the side type `_c_mid_spread` works on
+    _c_row_levels = None
+_ROW_SIDE = CSide if _c_row_levels is not None else None  # the side type `_c_row_levels` works on
 
 # Enum members as module globals: `Kind.X` costs ~0.1 us per use on Python 3.11 (an attribute lookup on
 # the enum class), and `on_event` + `_kraken` asked up to five times per Kraken event.
@@ -371,13 +371,15 @@ class BookTracker:
         """The current book as a row (only ever called on a valid book)."""
         depth = self.settings.depth_cap if checkpoint else self.settings.snapshot_depth
         book_bids, book_asks = self.book.bids, self.book.asks
-        bids, asks = book_bids.top(depth), book_asks.top(depth)
-        best_bid = bids[0][0] if bids else None
-        best_ask = asks[0][0] if asks else None
-        mid = spread = None
-        if best_bid is not None and best_ask is not None:
-            texts = _c_mid_spread(book_bids, book_asks) if type(book_bids) is _MID_SIDE else None
-            mid, spread = texts or decimal_mid_spread(best_bid, best_ask)
+        if type(book_bids) is _ROW_SIDE:  # mid/spread None also where only Decimal gives the exact text
+            bids, asks, best_bid, best_ask, mid, spread = _c_row_levels(book_bids, book_asks, depth)
+        else:
+            bids, asks = book_bids.top(depth), book_asks.top(depth)
+            best_bid = bids[0][0] if bids else None
+            best_ask = asks[0][0] if asks else None
+            mid = spread = None
+        if mid is None and best_bid is not None and best_ask is not None:
+            mid, spread = decimal_mid_spread(best_bid, best_ask)
         return BookRow(
             ev.exchange, ev.market, ev.symbol, ev.exchange_symbol, ev.exchange_ts_us, ev.ingest_ts_us,
             self.book_id, bids, asks, best_bid, best_ask, mid, spread,

@@ -1,6 +1,7 @@
-"""The compiled Kraken step (`_levels.kraken_step`, one C call per book message) and the compiled mid/spread
-(`_levels.mid_spread`) against the Python steps they replace, on the same streams: the real recordings
-(Kraken v1 `cryptofeed_KRAKEN.ws.50.0`, the v2 checksum vector), the synthetic v2 market, and random
+"""The compiled Kraken step (`_levels.kraken_step`, one C call per book message) and the compiled row
+parts (`_levels.row_levels` / `mid_spread`) against the Python steps they replace, on the same streams:
+the real recordings (Kraken v1 `cryptofeed_KRAKEN.ws.50.0`, the v2 checksum vector), the synthetic v2
+market, and random
 adversarial streams (wrong / odd checksums, crossed books, deletes of absent levels, depth truncation,
 our own depth cap, a price written two ways, malformed levels and containers).
 
@@ -8,7 +9,7 @@ Three paths per stream: `checksum_book.load_snapshot` / `apply_update` on compil
 `python_load_snapshot` / `python_apply_update` on compiled sides (the Python rules over the same side
 type: identical books byte for byte, identical verdicts and identical errors, message included), and the
 Python rules on pure-Python sides (`PySide`: identical verdicts and books on every input both side types
-accept). The tracker's rows and gap rows are compared the same way, with the C step and `mid_spread`
+accept). The tracker's rows and gap rows are compared the same way, with the C step and `row_levels`
 switched off for the reference run.
 """
 
@@ -194,7 +195,7 @@ def real_and_synthetic() -> dict[str, list[RawEvent]]:
 # -------------------------------------------------------------------------------------------- tests
 def test_the_dispatch_takes_the_c_step_on_compiled_sides_only():
     assert cb._STEP_SIDE is CSide  # load_snapshot / apply_update below really run kraken_step
-    assert tracker_mod._MID_SIDE is CSide
+    assert tracker_mod._ROW_SIDE is CSide
 
 
 @pytest.mark.parametrize("cap", [2000, 15])
@@ -256,7 +257,7 @@ def tracker_run(events: list[RawEvent], side: type | None, monkeypatch, python: 
     with monkeypatch.context() as m:
         if python:
             m.setattr(cb, "_STEP_SIDE", None)
-            m.setattr(tracker_mod, "_MID_SIDE", None)
+            m.setattr(tracker_mod, "_ROW_SIDE", None)
         settings = BookSettings(
             depth_cap=40, snapshot_interval_ms=1, checkpoint_interval_ms=5, snapshot_depth=10
         )
@@ -344,3 +345,29 @@ def test_mid_spread_text_is_what_decimal_gives():
     assert fast > len(pairs) * 0.8  # the fast path is the common one
     empty = CSide(descending=False)
     assert mid_spread(CSide(descending=True), empty) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_row_levels_is_top_best_prices_and_mid_spread(seed):
+    """Empty, one-sided, crossed and deep books, every depth: the lists `top` gives, their first prices,
+    and the mid/spread of `mid_spread` (None where Decimal must say)."""
+    from operators.book._levels import mid_spread, row_levels
+
+    rng = random.Random(seed)
+    for _ in range(300):
+        bids, asks = CSide(descending=True), CSide(descending=False)
+        for _ in range(rng.choice([0, 1, 3, 30])):
+            bids.set(f"{rng.randint(9_000, 10_050) / 100:.2f}", f"{rng.uniform(0.01, 5):.4f}")
+        for _ in range(rng.choice([0, 1, 3, 30])):
+            asks.set(f"{rng.randint(9_950, 11_000) / 100:.2f}", f"{rng.uniform(0.01, 5):.4f}")
+        depth = rng.choice([0, 1, 10, 50, 2000])
+        got = row_levels(bids, asks, depth)
+        top_b, top_a = bids.top(depth), asks.top(depth)
+        best_b = bids.best()[0] if len(bids) else None
+        best_a = asks.best()[0] if len(asks) else None
+        texts = (mid_spread(bids, asks) if top_b and top_a else None) or (None, None)
+        assert got == (top_b, top_a, top_b[0][0] if top_b else None, top_a[0][0] if top_a else None, *texts)
+        if depth:
+            assert got[2:4] == (best_b, best_a)
+        if depth and best_b is not None and best_a is not None and Decimal(best_b) < Decimal(best_a):
+            assert texts == decimal_mid_spread(best_b, best_a)  # no fallback on these prices
