@@ -45,7 +45,7 @@ class FrameSplitter:
     passes through to `on_slow` unsplit (`passthrough`). An incomplete frame waits for the next call.
     """
 
-    __slots__ = ("tail", "fragmented", "passthrough", "max_size", "batch_max")
+    __slots__ = ("batch_max", "fragmented", "max_size", "passthrough", "tail")
 
     def __init__(self, max_size: int | None, batch_max: int) -> None:
         self.tail = b""
@@ -160,7 +160,9 @@ class FastReadConnection(ClientConnection):
     def __init__(self, *args: Any, batch_max: int = 256, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_frames: FastSink | None = None
-        sizes = [s for s in (self.protocol.max_message_size, self.protocol.max_fragment_size) if s is not None]
+        sizes = [
+            s for s in (self.protocol.max_message_size, self.protocol.max_fragment_size) if s is not None
+        ]
         self.splitter = FrameSplitter(min(sizes) if sizes else None, batch_max)
         self._head: bytes | None = b""  # the handshake response so far; None once it is complete
 

@@ -36,7 +36,9 @@ class Recorder:
         return False
 
 
-async def run(fast_read: bool, compression: str | None) -> tuple[list[str | bytes], list[str | bytes], str, int]:
+async def run(
+    fast_read: bool, compression: str | None
+) -> tuple[list[str | bytes], list[str | bytes], str, int]:
     sent: list[str | bytes] = []
     kinds: list[str] = []
     fast_frames: list[str | bytes] = []

@@ -26,7 +26,9 @@ MAX_SIZE = 1 << 20
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA  # RFC 6455 5.2
 
 
-def build(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv1: bool = False, mask: bytes = b"") -> bytes:
+def build(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv1: bool = False, mask: bytes = b""
+) -> bytes:
     """One frame as RFC 6455 section 5.2 lays it out."""
     b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     mask_bit = 0x80 if mask else 0
@@ -92,7 +94,9 @@ class Consumer:
         return self.protocol.state is OPEN
 
 
-def run_chunks(chunks: list[bytes], consumer: Consumer, fast: Any = True, batch_max: int = 256) -> FrameSplitter:
+def run_chunks(
+    chunks: list[bytes], consumer: Consumer, fast: Any = True, batch_max: int = 256
+) -> FrameSplitter:
     splitter = FrameSplitter(MAX_SIZE, batch_max)
     for i, chunk in enumerate(chunks):
         splitter.feed(chunk, fast(i) if callable(fast) else fast, consumer.on_fast, consumer.on_slow)
@@ -166,7 +170,12 @@ def mixed_stream() -> tuple[bytes, list[str | bytes], list[tuple[int, bytes]]]:
         (build(OP_CLOSE, struct.pack("!H", 1000) + b"bye"), None),
         (text("late"), None),  # after the close: websockets discards it
     ]
-    controls = [(OP_PING, b"p1"), (OP_PONG, b""), (OP_PING, b"p2"), (OP_CLOSE, struct.pack("!H", 1000) + b"bye")]
+    controls = [
+        (OP_PING, b"p1"),
+        (OP_PONG, b""),
+        (OP_PING, b"p2"),
+        (OP_CLOSE, struct.pack("!H", 1000) + b"bye"),
+    ]
     return b"".join(f for f, _ in parts), [m for _, m in parts if m is not None], controls
 
 
@@ -301,7 +310,9 @@ class FakeTransport:
 
 
 def handshake_response(request_key: str) -> bytes:
-    accept = base64.b64encode(hashlib.sha1((request_key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+    accept = base64.b64encode(
+        hashlib.sha1((request_key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    )
     return (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Accept: {accept.decode()}\r\n\r\n"
@@ -312,7 +323,9 @@ def test_connection_hands_websockets_the_exact_handshake_and_splits_frames_after
     _, expected, controls = mixed_stream()
     frames_stream = mixed_stream()[0]
 
-    async def one(cut: int, frames_from_start: bool) -> tuple[list[Any], list[Any], FastReadConnection, FakeTransport]:
+    async def one(
+        cut: int, frames_from_start: bool
+    ) -> tuple[list[Any], list[Any], FastReadConnection, FakeTransport]:
         protocol = ClientProtocol(parse_uri("ws://test/"), max_size=MAX_SIZE)
         conn = FastReadConnection(protocol, ping_interval=None, max_queue=16)
         transport = FakeTransport()
@@ -346,7 +359,10 @@ def test_connection_hands_websockets_the_exact_handshake_and_splits_frames_after
         return got, fast, conn, transport
 
     response_len = len(handshake_response("x" * 24))
-    for cut in [*range(0, response_len + 12), *range(response_len + 12, response_len + len(frames_stream), 7)]:
+    for cut in [
+        *range(0, response_len + 12),
+        *range(response_len + 12, response_len + len(frames_stream), 7),
+    ]:
         for from_start in (True, False):
             got, fast, conn, transport = asyncio.run(asyncio.wait_for(one(cut, from_start), 10))
             assert got == expected, (cut, from_start)
@@ -367,11 +383,15 @@ def test_connection_at_eof_gives_websockets_the_incomplete_frame():
         protocol.send_request(request)
         got: list[Any] = []
         conn.on_frames = got.extend
-        conn.data_received(handshake_response(request.headers["Sec-WebSocket-Key"]) + text("ok") + text("cut")[:3])
+        conn.data_received(
+            handshake_response(request.headers["Sec-WebSocket-Key"]) + text("ok") + text("cut")[:3]
+        )
         assert got == ["ok"]
         conn.eof_received()
         return conn
 
     conn = asyncio.run(main())
     assert conn.protocol.state is not OPEN
-    assert isinstance(conn.protocol.parser_exc, EOFError)  # "unexpected end of stream", as without the fast path
+    assert isinstance(
+        conn.protocol.parser_exc, EOFError
+    )  # "unexpected end of stream", as without the fast path
