@@ -228,7 +228,9 @@ class RotatingConnection:
 
     async def _read_frames(self, ws: ClientConnection) -> None:
         """Wait for a frame, then take every further message the socket already holds (no waiting) and
-        hand them over as one batch: per-batch costs (counters, the hand-over) are paid once per read."""
+        hand them over as one batch: per-batch costs (counters, the hand-over) are paid once per read.
+        With the fast read path this sees only the messages that took websockets' path (fragmented,
+        compressed, or received before `on_frames` was set); its end is the connection's end."""
         buffered = _buffered_frames(ws)
         recv = ws.recv
         while True:
@@ -244,6 +246,8 @@ class RotatingConnection:
     def _deliver(self, ws: FastReadConnection, batch: list[str | bytes]) -> None:
         """The fast read path's hand-over (called from the socket's `data_received`): a failure in frame
         handling drops this connection as it does on the `recv()` path (the caller reconnects)."""
+        if ws.discarding:  # an earlier batch of this read failed: the connection is closing
+            return
         try:
             self._dispatch(ws, batch)
         except Exception:

@@ -18,6 +18,7 @@ so no frame overtakes another.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -160,6 +161,8 @@ class FastReadConnection(ClientConnection):
     def __init__(self, *args: Any, batch_max: int = 256, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_frames: FastSink | None = None
+        self.discarding = False  # the consumer failed: further frames are dropped, the connection closes
+        self._closing_task: asyncio.Task[None] | None = None
         sizes = [
             s for s in (self.protocol.max_message_size, self.protocol.max_fragment_size) if s is not None
         ]
@@ -205,5 +208,8 @@ class FastReadConnection(ClientConnection):
 
     def discard_frames(self) -> None:
         """Stop delivering fast frames (after the consumer failed on one) and close the connection."""
+        if self.discarding:
+            return
+        self.discarding = True
         self.on_frames = _discard
-        self.loop.create_task(self.close())
+        self._closing_task = self.loop.create_task(self.close())  # held: the loop keeps weak references

@@ -99,3 +99,40 @@ def test_fast_and_websockets_paths_hand_over_the_same_messages_in_order(compress
         assert len(sent_fast) // 2 < fast_count < len(sent_fast)
     else:  # compressed (RSV1) frames all take websockets' path
         assert fast_count == 0
+
+
+class FailingRecorder(Recorder):
+    """Raises on the frame "boom" (a bug in frame handling)."""
+
+    def on_frames(self, raws, primary):
+        if "boom" in raws:
+            self.frames.extend(raws[: raws.index("boom")])
+            raise RuntimeError("handler bug")
+        self.frames.extend(raws)
+
+
+@pytest.mark.parametrize("fast_read", [True, False])
+def test_a_failure_in_frame_handling_drops_the_connection_on_both_paths(fast_read, caplog):
+    async def main() -> tuple[FailingRecorder, ConnectionEnded]:
+        async def handler(ws):
+            await ws.recv()
+            for m in ["one", "two", "boom", "three"]:
+                await ws.send(m)
+            await ws.wait_closed()  # the client closes
+
+        recorder = FailingRecorder()
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            conn = RotatingConnection(
+                "test", "kraken", f"ws://127.0.0.1:{port}/", ["sub"], recorder,  # type: ignore[arg-type]
+                messages_per_s=10, rotate_after_s=3600, overlap_max_s=1.0, stop=asyncio.Event(),
+                fast_read=fast_read,
+            )  # fmt: skip
+            with pytest.raises(ConnectionEnded) as ended:
+                await asyncio.wait_for(conn.run(), 20)
+        return recorder, ended.value
+
+    recorder, ended = asyncio.run(main())
+    assert recorder.frames == ["one", "two"]  # nothing after the failure is handed over
+    assert ended.code == 1000  # the client closed the connection (the caller reconnects)
+    assert sum("frame handling failed" in r.getMessage() for r in caplog.records) == 1
