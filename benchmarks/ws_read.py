@@ -5,8 +5,9 @@ A server process (loopback, websockets, no compression, like the simulator) send
 frames as the simulator's synthetic market makes them (`cryptoflow.simulator.synthetic.paced.pregenerate`:
 the frames the latency benchmark offers, same sizes), framed up front and written in large writes (or
 paced at `--rate` frames/s in 1 ms ticks), then closes with 4100. This process only reads: a handler
-that counts frames, so its CPU time per frame (`time.process_time`, the whole process: event loop,
-socket reads, websockets, the split, the hand-over) is the read path's cost. Runs alternate between the
+that counts frames, so its CPU time per frame (user + system `os.times`, the whole process: event loop,
+socket reads, websockets, the split, the hand-over; the kernel's share printed too) is the read path's
+cost. Runs alternate between the
 two paths (`--runs` each) so background load hits both alike.
 
     python -m benchmarks.ws_read [--frames 200000] [--runs 3] [--rate 0] [--json]
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import struct
 import time
@@ -113,19 +115,21 @@ class Counter:
         return False
 
 
-async def read_once(port: int, fast: bool) -> tuple[int, int, float, float]:
+async def read_once(port: int, fast: bool) -> tuple[int, int, float, float, float]:
     counter = Counter()
     conn = RotatingConnection(
         "bench", "kraken", f"ws://127.0.0.1:{port}/v2", ["sub"], counter,  # type: ignore[arg-type]
         messages_per_s=100, rotate_after_s=3600, overlap_max_s=1.0, stop=asyncio.Event(), fast_read=fast,
     )  # fmt: skip
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    t0, wall0 = os.times(), time.perf_counter()
     try:
         await conn.run()
     except ConnectionEnded as exc:
         if exc.code != 4100:
             raise
-    return counter.frames, counter.batches, time.process_time() - cpu0, time.perf_counter() - wall0
+    t1 = os.times()
+    user, system = t1.user - t0.user, t1.system - t0.system
+    return counter.frames, counter.batches, user + system, system, time.perf_counter() - wall0
 
 
 def measure(frames: int, runs: int, rate: float) -> dict[str, Any]:
@@ -139,10 +143,11 @@ def measure(frames: int, runs: int, rate: float) -> dict[str, Any]:
         results: dict[str, list[dict[str, float]]] = {"websockets": [], "fast": []}
         for _ in range(runs):
             for name in ("websockets", "fast"):
-                got, batches, cpu, wall = asyncio.run(read_once(port, name == "fast"))
+                got, batches, cpu, system, wall = asyncio.run(read_once(port, name == "fast"))
                 if got != frames:
                     raise RuntimeError(f"{name}: read {got} of {frames} frames")
                 results[name].append({"cpu_us_per_frame": cpu / got * 1e6, "wall_s": wall,
+                                      "system_us_per_frame": system / got * 1e6,
                                       "frames_per_batch": got / batches})  # fmt: skip
     finally:
         server.terminate()
@@ -152,6 +157,7 @@ def measure(frames: int, runs: int, rate: float) -> dict[str, Any]:
         summary[name] = {
             "cpu_us_per_frame": [round(r["cpu_us_per_frame"], 2) for r in rows],
             "median_cpu_us_per_frame": round(statistics.median(r["cpu_us_per_frame"] for r in rows), 2),
+            "median_system_us_per_frame": round(statistics.median(r["system_us_per_frame"] for r in rows), 2),
             "median_frames_per_batch": round(statistics.median(r["frames_per_batch"] for r in rows), 1),
         }
     return summary
@@ -174,8 +180,8 @@ def main() -> None:
     print(f"{args.frames} Kraken v2 book frames ({summary['mean_payload_bytes']} B mean), {offered}:")
     for name in ("websockets", "fast"):
         row = summary[name]
-        print(f"  {name:>10}: {row['median_cpu_us_per_frame']:6.2f} us CPU/frame (runs {row['cpu_us_per_frame']}),"
-              f" {row['median_frames_per_batch']} frames per batch")  # fmt: skip
+        print(f"  {name:>10}: {row['median_cpu_us_per_frame']:6.2f} us CPU/frame (runs {row['cpu_us_per_frame']};"
+              f" kernel {row['median_system_us_per_frame']}), {row['median_frames_per_batch']} frames per batch")  # fmt: skip
 
 
 if __name__ == "__main__":
