@@ -12,8 +12,9 @@ uncompressed data frames are split from the received bytes by our own loop and h
 in batches straight from the socket's `data_received` (~1-2 µs per frame instead of websockets' 14-27
 µs parse/assemble/recv); control frames, fragmented or compressed messages, and everything websockets
 must judge (close, protocol errors) still take websockets' own path, in stream order. Text frames
-arrive as `str`, binary as `bytes`, exactly as `recv()` returns them. `CRYPTOFLOW_WS_FAST_READ=0` (or
-`RotatingConnection(fast_read=False)`) turns it off: every frame is then read with `recv()`.
+arrive as `str`, binary as `bytes`, exactly as `recv()` returns them. `connector.ws_fast_read: false`
+(`CRYPTOFLOW_CONNECTOR__WS_FAST_READ=false`; `RotatingConnection(fast_read=False)`) turns it off: every
+frame is then read with `recv()`.
 
 `WsClient` below is the one base of every venue client (Binance lanes, and through
 `connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
@@ -27,7 +28,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -105,11 +105,6 @@ Opener = Callable[[], Awaitable[ConnectLease]]
 MAX_BATCH_FRAMES = 256
 
 
-def fast_read_default() -> bool:
-    """The fast read path (`connectors.ws_fast`) unless `CRYPTOFLOW_WS_FAST_READ` is 0/false/off."""
-    return os.environ.get("CRYPTOFLOW_WS_FAST_READ", "1").strip().lower() not in ("0", "false", "off", "no")
-
-
 class _NoBuffer:
     def __len__(self) -> int:
         return 0
@@ -155,7 +150,7 @@ class RotatingConnection:
         on_state: Callable[[bool], None] | None = None,
         retry_rotation_s: float = 30.0,
         opener: Opener | None = None,
-        fast_read: bool | None = None,
+        fast_read: bool = True,
     ) -> None:
         self.name, self.exchange, self.url, self.messages = name, exchange, url, messages
         self.handler = handler
@@ -168,7 +163,7 @@ class RotatingConnection:
         self.on_state = on_state or (lambda connected: None)
         self.retry_rotation_s = retry_rotation_s  # after a failed replacement, try again this soon
         self.opener = opener
-        self.fast_read = fast_read_default() if fast_read is None else fast_read
+        self.fast_read = fast_read
         if self.fast_read:
             self.connect_kwargs.setdefault(
                 "create_connection", functools.partial(FastReadConnection, batch_max=MAX_BATCH_FRAMES)
@@ -541,6 +536,7 @@ class WsClient:
             name, self.exchange, url, messages, handler, messages_per_s=messages_per_s,
             rotate_after_s=rotate_after_s, overlap_max_s=overlap_max_s, stop=self._stop_async,
             on_state=on_state, opener=lambda: self._lease(state),
+            fast_read=getattr(self.connector, "ws_fast_read", True),
         )  # fmt: skip
 
     async def _before_connect(self, ip: str | None) -> None:

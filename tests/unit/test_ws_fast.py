@@ -395,3 +395,27 @@ def test_connection_at_eof_gives_websockets_the_incomplete_frame():
     assert isinstance(
         conn.protocol.parser_exc, EOFError
     )  # "unexpected end of stream", as without the fast path
+
+
+@pytest.mark.parametrize("value", ["true", "false", None])
+def test_the_config_switch_chooses_the_connection_class(monkeypatch, value):
+    from connectors.binance.client import USDM, BinanceClient
+    from connectors.ws_client import EgressState
+    from cryptoflow.config import load_settings
+
+    if value is not None:
+        monkeypatch.setenv("CRYPTOFLOW_CONNECTOR__WS_FAST_READ", value)
+    settings = load_settings()
+    assert settings.connector.ws_fast_read is (value != "false")
+    client = BinanceClient(
+        USDM, settings.exchanges.binance.usdm, settings.connector, ["BTCUSDT"], set(), 0, None
+    )  # type: ignore[arg-type]
+    client._stop_async = asyncio.Event()
+    conn = client._connection("c", "ws://127.0.0.1:1/", [], None, EgressState(), messages_per_s=1)  # type: ignore[arg-type]
+    factory = conn.connect_kwargs.get("create_connection")
+    if value == "false":
+        assert not conn.fast_read and factory is None  # websockets' own ClientConnection
+    else:
+        assert (
+            conn.fast_read and factory.func is FastReadConnection and factory.keywords == {"batch_max": 256}
+        )
