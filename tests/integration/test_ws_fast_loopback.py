@@ -136,3 +136,73 @@ def test_a_failure_in_frame_handling_drops_the_connection_on_both_paths(fast_rea
     assert recorder.frames == ["one", "two"]  # nothing after the failure is handed over
     assert ended.code == 1000  # the client closed the connection (the caller reconnects)
     assert sum("frame handling failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 (cryptography comes with the dev extra, through moto)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_fast_read_over_tls_hands_over_every_message_in_order(tmp_path):
+    """Every venue is wss://: the TLS transport reads into the connection's buffer the same way."""
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    sent = messages()
+
+    async def main() -> tuple[list[str | bytes], int]:
+        async def handler(ws):
+            await ws.recv()
+            for i, m in enumerate(sent):
+                if i == 300:
+                    await ws.ping()
+                await ws.send(m)
+            await ws.close(4100, "end of replay")
+
+        recorder = Recorder()
+        async with serve(handler, "127.0.0.1", 0, ssl=server_ctx, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            conn = RotatingConnection(
+                "test", "kraken", f"wss://127.0.0.1:{port}/", ["sub"], recorder,  # type: ignore[arg-type]
+                messages_per_s=10, rotate_after_s=3600, overlap_max_s=1.0, stop=asyncio.Event(),
+                connect_kwargs={"ssl": client_ctx},
+            )  # fmt: skip
+            delivered: list[int] = []
+            original = conn._deliver
+            conn._deliver = lambda ws, batch: (delivered.append(len(batch)), original(ws, batch))  # type: ignore[method-assign]
+            with pytest.raises(ConnectionEnded) as ended:
+                await asyncio.wait_for(conn.run(), 60)
+        assert ended.value.code == 4100
+        return recorder.frames, sum(delivered)
+
+    frames, fast_count = asyncio.run(main())
+    assert frames == sent
+    assert fast_count == len(sent)  # no fragments or compression here: every frame took the fast path
