@@ -7,6 +7,15 @@ and buffers the replacement's until `overlap_done()` says both connections have 
 point on every stream; then the old connection is retired (its later frames are dropped) and the
 buffered events are emitted through the handler's duplicate filter.
 
+Reading: by default each socket is a `connectors.ws_fast.FastReadConnection`: complete, unfragmented,
+uncompressed data frames are split from the received bytes by our own loop and handed to the handler
+in batches straight from the socket's `data_received` (~1-2 µs per frame instead of websockets' 14-27
+µs parse/assemble/recv); control frames, fragmented or compressed messages, and everything websockets
+must judge (close, protocol errors) still take websockets' own path, in stream order. Text frames
+arrive as `str`, binary as `bytes`, exactly as `recv()` returns them. `connector.ws_fast_read: false`
+(`CRYPTOFLOW_CONNECTOR__WS_FAST_READ=false`; `RotatingConnection(fast_read=False)`) turns it off: every
+frame is then read with `recv()`.
+
 `WsClient` below is the one base of every venue client (Binance lanes, and through
 `connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
 egress lease of every socket and REST call, reconnect loop, queue or journal output.
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -33,6 +43,7 @@ from connectors.http import HttpError, http_get
 from connectors.journal import JournalWriter, RecordKind
 from connectors.retry import Backoff, CircuitBreaker
 from connectors.signals import END, RUN_ID
+from connectors.ws_fast import FastReadConnection
 from cryptoflow import metrics
 from cryptoflow.observability import HEALTH
 
@@ -139,6 +150,7 @@ class RotatingConnection:
         on_state: Callable[[bool], None] | None = None,
         retry_rotation_s: float = 30.0,
         opener: Opener | None = None,
+        fast_read: bool = True,
     ) -> None:
         self.name, self.exchange, self.url, self.messages = name, exchange, url, messages
         self.handler = handler
@@ -151,6 +163,11 @@ class RotatingConnection:
         self.on_state = on_state or (lambda connected: None)
         self.retry_rotation_s = retry_rotation_s  # after a failed replacement, try again this soon
         self.opener = opener
+        self.fast_read = fast_read
+        if self.fast_read:
+            self.connect_kwargs.setdefault(
+                "create_connection", functools.partial(FastReadConnection, batch_max=MAX_BATCH_FRAMES)
+            )
         self._releases: dict[ClientConnection, Callable[[BaseException | None], None]] = {}
         self.primary: ClientConnection | None = None
         self.candidate: ClientConnection | None = None
@@ -173,6 +190,8 @@ class RotatingConnection:
             raise
         if release is not None:
             self._releases[ws] = release
+        if isinstance(ws, FastReadConnection):  # frames from here on skip recv(); earlier ones wait there
+            ws.on_frames = functools.partial(self._deliver, ws)
         if primary:
             self.primary = ws
         else:
@@ -204,7 +223,9 @@ class RotatingConnection:
 
     async def _read_frames(self, ws: ClientConnection) -> None:
         """Wait for a frame, then take every further message the socket already holds (no waiting) and
-        hand them over as one batch: per-batch costs (counters, the hand-over) are paid once per read."""
+        hand them over as one batch: per-batch costs (counters, the hand-over) are paid once per read.
+        With the fast read path this sees only the messages that took websockets' path (fragmented,
+        compressed, or received before `on_frames` was set); its end is the connection's end."""
         buffered = _buffered_frames(ws)
         recv = ws.recv
         while True:
@@ -216,6 +237,17 @@ class RotatingConnection:
                 self._dispatch(ws, batch)  # what arrived before the close is still delivered
                 raise
             self._dispatch(ws, batch)
+
+    def _deliver(self, ws: FastReadConnection, batch: list[str | bytes]) -> None:
+        """The fast read path's hand-over (called from the socket's `data_received`): a failure in frame
+        handling drops this connection as it does on the `recv()` path (the caller reconnects)."""
+        if ws.discarding:  # an earlier batch of this read failed: the connection is closing
+            return
+        try:
+            self._dispatch(ws, batch)
+        except Exception:
+            log.exception("%s: frame handling failed; dropping the connection", self.name)
+            ws.discard_frames()
 
     def _dispatch(self, ws: ClientConnection, batch: list[str | bytes]) -> None:
         if ws is self.primary:
@@ -504,6 +536,7 @@ class WsClient:
             name, self.exchange, url, messages, handler, messages_per_s=messages_per_s,
             rotate_after_s=rotate_after_s, overlap_max_s=overlap_max_s, stop=self._stop_async,
             on_state=on_state, opener=lambda: self._lease(state),
+            fast_read=getattr(self.connector, "ws_fast_read", True),
         )  # fmt: skip
 
     async def _before_connect(self, ip: str | None) -> None:

@@ -336,6 +336,9 @@ class ConnectorConfig(_Section):
     # how long an empty source sleeps before Bytewax polls it again: a floor on ingest -> normalized
     idle_poll_ms: int = Field(1, ge=1, le=1000)
     batch_size: int = Field(1000, ge=1)
+    # WebSocket data frames split by our own loop and handed over per socket read
+    # (`connectors/ws_fast.py`); false: every frame goes through websockets' `recv()`
+    ws_fast_read: bool = True
 
 
 class RuntimeConfig(_Section):
