@@ -4,9 +4,10 @@ CFTEST_FAULT picks where the process SIGKILLs itself:
   read:N          after the journal source returned its N-th non-empty batch
   parquet:N       in the N-th commit, once the first Parquet data file is written (before the commit)
   after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
-  staged:N        in the sink's committer thread, 0.3 s after the N-th epoch was staged (its data files
-                  written, snapshot() returned them in the state, which Bytewax stores meanwhile) and
-                  before its background commit: the resume must commit the staged files, once
+  staged:N        in the sink's committer thread, 0.3 s after the N-th epoch was staged (snapshot()
+                  returned its written files and its tail of unwritten rows in the state, which
+                  Bytewax stores meanwhile) and before its background commit: the resume must write
+                  the tail's files from the state and commit the epoch, once
   random:S        after S seconds, wherever the process is
 CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
 several epochs; with it, the first non-empty batch prints `CRYPTOFLOW-READING` so a test can act while
