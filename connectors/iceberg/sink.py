@@ -21,7 +21,7 @@ import threading
 import time
 from bisect import bisect_right
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -233,6 +233,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.epoch_chunks: list[_Chunk] = []
         self.chunk_lock = threading.Lock()
         self.tail_writes: dict[int, list[Future]] = {}  # seq -> writes its commit must wait for
+        self.all_files: dict[int, tuple[Any, ...]] = {}  # seq -> every file, once the tail is written
         self.stager = SerialWorker(f"{name}-stage")
         self.writer = SerialWorker(f"{name}-write")
         self.committer = SerialWorker(f"{name}-commit")
@@ -430,6 +431,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             files = list(staged.files)
             for written in writes:  # the tail's files, written by the writer thread
                 files += written.result()
+            if writes:  # a later state (commit still pending) names these files instead of the tail
+                self.all_files[staged.seq] = tuple(files)
         except BaseException as exc:
             metrics.SINK_FAILURES.labels(name, "tail_files").inc()
             log.error(
@@ -454,6 +457,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         metrics.ROWS_COMMITTED.labels(name).inc(staged.rows)
         HEALTH.committed()
         self.landed_seq = staged.seq
+        self.all_files.pop(staged.seq, None)
         metrics.SINK_COMMIT_LAG.labels(name).set(self.state.seq - staged.seq)
         log.info("%s: committed %d rows (seq %d)", name, staged.rows, staged.seq)
         self._maybe_expire()
@@ -570,8 +574,14 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
 
     def snapshot(self) -> SinkState:
         self.flush()
-        staged = tuple(s for s in self.staged if s.seq > self.landed_seq)
+        staged = tuple(self._lightest(s) for s in self.staged if s.seq > self.landed_seq)
         return SinkState(self.state.seq, dict(self.state.watermark), staged)
+
+    def _lightest(self, staged: StagedCommit) -> StagedCommit:
+        """`staged` with its tail replaced by the tail's files once they are written (a commit that
+        lags, e.g. retrying through a catalog outage, then no longer keeps the tail in every state)."""
+        files = self.all_files.get(staged.seq)
+        return staged if files is None else replace(staged, files=files, tail=())
 
     def close(self) -> None:
         """Commit everything synchronously, then end the threads."""

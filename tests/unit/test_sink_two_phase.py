@@ -383,3 +383,36 @@ def test_a_staged_commit_pickled_before_the_tail_existed_resumes(catalog):
     resumed = part(catalog, resume=old)
     assert resumed.state == SinkState(1, {0: 3})
     assert ids(catalog) == expected(range(4))
+
+
+def test_a_lagging_commit_names_the_tail_files_in_later_states(catalog):
+    """The commit of seq 1 keeps failing (catalog outage) after its tail's files were written: the next
+    state names those files instead of carrying the tail again, and resuming from it lands every row."""
+    p = part(catalog)
+    p.reload = lambda: p.table
+    gate = threading.Event()
+
+    def stalled(files, props, table_props):
+        gate.wait(10)
+        raise OSError("catalog down")
+
+    p._append = stalled
+    p.write_batch([trade(0, o) for o in range(5)])
+    first = saved(p.snapshot())
+    assert first.staged[0].files == () and tail_ids(first.staged[0]) == expected(range(5))
+    p.writer.submit(lambda: None).result()
+    while 1 not in p.all_files:  # the committer took the tail's files and is now retrying
+        threading.Event().wait(0.01)
+    p.write_batch([trade(0, o) for o in range(5, 7)])
+    second = saved(p.snapshot())
+    lighter, newer = second.staged
+    assert (lighter.seq, lighter.tail, lighter.rows) == (1, (), 5)
+    assert file_ids(catalog, lighter) == expected(range(5))  # the same rows, now as files
+    assert newer.seq == 2 and tail_ids(newer) == expected(range(5, 7))
+    gate.set()
+    with pytest.raises(BackgroundCommitError):
+        p.drain()
+    assert ids(catalog) == Counter()
+    resumed = part(catalog, resume=second)
+    assert resumed.state == SinkState(2, {0: 6})
+    assert ids(catalog) == expected(range(7))
