@@ -436,12 +436,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         except BaseException as exc:
             metrics.SINK_FAILURES.labels(name, "tail_files").inc()
             log.error(
-                "%s: writing the tail files of seq %d failed: %s: %s",
-                name,
-                staged.seq,
-                type(exc).__name__,
-                exc,
-            )
+                "%s: writing the tail files of seq %d failed: %s: %s", name, staged.seq, type(exc).__name__, exc,
+            )  # fmt: skip
             self.failure = exc
             return
         try:
