@@ -12,8 +12,10 @@ on our side, so a change to one of them shows as a number:
 
 Frames: the synthetic market's Kraken v2 frames as the paced venue sends them (`--books` books, depth 10,
 a snapshot per book first, then `--frames` updates stamped 0.1 ms apart, i.e. 10k frames/s of exchange
-time), in batches of `--batch` frames. Clock: this process's CPU time (`time.process_time`), best of
-`--repeats`, so other processes on a shared machine inflate it less. Nothing is asserted about speed;
+time), in batches of `--batch` frames; `--snapshot-interval-ms 1` makes the worker write a `spot_ob` row
+for every frame instead of one per book per 100 ms of exchange time (the row cost in full). Clock: this
+process's CPU time (`time.process_time`), best of `--repeats`, so other processes on a shared machine
+inflate it less. Nothing is asserted about speed;
 the stages are checked to agree (no break anywhere on this clean stream).
 """
 
@@ -59,7 +61,9 @@ def _best(run: Callable[[], None], repeats: int) -> float:
     return best
 
 
-def measure(books: int = 50, count: int = 20_000, batch: int = 64, repeats: int = 5) -> dict:
+def measure(
+    books: int = 50, count: int = 20_000, batch: int = 64, repeats: int = 5, snapshot_interval_ms: int = 100
+) -> dict:
     texts = frames(books, count)
     parser = KrakenV2Parser(10)
     events: list[RawEvent] = []
@@ -84,7 +88,7 @@ def measure(books: int = 50, count: int = 20_000, batch: int = 64, repeats: int 
     runs: list[list[list[RawEvent]]] = []  # per batch: each book's events in arrival order
 
     def worker() -> None:
-        settings = BookSettings(stream="spot_ob")
+        settings = BookSettings(stream="spot_ob", snapshot_interval_ms=snapshot_interval_ms)
         logics: dict[str, BookLogic] = {}
         rows = 0
         for batch_runs in runs:
@@ -114,6 +118,7 @@ def measure(books: int = 50, count: int = 20_000, batch: int = 64, repeats: int 
         "worker_us": worker_s / n * 1e6,
     }
     return {"frames": n, "books": books, "batch": batch, "repeats": repeats, "clock": "process CPU time",
+            "snapshot_interval_ms": snapshot_interval_ms,
             **us, "total_us": sum(us.values())}  # fmt: skip
 
 
@@ -123,9 +128,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--snapshot-interval-ms", type=int, default=100, help="book row interval (1: a row per frame)"
+    )
     parser.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
     args = parser.parse_args()
-    m = measure(args.books, args.frames, args.batch, args.repeats)
+    m = measure(args.books, args.frames, args.batch, args.repeats, args.snapshot_interval_ms)
     if args.json:
         print(json.dumps(m))
         return

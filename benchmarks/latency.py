@@ -184,6 +184,7 @@ def run_rate(
     generator: str = "pregen",
     shards: int | None = None,
     py_spy: str | None = None,
+    py_spy_gil: bool = False,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
@@ -223,9 +224,25 @@ def run_rate(
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
         if epoch_s is not None:  # without recovery `-s` is the epoch interval (Bytewax's default 10 s)
             cmd += ["-s", str(epoch_s)]
-        if py_spy:  # sample every thread of the flow (idle waits included) into a collapsed-stack file
+        if (
+            py_spy
+        ):  # sample the flow's threads (idle waits, or only the GIL holder) into a collapsed-stack file
             spy = str(Path(sys.executable).with_name("py-spy"))
-            cmd = [spy, "record", "--threads", "--idle", "--format", "raw", "--rate", "250", "-o", py_spy, "--", *cmd]
+            only = ["--gil"] if py_spy_gil else ["--idle"]
+            cmd = [
+                spy,
+                "record",
+                "--threads",
+                *only,
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "-o",
+                py_spy,
+                "--",
+                *cmd,
+            ]
         log_path = root / "flow.log"
         feed_start = feed_end = last_frame_at = None
         feed_start_us = 1 << 62  # no feed, no rows
@@ -467,6 +484,9 @@ def main() -> None:
     parser.add_argument(
         "--py-spy", metavar="OUT", help="run the flow under `py-spy record --threads --idle` into OUT (raw)"
     )
+    parser.add_argument(
+        "--py-spy-gil", action="store_true", help="with --py-spy: only samples of the thread holding the GIL"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.count_reader:
@@ -482,7 +502,8 @@ def main() -> None:
             print(json.dumps(measure_generator(rate, seconds, symbols)))
         return
     m = measure(args.quick, rates, epoch_s=args.epoch_s, idle_poll_ms=args.idle_poll_ms,
-                switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards, py_spy=args.py_spy)  # fmt: skip
+                switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards,
+                py_spy=args.py_spy, py_spy_gil=args.py_spy_gil)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:

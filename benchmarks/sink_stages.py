@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import IcebergSinkPartition
-from connectors.iceberg.staging import append_files
+from connectors.iceberg.staging import append_files, write_data_files
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.model import BookRow
 from cryptoflow.schemas import TABLES
@@ -54,10 +54,28 @@ def timed(fn):
     return out, (time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000
 
 
-def epoch_stages(table, rows: list[BookRow]) -> str:
-    """One epoch's stages on `rows`, as the sink ran them in the worker before the two-phase commit."""
+def epoch_stages(table, rows: list[BookRow], baseline: bool = False) -> str:
+    """One epoch's stages on `rows`, as the sink ran them in the worker before the two-phase commit.
+    `baseline`: the conversion without the C level parser and pyiceberg's own `_dataframe_to_data_files`
+    (the code before both were made cheaper), for before/after numbers in one session."""
+    from unittest import mock
+
     from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
+    import cryptoflow.schemas as schemas
+
+    if baseline:
+        with (
+            mock.patch.object(schemas, "book_levels", None),
+            mock.patch.object(schemas, "decimal_column", None),
+        ):
+            return epoch_stages_with(
+                table, rows, lambda a: list(_dataframe_to_data_files(table.metadata, a, table.io))
+            )
+    return epoch_stages_with(table, rows, lambda a: write_data_files(table, a))
+
+
+def epoch_stages_with(table, rows: list[BookRow], write) -> str:
     every = CONVERT_EVERY_BEFORE
     pieces, conv_w, conv_c = [], 0.0, 0.0
     for i in range(0, len(rows), every):
@@ -67,7 +85,7 @@ def epoch_stages(table, rows: list[BookRow]) -> str:
         conv_w, conv_c = conv_w + w, conv_c + c
     arrow, cat_w, cat_c = timed(lambda: pa.concat_tables(pieces))
     arrow, sort_w, sort_c = timed(lambda: arrow.sort_by(SPOT_OB.sort_keys))
-    files, write_w, write_c = timed(lambda: list(_dataframe_to_data_files(table.metadata, arrow, table.io)))
+    files, write_w, write_c = timed(lambda: write(arrow))
 
     def commit() -> None:
         tx = table.transaction()
@@ -75,9 +93,10 @@ def epoch_stages(table, rows: list[BookRow]) -> str:
         tx.commit_transaction()
 
     _, commit_w, commit_c = timed(commit)
+    n = len(rows)
     return (
-        f"convert {conv_w:.0f}/{conv_c:.0f}  concat {cat_w:.1f}/{cat_c:.1f}  sort {sort_w:.0f}/{sort_c:.0f}  "
-        f"parquet files {write_w:.0f}/{write_c:.0f} ({len(files)} files)  commit {commit_w:.0f}/{commit_c:.0f}  "
+        f"convert {conv_w:.0f}/{conv_c:.0f} ({conv_c / n * 1000:.1f} us CPU/row)  concat {cat_w:.1f}/{cat_c:.1f}  sort {sort_w:.0f}/{sort_c:.0f}  "
+        f"parquet files {write_w:.0f}/{write_c:.0f} ({write_c / n * 1000:.1f} us CPU/row, {len(files)} files)  commit {commit_w:.0f}/{commit_c:.0f}  "
         f"pickled DataFiles {len(pickle.dumps(files))} bytes"
     )
 
@@ -119,6 +138,11 @@ def main() -> None:
         "--paced", type=float, help="instead: feed the two-phase sink at this many rows/s, time the worker"
     )
     ap.add_argument("--stage-rows", type=int, default=25_000, help="sink.stage_rows (--paced)")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="alternate the baseline (Python levels, pyiceberg writer) and now",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = CatalogConfig(uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh"))
@@ -138,7 +162,11 @@ def main() -> None:
         print(f"{args.rows} spot_ob rows per epoch; ms wall / ms CPU of this process")
         for epoch in range(args.epochs):
             table = catalog.load_table(("cryptoflow", "spot_ob"))
-            print(f"epoch {epoch}: {epoch_stages(table, book_rows(args.rows, seed=epoch))}")
+            rows = book_rows(args.rows, seed=epoch)
+            if args.compare:
+                print(f"epoch {epoch} baseline: {epoch_stages(table, rows, baseline=True)}")
+                table = catalog.load_table(("cryptoflow", "spot_ob"))
+            print(f"epoch {epoch}: {epoch_stages(table, rows)}")
 
 
 if __name__ == "__main__":

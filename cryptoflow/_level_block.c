@@ -173,10 +173,61 @@ static PyObject *gather_groups(PyObject *self, PyObject *args) {
     return finish(&g, out, 7);
 }
 
-/* `decimals(data, offsets, scale)`: the texts data[offsets[i]:offsets[i+1]] as an Arrow decimal128 buffer
- * (16 bytes per value, little-endian two's complement) at `scale`, or None when any text is not a plain
+/* The text [p, end) as a decimal128 value at `scale` (pow10[k] = 10^k), or 0 when it is not a plain
  * non-negative decimal `digits[.digits]` with at most `scale` fraction digits and at most 38 - scale
- * integer digits (the caller then casts with Arrow, which decides what such texts mean). */
+ * integer digits (the caller then leaves the column to Arrow's cast, which decides what such texts mean). */
+static inline int parse_decimal(const char *p, const char *end, int scale, const unsigned __int128 *pow10,
+                                unsigned __int128 *out) {
+    Py_ssize_t n = end - p;
+    if (n > 0 && n <= 19) {
+        /* exchange texts: at most 19 digits fit a 64-bit integer; one branch-light pass, checks after */
+        const char *s = p;
+        uint64_t lo = 0;
+        Py_ssize_t dot = -1;
+        for (; p < end; p++) {
+            unsigned d = (unsigned)(unsigned char)*p - '0';
+            if (d < 10) lo = lo * 10 + d;
+            else if (*p == '.' && dot < 0) dot = p - s;
+            else return 0;
+        }
+        Py_ssize_t int_digits = dot < 0 ? n : dot, frac = dot < 0 ? 0 : n - dot - 1;
+        if (int_digits == 0 || (dot >= 0 && frac == 0) || frac > scale) return 0;
+        if (int_digits <= 38 - scale) {  /* leading zeros counted: when over, the long path counts exactly */
+            *out = (unsigned __int128)lo * pow10[scale - frac];
+            return 1;
+        }
+        p = s;
+    }
+    unsigned __int128 v = 0;
+    int int_digits = 0, frac = 0, any = 0;
+    while (p < end && *p >= '0' && *p <= '9') {
+        if (v || *p != '0') int_digits++;
+        v = v * 10 + (unsigned)(*p - '0'), p++, any = 1;
+        if (int_digits > 38 - scale) return 0;
+    }
+    if (!any) return 0;
+    if (p < end) {
+        if (*p != '.') return 0;
+        p++;
+        if (p == end) return 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (++frac > scale) return 0;
+            v = v * 10 + (unsigned)(*p - '0'), p++;
+        }
+        if (p != end) return 0;
+    }
+    *out = v * pow10[scale - frac];
+    return 1;
+}
+
+static void powers_of_ten(unsigned __int128 *pow10) {
+    pow10[0] = 1;
+    for (int k = 1; k <= 38; k++) pow10[k] = pow10[k - 1] * 10;
+}
+
+/* `decimals(data, offsets, scale)`: the texts data[offsets[i]:offsets[i+1]] as an Arrow decimal128 buffer
+ * (16 bytes per value, little-endian two's complement) at `scale`, or None when any text is not plain
+ * (see parse_decimal). */
 static PyObject *decimals(PyObject *self, PyObject *args) {
     (void)self;
     const char *data; Py_ssize_t data_n; const char *off_b; Py_ssize_t off_n; int scale;
@@ -186,34 +237,14 @@ static PyObject *decimals(PyObject *self, PyObject *args) {
     Py_ssize_t n = off_n / 4 - 1;
     if (off[0] < 0 || off[n] > data_n) { PyErr_SetString(PyExc_ValueError, "offsets out of the data"); return NULL; }
     unsigned __int128 pow10[39];
-    pow10[0] = 1;
-    for (int k = 1; k <= 38; k++) pow10[k] = pow10[k - 1] * 10;
+    powers_of_ten(pow10);
     PyObject *out = PyBytes_FromStringAndSize(NULL, n * 16);
     if (!out) return NULL;
     char *o = PyBytes_AS_STRING(out);
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t a = off[i], b = off[i + 1];
-        if (a > b) goto decline;
-        const char *p = data + a, *end = data + b;
-        unsigned __int128 v = 0;
-        int int_digits = 0, frac = 0, any = 0;
-        while (p < end && *p >= '0' && *p <= '9') {
-            if (v || *p != '0') int_digits++;
-            v = v * 10 + (unsigned)(*p - '0'), p++, any = 1;
-            if (int_digits > 38 - scale) goto decline;
-        }
-        if (!any) goto decline;
-        if (p < end) {
-            if (*p != '.') goto decline;
-            p++;
-            if (p == end) goto decline;
-            while (p < end && *p >= '0' && *p <= '9') {
-                if (++frac > scale) goto decline;
-                v = v * 10 + (unsigned)(*p - '0'), p++;
-            }
-            if (p != end) goto decline;
-        }
-        v *= pow10[scale - frac];
+        unsigned __int128 v;
+        if (a > b || !parse_decimal(data + a, data + b, scale, pow10, &v)) goto decline;
         memcpy(o + 16 * i, &v, 16);
     }
     return out;
@@ -222,10 +253,121 @@ decline:
     Py_RETURN_NONE;
 }
 
+/* An exact str as (pointer, length) of its text; 0 for anything else or a non-ASCII str (never plain). */
+static inline int ascii_text(PyObject *s, const char **p, Py_ssize_t *n) {
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_COMPACT_ASCII(s)) return 0;
+    *p = (const char *)PyUnicode_DATA(s), *n = PyUnicode_GET_LENGTH(s);
+    return 1;
+}
+
+/* A list or tuple argument's items (borrowed) and size; -1 with TypeError for anything else. */
+static int sequence_items(PyObject *seq, PyObject ***items, Py_ssize_t *n) {
+    if (!PyList_Check(seq) && !PyTuple_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list or tuple");
+        return -1;
+    }
+    *items = PySequence_Fast_ITEMS(seq), *n = Py_SIZE(seq);
+    return 0;
+}
+
+/* `book_levels(books, scale)`: a list or tuple of book sides (each a list or tuple of (price, qty) str pairs, best
+ * first) as the Arrow buffers of a large_list<struct<price, qty decimal128>> column: (int64 list offsets
+ * (n + 1), price decimal128 buffer, qty decimal128 buffer). None when any side or level has another shape
+ * or any text is not plain (see parse_decimal): the caller then builds the column the generic way. */
+static PyObject *book_levels(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *books; int scale;
+    PyObject **sides; Py_ssize_t n, levels = 0;
+    if (!PyArg_ParseTuple(args, "Oi", &books, &scale) || sequence_items(books, &sides, &n)) return NULL;
+    if (scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad scale"); return NULL; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *side = sides[i];
+        if (PyList_CheckExact(side)) levels += PyList_GET_SIZE(side);
+        else if (PyTuple_CheckExact(side)) levels += PyTuple_GET_SIZE(side);
+        else Py_RETURN_NONE;
+    }
+    unsigned __int128 pow10[39];
+    powers_of_ten(pow10);
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 8);
+    PyObject *prices = PyBytes_FromStringAndSize(NULL, levels * 16);
+    PyObject *qtys = PyBytes_FromStringAndSize(NULL, levels * 16);
+    if (!offsets || !prices || !qtys) goto fail;
+    int64_t *off = (int64_t *)PyBytes_AS_STRING(offsets);
+    char *po = PyBytes_AS_STRING(prices), *qo = PyBytes_AS_STRING(qtys);
+    int64_t k = 0;
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *side = sides[i];
+        /* the counts were taken above and nothing here runs Python code, so the sizes still hold */
+        PyObject **items = PySequence_Fast_ITEMS(side);
+        Py_ssize_t m = Py_SIZE(side);
+        if (k + m > levels) goto decline;  /* cannot happen (no Python code ran); never write past */
+        for (Py_ssize_t j = 0; j < m; j++, k++) {
+            PyObject *level = items[j], *price, *qty;
+            if (PyTuple_CheckExact(level) && PyTuple_GET_SIZE(level) == 2)
+                price = PyTuple_GET_ITEM(level, 0), qty = PyTuple_GET_ITEM(level, 1);
+            else if (PyList_CheckExact(level) && PyList_GET_SIZE(level) == 2)
+                price = PyList_GET_ITEM(level, 0), qty = PyList_GET_ITEM(level, 1);
+            else goto decline;
+            const char *t; Py_ssize_t tn;
+            unsigned __int128 v;
+            if (!ascii_text(price, &t, &tn) || !parse_decimal(t, t + tn, scale, pow10, &v)) goto decline;
+            memcpy(po + 16 * k, &v, 16);
+            if (!ascii_text(qty, &t, &tn) || !parse_decimal(t, t + tn, scale, pow10, &v)) goto decline;
+            memcpy(qo + 16 * k, &v, 16);
+        }
+        off[i + 1] = k;
+    }
+    return Py_BuildValue("(NNN)", offsets, prices, qtys);
+decline:
+    Py_DECREF(offsets), Py_DECREF(prices), Py_DECREF(qtys);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(offsets), Py_XDECREF(prices), Py_XDECREF(qtys);
+    return NULL;
+}
+
+/* `decimal_column(values, scale)`: a list or tuple of decimal texts or None as Arrow buffers of a nullable
+ * decimal128 column: (validity bitmap or None when no value is None, null count, value buffer; a None's
+ * slot holds zero). None when any value is neither None nor a plain text (see parse_decimal). */
+static PyObject *decimal_column(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *values; int scale;
+    PyObject **items; Py_ssize_t n, nulls = 0;
+    if (!PyArg_ParseTuple(args, "Oi", &values, &scale) || sequence_items(values, &items, &n)) return NULL;
+    if (scale < 0 || scale > 38) { PyErr_SetString(PyExc_ValueError, "bad scale"); return NULL; }
+    unsigned __int128 pow10[39];
+    powers_of_ten(pow10);
+    PyObject *data = PyBytes_FromStringAndSize(NULL, n * 16);
+    PyObject *valid = PyBytes_FromStringAndSize(NULL, (n + 7) / 8);
+    if (!data || !valid) { Py_XDECREF(data), Py_XDECREF(valid); return NULL; }
+    char *o = PyBytes_AS_STRING(data);
+    uint8_t *bits = (uint8_t *)PyBytes_AS_STRING(valid);
+    memset(bits, 0, (size_t)((n + 7) / 8));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = items[i];
+        unsigned __int128 v = 0;
+        if (s == Py_None) nulls++;
+        else {
+            const char *t; Py_ssize_t tn;
+            if (!ascii_text(s, &t, &tn) || !parse_decimal(t, t + tn, scale, pow10, &v)) {
+                Py_DECREF(data), Py_DECREF(valid);
+                Py_RETURN_NONE;
+            }
+            bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+        }
+        memcpy(o + 16 * i, &v, 16);
+    }
+    if (!nulls) { Py_DECREF(valid); valid = Py_None; Py_INCREF(valid); }
+    return Py_BuildValue("(NnN)", valid, nulls, data);
+}
+
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS, "Levels of frames (blocks[k], idx[k]) -> (px_data, px_off, qty_data, qty_off, frame, is_ask)."},
     {"gather_groups", gather_groups, METH_VARARGS, "Levels of the frames of column groups -> (px_data, px_off, qty_data, qty_off, frame, is_ask, group)."},
     {"decimals", decimals, METH_VARARGS, "Decimal texts (data, int32 offsets) -> decimal128 buffer at a scale, or None."},
+    {"book_levels", book_levels, METH_VARARGS, "Book sides [[(price, qty)]] -> (int64 offsets, price, qty decimal128 buffers), or None."},
+    {"decimal_column", decimal_column, METH_VARARGS, "Decimal texts or None -> (validity or None, null count, decimal128 buffer), or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,9 +17,9 @@ from typing import Any
 from cryptoflow.model import Kind, RawEvent
 
 try:  # the compiled block reader (cryptoflow/_level_block.c); without a C compiler no block is ever made
-    from cryptoflow._level_block import decimals, gather, gather_groups
+    from cryptoflow._level_block import book_levels, decimal_column, decimals, gather, gather_groups
 except ImportError:  # pragma: no cover - exercised only on installs without a C compiler
-    decimals = gather = gather_groups = None
+    book_levels = decimal_column = decimals = gather = gather_groups = None
 
 Block = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
 

@@ -30,7 +30,15 @@ from pyiceberg.types import (
     TimestamptzType,
 )
 
-from cryptoflow.level_block import BlockLevels, DepthGroup, decimals, gather, gather_groups
+from cryptoflow.level_block import (
+    BlockLevels,
+    DepthGroup,
+    book_levels,
+    decimal_column,
+    decimals,
+    gather,
+    gather_groups,
+)
 from cryptoflow.model import (
     ASK,
     BID,
@@ -464,6 +472,46 @@ _OB_ARROW = schema_to_pyarrow(OB_SCHEMA, include_field_ids=False)
 
 
 def _levels_array(books: list[list[tuple[str, str]]], list_type: pa.DataType) -> pa.Array:
+    """One level-list column (bids or asks) of book rows: parsed in C straight into the Arrow buffers
+    when every side is a list of (price, qty) plain decimal texts (books hand out exactly that), else
+    per level in Python and Arrow's string -> decimal cast (which decides what unusual texts mean)."""
+    parsed = _levels_in_c(books, list_type)
+    return parsed if parsed is not None else _levels_by_cast(books, list_type)
+
+
+def _levels_in_c(books: list[list[tuple[str, str]]], list_type: pa.DataType) -> pa.Array | None:
+    if book_levels is None or not pa.types.is_large_list(list_type):
+        return None
+    struct_type = list_type.value_type
+    if any(struct_type.field(k).type != ARROW_DECIMAL for k in (0, 1)):
+        return None
+    parsed = book_levels(books, ARROW_DECIMAL.scale)
+    if parsed is None:
+        return None
+    offsets, prices, qtys = parsed
+    levels = len(prices) // 16
+    values = pa.StructArray.from_arrays(
+        [
+            pa.Array.from_buffers(ARROW_DECIMAL, levels, [None, pa.py_buffer(prices)]),
+            pa.Array.from_buffers(ARROW_DECIMAL, levels, [None, pa.py_buffer(qtys)]),
+        ],
+        fields=[struct_type.field(0), struct_type.field(1)],
+    )
+    offsets_array = pa.Array.from_buffers(pa.int64(), len(books) + 1, [None, pa.py_buffer(offsets)])
+    return pa.LargeListArray.from_arrays(offsets_array, values, type=list_type)
+
+
+def _decimal_or_none(values: list[str | None]) -> pa.Array:
+    """A nullable decimal column of texts: parsed in C when every text is plain, else Arrow's cast."""
+    parsed = decimal_column(values, ARROW_DECIMAL.scale) if decimal_column is not None else None
+    if parsed is None:
+        return _decimal(values)
+    valid, nulls, data = parsed
+    buffers = [None if valid is None else pa.py_buffer(valid), pa.py_buffer(data)]
+    return pa.Array.from_buffers(ARROW_DECIMAL, len(values), buffers, null_count=nulls)
+
+
+def _levels_by_cast(books: list[list[tuple[str, str]]], list_type: pa.DataType) -> pa.Array:
     offsets = [0]
     prices: list[str] = []
     qtys: list[str] = []
@@ -488,7 +536,7 @@ def book_rows_to_arrow(rows: Sequence[BookRow]) -> pa.Table:
         if name in ("bids", "asks"):
             arrays.append(_levels_array([getattr(r, name) for r in rows], f.type))
         elif name in ("best_bid", "best_ask", "mid", "spread"):
-            arrays.append(_decimal([getattr(r, name) for r in rows]))
+            arrays.append(_decimal_or_none([getattr(r, name) for r in rows]))
         elif name == "exchange_ts":
             arrays.append(_ts([r.exchange_ts_us for r in rows]))
         elif name == "ingest_ts":

@@ -49,9 +49,10 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
         offsets: list[int] = []
         since_ingest: list[float] = []
         since_exchange: list[float] = []
+        time_ns = time.time_ns
         for value in events:
             rows = self._step(value)
-            now_us = time.time_ns() // 1000
+            now_us = time_ns() // 1000
             since_ingest.append((now_us - value.ingest_ts_us) / 1e6)
             if value.exchange_ts_us is not None:
                 since_exchange.append((now_us - value.exchange_ts_us) / 1e6)

@@ -15,6 +15,7 @@ the serialization runs for every converted piece, so its CPU time counts more th
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,10 +59,123 @@ def from_ipc(blobs: Iterable[bytes]) -> pa.Table | None:
 
 
 def write_data_files(table: Any, arrow: Any) -> list[Any]:
-    """Write `arrow` as the table's data files; nothing is committed."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+    """Write `arrow` as the table's data files; nothing is committed.
 
-    return list(_dataframe_to_data_files(table_metadata=table.metadata, df=arrow, io=table.io))
+    The files pyiceberg's `_dataframe_to_data_files` writes (same partitions, bin packing, file schema
+    with field ids, table compression properties, column statistics, `DataFile`s), cheaper in two ways:
+    dictionary encoding only for the top-level string columns (venue, market, symbol repeat on every
+    row; decimal values, the nested book levels above all, rarely do: the writer's dictionary attempt on
+    them took half the encode time and made the files 20 % larger), and rows already in the file
+    schema's types get their field ids by a cast instead of pyiceberg's per-column projection. Values,
+    types and meaning are unchanged; only their Parquet encoding differs (docs/benchmarks.md)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.io.pyarrow import FileFormatFactory as Formats
+    from pyiceberg.io.pyarrow import (
+        _determine_partitions,
+        _get_parquet_writer_kwargs,
+        _to_requested_schema,
+        bin_pack_arrow_table,
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+        pyarrow_to_schema,
+        schema_to_pyarrow,
+    )
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.schema import sanitize_column_names
+    from pyiceberg.table import TableProperties
+    from pyiceberg.table.locations import load_location_provider
+    from pyiceberg.typedef import Record
+    from pyiceberg.utils.concurrent import ExecutorFactory
+    from pyiceberg.utils.properties import property_as_int
+
+    meta, io, write_uuid = table.metadata, table.io, uuid.uuid4()
+    props = meta.properties
+    if props.get(TableProperties.WRITE_FILE_FORMAT, "parquet").lower() != "parquet":
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        return list(_dataframe_to_data_files(table_metadata=meta, df=arrow, io=io))
+    target_size = property_as_int(
+        props,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+        TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+    )
+    row_group = property_as_int(
+        props, TableProperties.PARQUET_ROW_GROUP_LIMIT, TableProperties.PARQUET_ROW_GROUP_LIMIT_DEFAULT
+    )
+    table_schema = meta.schema()
+    task_schema = pyarrow_to_schema(
+        arrow.schema, name_mapping=table_schema.name_mapping, format_version=meta.format_version
+    )
+    file_schema = sanitize_column_names(table_schema)
+    format_model = Formats.get(FileFormat.PARQUET)
+    locations = load_location_provider(table_location=meta.location, table_properties=props)
+    writer_kwargs = {
+        **_get_parquet_writer_kwargs(props),
+        "use_dictionary": [
+            f.name for f in arrow.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ],
+    }
+    stats_plan = compute_statistics_plan(file_schema, props)
+    stats_paths = parquet_path_to_id_mapping(file_schema)
+    spec = meta.spec()
+    if spec.is_unpartitioned():
+        parts = [(None, arrow)]
+    else:
+        parts = [
+            (p.partition_key, p.arrow_table_partition)
+            for p in _determine_partitions(spec, table_schema, arrow)
+        ]
+    tasks = [(key, batches) for key, rows in parts for batches in bin_pack_arrow_table(rows, target_size)]
+
+    # Rows already in the file schema's types and names (the sink's conversions build exactly that) only
+    # need the field ids attached: a cast to the same types, instead of pyiceberg's per-column projection.
+    file_arrow = schema_to_pyarrow(file_schema, include_field_ids=True)
+    relabel = arrow.schema.equals(schema_to_pyarrow(file_schema, include_field_ids=False))
+
+    def write_one(task_id: int, key: Any, batches: list[Any]) -> Any:
+        if relabel:
+            rows = pa.Table.from_batches(batches, schema=arrow.schema).cast(file_arrow)
+        else:
+            projected = [
+                _to_requested_schema(
+                    requested_schema=file_schema,
+                    file_schema=task_schema,
+                    batch=batch,
+                    include_field_ids=True,
+                    format_model=format_model,
+                )
+                for batch in batches
+            ]
+            rows = pa.Table.from_batches(projected)
+        name = f"00000-{task_id}-{write_uuid}.parquet"  # pyiceberg's WriteTask file name
+        path = locations.new_data_location(data_file_name=name, partition_key=key)
+        out = io.new_output(path)
+        with out.create(overwrite=True) as fos:
+            writer = pq.ParquetWriter(fos, schema=rows.schema, store_decimal_as_integer=True, **writer_kwargs)
+            writer.write(rows, row_group_size=row_group)
+            writer.close()
+        stats = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=writer.writer.metadata,
+            stats_columns=stats_plan,
+            parquet_column_mapping=stats_paths,
+        )
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=path,
+            file_format=FileFormat.PARQUET,
+            partition=key.partition if key else Record(),
+            file_size_in_bytes=len(out),
+            sort_order_id=None,
+            spec_id=meta.default_spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
+
+    executor = ExecutorFactory.get_or_create()
+    return list(executor.map(lambda t: write_one(t[0], *t[1]), enumerate(tasks)))
 
 
 def append_files(tx: Any, files: Any, snapshot_properties: dict[str, str]) -> None:

@@ -145,28 +145,73 @@ HOT int parse_qty(PyObject *obj, int64_t *mant, int *places) {
     return 0;
 }
 
-/* Mantissa + decimals -> the canonical text (what parse_dec accepted). */
+/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
+static int digits_of(u128 m, char *out) {
+    char tmp[48];
+    int n = 0;
+    while (m) {
+        tmp[n++] = (char)('0' + (int)(m % 10));
+        m /= 10;
+    }
+    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static char DIGIT_PAIRS[200]; /* "00", "01", ..., "99" */
+
+/* Decimal digits of `m` into `out` ("" for 0), two at a time in 64-bit arithmetic when it fits (every
+ * real price and size): 128-bit division is a libgcc call per digit. Returns the count. */
+HOT int digits_fast(u128 m, char *out) {
+    if (m > UINT64_MAX) return digits_of(m, out);
+    uint64_t v = (uint64_t)m;
+    int n = 0;
+    while (n < 20 && v >= (uint64_t)POW10[n]) n++; /* the digit count: written back to front below */
+    char *p = out + n;
+    for (; v >= 100; v /= 100) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * (v % 100), 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, DIGIT_PAIRS + 2 * v, 2);
+    } else if (v) {
+        *--p = (char)('0' + v);
+    }
+    return n;
+}
+
+static uint64_t INV5[SCALE + 1]; /* 5^k's inverse modulo 2^64 */
+static u128 FITS64[SCALE + 1];   /* 10^k * 2^64: a multiple of 10^k below it has a 64-bit quotient */
+
+/* key / 10^k for a key that is a multiple of 10^k (a price key at its own places): key >> k is then
+ * quotient * 5^k exactly, and multiplying by 5^k's inverse modulo 2^64 gives the quotient when it fits
+ * 64 bits, without the 128-bit division (a libgcc call, a quarter of the checksum's time). */
+HOT u128 exact_div_pow10(u128 key, int k) {
+    if (key < FITS64[k]) return (u128)((uint64_t)(key >> k) * INV5[k]);
+    return key / POW10[k];
+}
+
+/* Mantissa + decimals -> the canonical text (what parse_dec accepted), written straight into a new
+ * ASCII str. */
 static PyObject *format_dec(u128 m, int places) {
-    char digits[48], out[52];
-    int nd = 0;
-    if (m <= UINT64_MAX) {
-        uint64_t v = (uint64_t)m;
-        do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
-    } else {
-        do { digits[nd++] = (char)('0' + (int)(m % 10)); m /= 10; } while (m);
-    }
-    while (nd <= places) digits[nd++] = '0'; /* at least one digit before the point */
+    char d[48];
+    int nd = digits_fast(m, d); /* "" for 0 */
+    int lead = nd <= places ? places + 1 - nd : 0; /* at least one digit before the point */
+    int total = lead + nd, whole = total - places;
+    PyObject *out = PyUnicode_New(total + (places > 0), 127);
+    if (out == NULL) return NULL;
+    Py_UCS1 *o = PyUnicode_1BYTE_DATA(out);
     int k = 0;
-    for (int i = nd - 1; i >= 0; i--) {
-        if (i == places - 1) out[k++] = '.';
-        out[k++] = digits[i];
+    for (int i = 0; i < total; i++) {
+        if (i == whole) o[k++] = '.';
+        o[k++] = (Py_UCS1)(i < lead ? '0' : d[i - lead]);
     }
-    return PyUnicode_FromStringAndSize(out, k);
+    return out;
 }
 
 static PyObject *price_text(const Side *self, const Level *l) {
     i128 key = self->descending ? l->skey : -l->skey;
-    return format_dec((u128)key / POW10[SCALE - l->pp], l->pp);
+    return format_dec(exact_div_pow10((u128)key, SCALE - l->pp), l->pp);
 }
 
 static PyObject *qty_text(const Level *l) { return format_dec((u128)l->qty, l->qp); }
@@ -364,23 +409,31 @@ static PyObject *Side_set(Side *self, PyObject *const *args, Py_ssize_t nargs) {
     return PyBool_FromLong(r);
 }
 
-static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "apply(levels, cap=None)");
-        return NULL;
-    }
-    PyObject *seq = PySequence_Fast(args[0], "levels must be iterable");
-    if (seq == NULL) return NULL;
+/* `set` every [price, qty] of `levels` in order; returns how many, or -1 on error (the levels before the
+ * bad one stay applied, as in the pure-Python side). */
+static Py_ssize_t apply_levels(Side *self, PyObject *levels) {
+    PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
+    if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *price, *qty;
         if (level_items(items[k], &price, &qty) < 0 || set_level(self, price, qty) < 0) {
             Py_DECREF(seq);
-            return NULL;
+            return -1;
         }
     }
     Py_DECREF(seq);
+    return n;
+}
+
+static PyObject *Side_apply(Side *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "apply(levels, cap=None)");
+        return NULL;
+    }
+    Py_ssize_t n = apply_levels(self, args[0]);
+    if (n < 0) return NULL;
     if (nargs == 2 && args[1] != Py_None) {
         Py_ssize_t cap = PyLong_AsSsize_t(args[1]);
         if (cap == -1 && PyErr_Occurred()) return NULL;
@@ -401,15 +454,18 @@ static int cmp_loading(const void *a, const void *b) {
     return x->order < y->order ? -1 : (x->order > y->order);
 }
 
-static PyObject *Side_load(Side *self, PyObject *levels) {
+/* Replace the side with the snapshot `levels`; returns how many levels were read, or -1 on error (the
+ * side is unchanged then). */
+static Py_ssize_t load_levels(Side *self, PyObject *levels) {
     PyObject *seq = PySequence_Fast(levels, "levels must be iterable");
-    if (seq == NULL) return NULL;
+    if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     Loading *tmp = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Loading)); /* zeroed padding */
     if (tmp == NULL) {
         Py_DECREF(seq);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     int sorted = 1;
     for (Py_ssize_t k = 0; k < n; k++) {
@@ -422,7 +478,7 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
             parse_price(price, &key, &pp) < 0) {
             PyMem_Free(tmp);
             Py_DECREF(seq);
-            return NULL;
+            return -1;
         }
         Loading *t = &tmp[k];
         t->l.skey = self->descending ? key : -key;
@@ -444,7 +500,8 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     Level *lv = PyMem_Malloc((size_t)(kept > 0 ? kept : 1) * sizeof(Level));
     if (lv == NULL) {
         PyMem_Free(tmp);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        return -1;
     }
     for (Py_ssize_t k = 0; k < kept; k++) lv[k] = tmp[k].l;
     PyMem_Free(tmp);
@@ -454,7 +511,12 @@ static PyObject *Side_load(Side *self, PyObject *levels) {
     self->len = self->cap = kept;
     self->has_horizon = 0;
     self->horizon = 0;
-    return PyLong_FromSsize_t(n);
+    return n;
+}
+
+static PyObject *Side_load(Side *self, PyObject *levels) {
+    Py_ssize_t n = load_levels(self, levels);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
 }
 
 static PyObject *Side_truncate(Side *self, PyObject *args, PyObject *kwds) {
@@ -475,22 +537,25 @@ static PyObject *Side_clear(Side *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *level_tuple(const Side *self, const Level *l) {
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL) return NULL;
     PyObject *p = price_text(self, l);
-    if (p == NULL) return NULL;
-    PyObject *q = qty_text(l);
-    if (q == NULL) {
-        Py_DECREF(p);
+    if (p == NULL) {
+        Py_DECREF(t);
         return NULL;
     }
-    PyObject *t = PyTuple_Pack(2, p, q);
-    Py_DECREF(p);
-    Py_DECREF(q);
+    PyTuple_SET_ITEM(t, 0, p);
+    PyObject *q = qty_text(l);
+    if (q == NULL) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 1, q);
     return t;
 }
 
-static PyObject *Side_top(Side *self, PyObject *arg) {
-    Py_ssize_t n = PyLong_AsSsize_t(arg);
-    if (n == -1 && PyErr_Occurred()) return NULL;
+/* The best n levels as [(price, qty), ...], best first. */
+static PyObject *top_list(const Side *self, Py_ssize_t n) {
     if (n < 0) n = 0;
     if (n > self->len) n = self->len;
     PyObject *out = PyList_New(n);
@@ -507,16 +572,10 @@ static PyObject *Side_top(Side *self, PyObject *arg) {
     return out;
 }
 
-/* Decimal digits of `m` into `out` (no terminator); "" for 0. Returns the count. */
-static int digits_of(u128 m, char *out) {
-    char tmp[48];
-    int n = 0;
-    while (m) {
-        tmp[n++] = (char)('0' + (int)(m % 10));
-        m /= 10;
-    }
-    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    return n;
+static PyObject *Side_top(Side *self, PyObject *arg) {
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    return top_list(self, n);
 }
 
 /* Kraken's checksum text of the best n levels: each level's price then quantity text with the '.'
@@ -796,39 +855,44 @@ static PyTypeObject SideType = {
 
 /* CRC32 (zlib's polynomial; table built at import) of Kraken's checksum text, straight from the sides:
  * the same value as zlib.crc32(asks.kraken_digits(n) + bids.kraken_digits(n)) without the bytes. */
-static uint32_t CRC_TABLE[256];
+/* CRC_TABLE[0] is zlib's byte table; CRC_TABLE[k] advances it k more bytes (slicing-by-8: eight bytes
+ * per step with independent lookups instead of one dependent lookup per byte). */
+static uint32_t CRC_TABLE[8][256];
 
 static uint32_t crc_update(uint32_t crc, const char *buf, size_t n) {
-    for (size_t i = 0; i < n; i++) crc = CRC_TABLE[(crc ^ (unsigned char)buf[i]) & 0xFF] ^ (crc >> 8);
+    const unsigned char *p = (const unsigned char *)buf;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint32_t(*t)[256] = (const uint32_t(*)[256])CRC_TABLE;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t one, two;
+        memcpy(&one, p, 4);
+        memcpy(&two, p + 4, 4);
+        one ^= crc;
+        crc = t[7][one & 0xFF] ^ t[6][(one >> 8) & 0xFF] ^ t[5][(one >> 16) & 0xFF] ^ t[4][one >> 24] ^
+              t[3][two & 0xFF] ^ t[2][(two >> 8) & 0xFF] ^ t[1][(two >> 16) & 0xFF] ^ t[0][two >> 24];
+    }
+#endif
+    for (; n > 0; p++, n--) crc = CRC_TABLE[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
     return crc;
 }
 
-/* `digits_of` in 64-bit arithmetic when the value fits (every real price and size): 128-bit division
- * is a libgcc call per digit. */
-static int digits_fast(u128 m, char *out) {
-    if (m > UINT64_MAX) return digits_of(m, out);
-    char tmp[24];
-    int n = 0;
-    for (uint64_t v = (uint64_t)m; v; v /= 10) tmp[n++] = (char)('0' + (int)(v % 10));
-    for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-    return n;
-}
-
+/* Kraken's checksum text of a side's best n levels (see Side_kraken_digits), fed to the CRC in chunks. */
 static uint32_t crc_side(uint32_t crc, const Side *side, Py_ssize_t n) {
-    char buf[96];
+    char buf[16 * 64]; /* 16 levels of at most 39 + 19 digits */
+    size_t k = 0;
     if (n > side->len) n = side->len;
     const Level *best = side->lv + side->start + side->len - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         const Level *l = best - i;
         i128 key = side->descending ? l->skey : -l->skey;
-        u128 scale = POW10[SCALE - l->pp];
-        u128 price = (u128)key <= UINT64_MAX && scale <= UINT64_MAX ? (u128)((uint64_t)key / (uint64_t)scale)
-                                                                  : (u128)key / scale;
-        int k = digits_fast(price, buf);
-        k += digits_fast((u128)l->qty, buf + k);
-        crc = crc_update(crc, buf, (size_t)k);
+        k += (size_t)digits_fast(exact_div_pow10((u128)key, SCALE - l->pp), buf + k);
+        k += (size_t)digits_fast((u128)l->qty, buf + k);
+        if (k > sizeof(buf) - 64) {
+            crc = crc_update(crc, buf, k);
+            k = 0;
+        }
     }
-    return crc;
+    return crc_update(crc, buf, k);
 }
 
 static PyObject *kraken_crc32(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
@@ -841,6 +905,178 @@ static PyObject *kraken_crc32(PyObject *Py_UNUSED(module), PyObject *const *args
     uint32_t crc = crc_side(0xFFFFFFFFu, (const Side *)args[0], n);
     crc = crc_side(crc, (const Side *)args[1], n);
     return PyLong_FromUnsignedLong((unsigned long)(crc ^ 0xFFFFFFFFu));
+}
+
+/* The break reasons of operators/book/checksum_book.py (interned at import, so equal to its constants). */
+static PyObject *R_CHECKSUM, *R_CROSSED;
+
+static int side_crossed(const Side *bids, const Side *asks) {
+    if (bids->len == 0 || asks->len == 0) return 0;
+    i128 b = bids->lv[bids->start + bids->len - 1].skey;  /* bids: skey = key */
+    i128 a = -asks->lv[asks->start + asks->len - 1].skey; /* asks: skey = -key */
+    return b >= a;
+}
+
+/* kraken_step(bids, asks, bid_levels, ask_levels, snapshot, cap, depth, checksum): one whole Kraken book
+ * message, the steps of checksum_book.load_snapshot / apply_update (`OrderBook.load` or `.apply` with the
+ * book's depth cap, then `_settle`) in the same order on the two compiled sides, in one call. Why: those
+ * steps cost ~10 Python calls per message, each taking the GIL the client threads wait for. Returns None,
+ * "checksum" or "crossed"; raises what the Python steps raise on a malformed level. */
+static PyObject *kraken_step(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "kraken_step(bids: Side, asks: Side, bid_levels, ask_levels, snapshot, cap, depth, checksum)");
+        return NULL;
+    }
+    Side *bids = (Side *)args[0], *asks = (Side *)args[1];
+    int snapshot = PyObject_IsTrue(args[4]);
+    if (snapshot < 0) return NULL;
+    Py_ssize_t cap = PyLong_AsSsize_t(args[5]);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    if (snapshot) { /* OrderBook.load: both sides, then the cap (remembered) */
+        if (load_levels(bids, args[2]) < 0 || load_levels(asks, args[3]) < 0) return NULL;
+        truncate_to(bids, cap, 1);
+        truncate_to(asks, cap, 1);
+    } else { /* OrderBook.apply: each side, then its cap */
+        if (apply_levels(bids, args[2]) < 0) return NULL;
+        if (bids->len > cap) truncate_to(bids, cap, 1);
+        if (apply_levels(asks, args[3]) < 0) return NULL;
+        if (asks->len > cap) truncate_to(asks, cap, 1);
+    }
+    if (args[6] != Py_None) { /* Kraken's own depth: it sends the levels that come back, so not remembered */
+        Py_ssize_t depth = PyNumber_AsSsize_t(args[6], PyExc_OverflowError); /* as Side.truncate's "n" */
+        if (depth == -1 && PyErr_Occurred()) return NULL;
+        truncate_to(bids, depth, 0);
+        truncate_to(asks, depth, 0);
+    }
+    PyObject *checksum = args[7];
+    if (checksum != Py_None) {
+        uint32_t crc = crc_side(0xFFFFFFFFu, asks, 10);
+        crc = crc_side(crc, bids, 10) ^ 0xFFFFFFFFu;
+        int mismatch;
+        if (PyLong_CheckExact(checksum)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(checksum, &overflow);
+            if (v == -1 && !overflow && PyErr_Occurred()) return NULL;
+            mismatch = overflow || v != (long long)crc;
+        } else { /* anything else compares as Python compares it to the int */
+            PyObject *ours = PyLong_FromUnsignedLong((unsigned long)crc);
+            if (ours == NULL) return NULL;
+            mismatch = PyObject_RichCompareBool(checksum, ours, Py_NE);
+            Py_DECREF(ours);
+            if (mismatch < 0) return NULL;
+        }
+        if (mismatch) return Py_NewRef(R_CHECKSUM);
+    }
+    if (side_crossed(bids, asks)) return Py_NewRef(R_CROSSED);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------------------------ mid and spread text */
+
+static int n_digits(u128 m) {
+    int n = 1;
+    while (m >= 10) {
+        m /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* str(Decimal) of coefficient `m` (> 0) at exponent -places, or NULL (no exception) where str would use
+ * exponent notation (adjusted exponent < -6). */
+static PyObject *decimal_str(u128 m, int places) {
+    int nd = n_digits(m);
+    if (nd - 1 - places < -6) return NULL;
+    return format_dec(m, places);
+}
+
+#define DECIMAL_PREC 28 /* the default decimal context: beyond it Decimal rounds, and we leave it to Decimal */
+
+/* The texts BookTracker.row computes with Decimal from the best bid b and ask a: `(b + a) / 2` (quantized
+ * to 18 places when finer) and `a - b`, from the best levels' integers. Sets both to new strs, or both to
+ * NULL where that arithmetic would round or print in exponent form (empty or crossed book, > 28 digits,
+ * tiny values): the caller then uses Decimal itself. Returns -1 on error. */
+static int mid_spread_texts(const Side *bids, const Side *asks, PyObject **mid_text, PyObject **spread_text) {
+    *mid_text = *spread_text = NULL;
+    if (bids->len == 0 || asks->len == 0 || side_crossed(bids, asks)) return 0;
+    const Level *bl = bids->lv + bids->start + bids->len - 1, *al = asks->lv + asks->start + asks->len - 1;
+    int places = bl->pp > al->pp ? bl->pp : al->pp; /* Decimal's sum and difference keep the finer exponent */
+    u128 b = exact_div_pow10((u128)bl->skey, SCALE - places), a = exact_div_pow10((u128)(-al->skey), SCALE - places);
+    u128 sum = a + b, diff = a - b;
+    if (n_digits(sum) > DECIMAL_PREC) return 0;
+    /* exact quotient at the ideal exponent (-places), or one place finer when the sum is odd */
+    u128 mid = sum & 1 ? sum * 5 : sum / 2;
+    int mid_places = sum & 1 ? places + 1 : places;
+    if (n_digits(mid) > DECIMAL_PREC) return 0;
+    if (mid_places > SCALE) { /* quantize to 18 places, half-even: the dropped digit is always a 5 */
+        mid /= 10;
+        if (mid & 1) mid += 1;
+        mid_places = SCALE;
+    }
+    if (mid == 0) return 0;
+    PyObject *m = decimal_str(mid, mid_places);
+    if (m == NULL) return PyErr_Occurred() ? -1 : 0;
+    PyObject *d = decimal_str(diff, places);
+    if (d == NULL) {
+        Py_DECREF(m);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    *mid_text = m;
+    *spread_text = d;
+    return 0;
+}
+
+/* mid_spread(bids, asks) -> (mid, spread) | None: see mid_spread_texts. */
+static PyObject *mid_spread(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "mid_spread(bids: Side, asks: Side)");
+        return NULL;
+    }
+    PyObject *m, *d;
+    if (mid_spread_texts((const Side *)args[0], (const Side *)args[1], &m, &d) < 0) return NULL;
+    if (m == NULL) Py_RETURN_NONE;
+    return Py_BuildValue("(NN)", m, d);
+}
+
+/* row_levels(bids, asks, depth) -> (bid levels, ask levels, best bid, best ask, mid, spread): what
+ * BookTracker.row reads from the book, in one call (the best prices are the lists' first price texts;
+ * None for an empty list, and then no mid and spread). mid and spread are None also where
+ * mid_spread_texts leaves them to Decimal. */
+static PyObject *row_levels(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyObject_TypeCheck(args[0], &SideType) || !PyObject_TypeCheck(args[1], &SideType)) {
+        PyErr_SetString(PyExc_TypeError, "row_levels(bids: Side, asks: Side, depth: int)");
+        return NULL;
+    }
+    const Side *bids = (const Side *)args[0], *asks = (const Side *)args[1];
+    Py_ssize_t depth = PyLong_AsSsize_t(args[2]);
+    if (depth == -1 && PyErr_Occurred()) return NULL;
+    PyObject *b = top_list(bids, depth), *a = b == NULL ? NULL : top_list(asks, depth), *m = NULL, *d = NULL;
+    int both = a != NULL && PyList_GET_SIZE(b) && PyList_GET_SIZE(a); /* as row: no best prices, no mid */
+    if (a == NULL || (both && mid_spread_texts(bids, asks, &m, &d) < 0)) {
+        Py_XDECREF(b);
+        Py_XDECREF(a);
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(6);
+    if (out == NULL) {
+        Py_DECREF(b);
+        Py_DECREF(a);
+        Py_XDECREF(m);
+        Py_XDECREF(d);
+        return NULL;
+    }
+    PyObject *best_bid = PyList_GET_SIZE(b) ? PyTuple_GET_ITEM(PyList_GET_ITEM(b, 0), 0) : Py_None;
+    PyObject *best_ask = PyList_GET_SIZE(a) ? PyTuple_GET_ITEM(PyList_GET_ITEM(a, 0), 0) : Py_None;
+    Py_INCREF(best_bid);
+    Py_INCREF(best_ask);
+    PyTuple_SET_ITEM(out, 0, b);
+    PyTuple_SET_ITEM(out, 1, a);
+    PyTuple_SET_ITEM(out, 2, best_bid);
+    PyTuple_SET_ITEM(out, 3, best_ask);
+    PyTuple_SET_ITEM(out, 4, m ? m : Py_NewRef(Py_None));
+    PyTuple_SET_ITEM(out, 5, d ? d : Py_NewRef(Py_None));
+    return out;
 }
 
 /* A Kraken v2 one-book frame laid out exactly as Kraken sends it:
@@ -978,6 +1214,13 @@ no:
 static PyMethodDef levels_functions[] = {
     {"kraken_crc32", (PyCFunction)(void (*)(void))kraken_crc32, METH_FASTCALL,
      "kraken_crc32(asks, bids, n) -> int: Kraken's CRC32 over the best n levels of each side."},
+    {"kraken_step", (PyCFunction)(void (*)(void))kraken_step, METH_FASTCALL,
+     "kraken_step(bids, asks, bid_levels, ask_levels, snapshot, cap, depth, checksum) -> None | 'checksum' | "
+     "'crossed': one Kraken book message (see operators/book/checksum_book.py)."},
+    {"mid_spread", (PyCFunction)(void (*)(void))mid_spread, METH_FASTCALL,
+     "mid_spread(bids, asks) -> (mid, spread) | None: the Decimal texts of BookTracker.row, or None."},
+    {"row_levels", (PyCFunction)(void (*)(void))row_levels, METH_FASTCALL,
+     "row_levels(bids, asks, depth) -> (bid levels, ask levels, best bid, best ask, mid, spread)."},
     {"kraken_v2_book", (PyCFunction)kraken_v2_book, METH_O,
      "kraken_v2_book(text) -> (is_snapshot, symbol, bids, asks, checksum, timestamp|None) | None."},
     {NULL, NULL, 0, NULL},
@@ -994,9 +1237,26 @@ PyMODINIT_FUNC PyInit__levels(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        CRC_TABLE[i] = c;
+        CRC_TABLE[0][i] = c;
+    }
+    for (int t = 1; t < 8; t++)
+        for (int i = 0; i < 256; i++)
+            CRC_TABLE[t][i] = (CRC_TABLE[t - 1][i] >> 8) ^ CRC_TABLE[0][CRC_TABLE[t - 1][i] & 0xFF];
+    for (int i = 0; i < 100; i++) {
+        DIGIT_PAIRS[2 * i] = (char)('0' + i / 10);
+        DIGIT_PAIRS[2 * i + 1] = (char)('0' + i % 10);
+    }
+    for (int k = 0; k <= SCALE; k++) {
+        uint64_t five = 1, inv;
+        for (int j = 0; j < k; j++) five *= 5;
+        inv = five; /* Newton: each step doubles the correct low bits (3 -> 6 -> ... -> 96) */
+        for (int j = 0; j < 5; j++) inv *= 2 - five * inv;
+        INV5[k] = inv;
+        FITS64[k] = POW10[k] << 64;
     }
     if (PyType_Ready(&SideType) < 0) return NULL;
+    if (R_CHECKSUM == NULL && (R_CHECKSUM = PyUnicode_InternFromString("checksum")) == NULL) return NULL;
+    if (R_CROSSED == NULL && (R_CROSSED = PyUnicode_InternFromString("crossed")) == NULL) return NULL;
     PyObject *m = PyModule_Create(&levels_module);
     if (m == NULL) return NULL;
     Py_INCREF(&SideType);
