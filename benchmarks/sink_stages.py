@@ -104,7 +104,7 @@ def epoch_stages_with(table, rows: list[BookRow], write) -> str:
 def paced_epoch(p, rows: list[BookRow], rate: float, batch: int = 10) -> str:
     """Feed `rows` to the two-phase sink partition at `rate` rows/s in batches of `batch` (as the flow's
     worker would at 10k frames/s), then end the epoch: the worker's time in `write_batch` (the
-    hand-over) and in `snapshot()` (the seal: last conversion, sort, data files)."""
+    hand-over) and in `snapshot()` (the seal), the pickled state Bytewax stores and the epoch's files."""
     start, in_write, longest = time.perf_counter(), 0.0, 0.0
     for i in range(0, len(rows), batch):
         due = start + i / rate
@@ -116,13 +116,17 @@ def paced_epoch(p, rows: list[BookRow], rate: float, batch: int = 10) -> str:
         took = time.perf_counter() - t
         in_write, longest = in_write + took, max(longest, took)
     fed = time.perf_counter() - start
-    _, seal_w, seal_c = timed(p.snapshot)
+    state, seal_w, seal_c = timed(p.snapshot)
     _, drain_w, _ = timed(getattr(p, "drain", lambda: None))  # the sink before had no background
+    summary = p.table.current_snapshot().summary.additional_properties
+    tail = sum(len(b) for s in getattr(state, "staged", ()) for b in getattr(s, "tail", ()))
     return (
         f"fed {len(rows)} rows in {fed:.1f} s; worker in write_batch {in_write * 1000:.0f} ms total "
         f"({in_write / (len(rows) / batch) * 1e6:.0f} us per batch of {batch}, longest {longest * 1000:.1f} ms); "
         f"snapshot() {seal_w:.0f} ms wall "
-        f"/ {seal_c:.0f} ms process CPU; background commit then took {drain_w:.0f} ms more"
+        f"/ {seal_c:.0f} ms process CPU; background commit then took {drain_w:.0f} ms more; "
+        f"state {len(pickle.dumps(state)):,} bytes pickled (tail IPC {tail:,}); "
+        f"{summary.get('added-data-files')} files in the epoch's commit"
     )
 
 

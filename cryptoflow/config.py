@@ -399,10 +399,11 @@ class SinkConfig(_Section):
     # which removes unreferenced files itself and does not let writers delete objects
     metadata_versions_max: int = Field(20, ge=1)
     metadata_delete_after_commit: bool = True
-    # The sink writes an epoch's data files in a background thread as soon as this many rows are
-    # converted, so the epoch's end (where Bytewax's worker waits for the files) writes only the rest:
-    # more, smaller files per epoch (each sorted; 16 per write for the bucketed tables) for a shorter
-    # stall of the normalizing thread. 0 = write every file at the epoch's end (docs/exactly-once.md).
+    # The sink writes an epoch's data files in a background thread every this many converted rows
+    # (each write sorted; 16 files per write for the bucketed tables). The epoch's end waits for no
+    # file: the rows not in files yet travel in the recovery state as Arrow IPC (the tail, ~430
+    # bytes per `spot_ob` row, at most ~2 x stage_rows rows), so a smaller value means a smaller state
+    # and more, smaller files. 0 = every file after the epoch's end (docs/exactly-once.md).
     stage_rows: int = Field(25_000, ge=0)
 
 

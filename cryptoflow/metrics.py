@@ -38,9 +38,15 @@ COMMIT_SECONDS = Histogram("cryptoflow_commit_seconds", "Iceberg commit latency"
 # staged epochs wait for their Iceberg commit, and background commits that failed for good.
 SINK_SEAL_SECONDS = Histogram(
     "cryptoflow_sink_seal_seconds",
-    "Worker wait at snapshot() for the epoch's data files to be written",
+    "Worker wait at snapshot() for the epoch's last rows to be converted (the seal)",
     ["table"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SINK_SEAL_TAIL_BYTES = Histogram(
+    "cryptoflow_sink_seal_tail_bytes",
+    "Arrow IPC bytes of rows not yet in data files that a seal put into the recovery state",
+    ["table"],
+    buckets=(0, 1e4, 1e5, 1e6, 2.5e6, 5e6, 1e7, 2.5e7, 5e7),
 )
 SINK_HANDOVER_DEPTH = Gauge(
     "cryptoflow_sink_handover_depth", "Row lists handed to the sink's converter, not yet converted", ["table"]

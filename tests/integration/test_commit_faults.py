@@ -6,11 +6,15 @@ expiry through the same REST catalog keeps recovery exact."""
 
 from __future__ import annotations
 
+import pickle
+import threading
+
 import pytest
 import yaml
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import IcebergSinkPartition, SinkState, ancestry_state, committed_state
+from connectors.iceberg.staging import from_ipc
 from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.schemas import TABLES
@@ -173,3 +177,44 @@ def test_snapshot_expiry_on_the_rest_catalog_keeps_exactly_once(stack):
     run("rest/busy", 0, range(0, 30), 7)
     trade_ids = load().scan().to_arrow().column("trade_id").to_pylist()
     assert sorted(trade_ids, key=int) == [str(o) for o in range(30)] + [str(100_000 + o) for o in range(6)]
+
+
+def test_a_staged_tail_resumes_on_the_rest_catalog_exactly_once(stack):
+    """Through the REST catalog and S3: killed after snapshot() returned a state with written files
+    and a tail of rows whose files the busy writer had not written, before the commit; the restart
+    writes the tail's files to S3 from the state and commits the epoch once, a second restart from
+    the same state commits nothing again."""
+    cfg = CatalogConfig(**yaml.safe_load(stack.catalog_yaml("tail"))["catalog"])
+    catalog = load_catalog(cfg)
+    ensure_table(catalog, cfg.namespace, TICKS, ParquetConfig())
+
+    def load():
+        return catalog.load_table((cfg.namespace, "ticks"))
+
+    chunks = RETRY.model_copy(update={"stage_rows": 4})
+    first = IcebergSinkPartition(TICKS, load(), "rest/tail", None, chunks, reload=load)
+    first._commit_in_background = lambda staged: None  # the process dies before any commit
+    first.write_batch([trade(0, o) for o in range(4)])
+    first._hand_over()
+    first.stager.submit(lambda: None).result()
+    first.writer.submit(lambda: None).result()  # 4 rows in files on S3
+    gate = threading.Event()
+    first.writer.submit(gate.wait, 30)  # a slow upload: the rest is never written by this process
+    first.write_batch([trade(0, o) for o in range(4, 9)])
+    state = pickle.loads(pickle.dumps(first.snapshot()))
+    staged = state.staged[0]
+    assert staged.rows == 9 and len(staged.files) >= 1 and staged.tail
+    assert sorted(from_ipc(staged.tail).column("trade_id").to_pylist(), key=int) == [
+        str(o) for o in range(4, 9)
+    ]
+    assert load().current_snapshot() is None
+    resumed = IcebergSinkPartition(TICKS, load(), "rest/tail", state, chunks, reload=load)
+    assert resumed.state == SinkState(1, {0: 8})
+    resumed.write_batch([trade(0, o) for o in range(7, 11)])  # the replay overlaps the staged epoch
+    commit_epoch(resumed)
+    again = IcebergSinkPartition(TICKS, load(), "rest/tail", state, chunks, reload=load)
+    assert again.state == SinkState(2, {0: 10})
+    gate.set()
+    trade_ids = load().scan().to_arrow().column("trade_id").to_pylist()
+    assert sorted(trade_ids, key=int) == [str(o) for o in range(11)]
+    assert [s.summary.additional_properties["cryptoflow.seq"] for s in load().snapshots()] == ["1", "2"]

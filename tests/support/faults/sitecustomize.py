@@ -2,11 +2,12 @@
 
 CFTEST_FAULT picks where the process SIGKILLs itself:
   read:N          after the journal source returned its N-th non-empty batch
-  parquet:N       in the N-th commit, once the first Parquet data file is written (before the commit)
+  parquet:N       once the sink's N-th write of data files is done (files written, none committed)
   after_commit:N  right after the N-th Iceberg commit landed, before Bytewax stores its snapshot
-  staged:N        in the sink's committer thread, 0.3 s after the N-th epoch was staged (its data files
-                  written, snapshot() returned them in the state, which Bytewax stores meanwhile) and
-                  before its background commit: the resume must commit the staged files, once
+  staged:N        in the sink's committer thread, 0.3 s after the N-th epoch was staged (snapshot()
+                  returned its written files and its tail of unwritten rows in the state, which
+                  Bytewax stores meanwhile) and before its background commit: the resume must write
+                  the tail's files from the state and commit the epoch, once
   random:S        after S seconds, wherever the process is
 CFTEST_FAULT_PACE_S slows the journal source (seconds per batch) so a short recording spans
 several epochs; with it, the first non-empty batch prints `CRYPTOFLOW-READING` so a test can act while
@@ -52,20 +53,21 @@ def _install() -> None:
     source.JournalShardPartition.next_batch = next_batch
 
     if point == "parquet":
-        import pyiceberg.io.pyarrow as pio
+        # the sink's own writer (connectors/iceberg/staging.py no longer goes through pyiceberg's
+        # write_file): die once the N-th write's data files exist, before any commit names them
+        import connectors.iceberg.sink as sink
 
-        original_write = pio.write_file
+        original_write = sink.write_data_files
         calls = [0]
 
-        def write_file(io, table_metadata, tasks):
+        def write_data_files(table, arrow):
             calls[0] += 1
-            files = original_write(io, table_metadata, tasks)
+            files = original_write(table, arrow)
             if calls[0] == int(arg):
-                next(files)
-                _die(f"parquet:{arg}")
+                _die(f"parquet:{arg} files={len(files)}")
             return files
 
-        pio.write_file = write_file
+        sink.write_data_files = write_data_files
     elif point == "after_commit":
         import connectors.iceberg.sink as sink
 
