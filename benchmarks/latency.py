@@ -249,6 +249,7 @@ def run_rate(
         frames_at_start = frames_at_end = 0
         last: dict = {}
         baseline: dict = {}
+        timeline: list[tuple[float, list]] = []  # (s since the feed started, cumulative ingest buckets)
         next_scrape = 0.0
         # (the scrape before the one that last saw the count grow, that count): the flow had normalized
         # its last event between that scrape and the next
@@ -277,6 +278,7 @@ def run_rate(
                             baseline = last
                         else:
                             count = _count(last, baseline)
+                            timeline.append((now - feed_start[0], last.get("ingest", [])))
                             if count > normalized[1]:
                                 normalized = (prev_scrape, count)
                                 cpu_end = process_times(proc.pid)
@@ -298,6 +300,13 @@ def run_rate(
     if feed_start is not None and feed_end is not None:
         normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
+    windows = []  # ingest -> normalized per scrape interval: when in the run the slow events were
+    previous = baseline.get("ingest", [])
+    for at, buckets in timeline:
+        window = histogram_percentiles(_minus(buckets, previous))
+        if window.get("count"):
+            windows.append({"at_s": round(at, 2), **window})
+        previous = buckets
     cpu: dict = {}
     if cpu_start is not None and cpu_end is not None and normalized[1] and feed_start is not None:
         wall = max(normalized[0], feed_end or 0.0) - feed_start[0]
@@ -329,6 +338,7 @@ def run_rate(
         "events_seen_by_histogram": ingest.get("count", 0),  # feed events only (baseline subtracted)
         "exchange_to_ingest": exact_percentiles(to_ingest),
         "ingest_to_normalized": ingest,
+        "ingest_to_normalized_windows": windows,
         "exchange_to_normalized": histogram_percentiles(
             _minus(last.get("exchange", []), baseline.get("exchange", []))
         ),
@@ -435,7 +445,7 @@ def _fmt(p: dict, key: str = "max_ms") -> str:
     return f"p50 {p['p50_ms']:.2f}  p90 {p['p90_ms']:.2f}  p99 {p['p99_ms']:.2f}  max {bound}{mx:.2f} ms (n={p['count']:,})"
 
 
-def print_report(m: dict) -> None:
+def print_report(m: dict, timeline: bool = False) -> None:
     print(f"latency, {m['flow']}, {m['venue']}")
     for r in m["runs"]:
         ach = r["achieved_changes_per_s"]
@@ -447,6 +457,9 @@ def print_report(m: dict) -> None:
               "book events")  # fmt: skip
         print(f"  exchange -> ingest:     {_fmt(r['exchange_to_ingest'])}")
         print(f"  ingest -> normalized:   {_fmt(r['ingest_to_normalized'])}")
+        if timeline:
+            for w in r.get("ingest_to_normalized_windows", []):
+                print(f"    at {w['at_s']:5.1f} s: {_fmt(w)}")
         print(f"  exchange -> normalized: {_fmt(r['exchange_to_normalized'])}")
         c = r["flow_cpu"]
         if c:
@@ -487,6 +500,9 @@ def main() -> None:
     parser.add_argument(
         "--py-spy-gil", action="store_true", help="with --py-spy: only samples of the thread holding the GIL"
     )
+    parser.add_argument(
+        "--timeline", action="store_true", help="also print ingest -> normalized per 0.5 s scrape window"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.count_reader:
@@ -507,7 +523,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(m, indent=2))
     else:
-        print_report(m)
+        print_report(m, timeline=args.timeline)
 
 
 if __name__ == "__main__":
