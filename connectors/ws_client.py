@@ -18,7 +18,9 @@ frame is then read with `recv()`.
 
 `WsClient` below is the one base of every venue client (Binance lanes, and through
 `connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
-egress lease of every socket and REST call, reconnect loop, queue or journal output.
+egress lease of every socket and REST call, reconnect loop, queue or journal output. Clients run on the
+process's one shared event-loop thread (`connectors/client_loop.py`) unless `connector.client_loop` is
+`per_client`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from connectors.client_io import put_all_until_stopped, put_until_stopped, sleep_unless_stopped
+from connectors.client_loop import ClientLoop
 from connectors.egress import EgressManager
 from connectors.http import HttpError, http_get
 from connectors.journal import JournalWriter, RecordKind
@@ -409,11 +412,20 @@ class WsClient:
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._stop_async: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the client's own, or the shared loop's
+        self._shared = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        """Run on the process's shared client loop (`connector.client_loop: shared`, the default,
+        `connectors/client_loop.py`), or on a thread and loop of its own (`per_client`)."""
+        if getattr(self.connector, "client_loop", "shared") == "shared":
+            shared = ClientLoop.shared()
+            self._thread = shared.thread
+            self._shared = True
+            shared.submit(self, self._run_async())
+            return
         self._thread = threading.Thread(target=self._run, name=self._label, daemon=True)
         self._thread.start()
 
@@ -423,7 +435,11 @@ class WsClient:
         if loop is not None and stop_async is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop already finished
                 loop.call_soon_threadsafe(stop_async.set)
-        if self._thread is not None:
+        if self._thread is None or threading.current_thread() is self._thread:
+            return
+        if self._shared:
+            self.finished.wait(timeout)
+        else:
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -432,12 +448,25 @@ class WsClient:
         except Exception:  # never let a client thread die silently
             log.exception("%s crashed", self._label)
         finally:
-            if self.journal is not None:
-                self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
-                self.journal.sync()
-            else:
-                self._put(END)
-            self.finished.set()
+            self._finish()
+
+    async def _run_async(self) -> None:
+        """`_run` on the shared loop: a crash ends this client only."""
+        try:
+            await self._start_main()
+        except Exception:
+            log.exception("%s crashed", self._label)
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        """The client's last word: END on its queue (or journal), then `finished`."""
+        if self.journal is not None:
+            self.journal.append(RecordKind.END, RUN_ID, b"", now_us())
+            self.journal.sync()
+        else:
+            self._put(END)
+        self.finished.set()
 
     async def _start_main(self) -> None:
         self._loop = asyncio.get_running_loop()

@@ -1,0 +1,103 @@
+"""The shared client loop (`connectors/client_loop.py`): every client of a process on one thread, a
+crash or an end stays the client's own, and each client's leftover tasks end with it."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+
+import pytest
+
+from connectors.client_loop import ClientLoop
+from connectors.signals import END
+from connectors.ws_client import WsClient
+from cryptoflow.config import ConnectorConfig
+
+
+class _Client(WsClient):
+    """Puts its thread's name, starts a helper task that never ends on its own, then waits for stop
+    (or raises, or returns at once)."""
+
+    exchange = "test"
+
+    def __init__(self, connector: ConnectorConfig, out: queue.Queue, mode: str = "wait") -> None:
+        super().__init__(connector, 0, out)
+        self.mode = mode
+        self.helper_cancelled = threading.Event()
+        self.helper_started = threading.Event()
+
+    async def _helper(self) -> None:
+        self.helper_started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.helper_cancelled.set()
+            raise
+
+    async def _main(self) -> None:
+        self._put(threading.current_thread().name)
+        asyncio.get_running_loop().create_task(self._helper())  # left running on purpose
+        await asyncio.sleep(0)
+        if self.mode == "crash":
+            raise RuntimeError("boom")
+        if self.mode == "wait":
+            while not self._stop.is_set():
+                await asyncio.sleep(0.01)
+
+
+def _items(q: queue.Queue) -> list:
+    out = []
+    while True:
+        try:
+            out.append(q.get(timeout=5))
+        except queue.Empty:
+            return out
+        if out[-1] is END:
+            return out
+
+
+def test_clients_share_one_thread_by_default():
+    q1, q2 = queue.Queue(), queue.Queue()
+    a, b = _Client(ConnectorConfig(), q1), _Client(ConnectorConfig(), q2)
+    a.start()
+    b.start()
+    assert q1.get(timeout=5) == q2.get(timeout=5) == ClientLoop.shared().thread.name
+    assert a._thread is b._thread is ClientLoop.shared().thread
+    a.stop()
+    b.stop()
+    assert a.finished.is_set() and b.finished.is_set()
+    assert q1.get(timeout=5) is END and q2.get(timeout=5) is END
+
+
+def test_a_crash_ends_only_that_client_and_cancels_only_its_tasks():
+    q1, q2 = queue.Queue(), queue.Queue()
+    crashing, running = _Client(ConnectorConfig(), q1, "crash"), _Client(ConnectorConfig(), q2)
+    running.start()
+    assert running.helper_started.wait(5)
+    crashing.start()
+    assert _items(q1)[-1] is END and crashing.finished.wait(5)
+    assert crashing.helper_cancelled.wait(5)  # its leftover task ended with it, as under asyncio.run
+    assert not running.finished.is_set() and not running.helper_cancelled.is_set()
+    running.stop()
+    assert running.finished.is_set() and running.helper_cancelled.wait(5)
+
+
+def test_a_client_that_returns_cancels_its_leftover_tasks():
+    q = queue.Queue()
+    client = _Client(ConnectorConfig(), q, "return")
+    client.start()
+    assert client.finished.wait(5) and client.helper_cancelled.wait(5)
+    assert _items(q)[-1] is END
+
+
+@pytest.mark.parametrize("mode", ["wait", "crash"])
+def test_per_client_mode_runs_each_client_on_its_own_thread(mode):
+    q = queue.Queue()
+    client = _Client(ConnectorConfig(client_loop="per_client"), q, mode)
+    client.start()
+    name = q.get(timeout=5)
+    assert name == client._label != ClientLoop.shared().thread.name
+    client.stop()
+    assert client.finished.is_set() and client.helper_cancelled.wait(5)
+    assert _items(q)[-1] is END
