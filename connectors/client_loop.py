@@ -1,11 +1,10 @@
 """One event-loop thread for every WebSocket client of a process (`connector.client_loop: shared`).
 
 Why: with one thread and one asyncio loop per client, a process with four shards had four threads
-waking for every socket read, each re-taking the GIL from the Bytewax worker and from each other. At
-10k Kraken frames/s over 4 connections that cost ~40 % of a core in the client threads against ~18 %
-for the same frames on one thread, and it doubled the tail of ingest -> normalized
-(docs/benchmarks.md, "Round 10"). One loop serves all the sockets of a process instead: a wake-up
-handles every socket that is ready.
+waking for their socket reads, each re-taking the GIL from the Bytewax worker and from each other. At
+10k Kraken frames/s over 4 connections the four client threads took 45-55 % of a core; one shared
+loop takes 35-40 % for the same sockets, and the p90 of ingest -> normalized went from 6-17 ms to
+2-3 ms (docs/benchmarks.md, "Round 10"). A wake-up of the one loop handles every socket that is ready.
 
 What a client loses by sharing: its blocking waits (a full `wait` channel, a journal fsync) hold up the
 other clients of the process too, while their frames wait in the kernel's socket buffers. That is what
