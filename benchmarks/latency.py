@@ -185,6 +185,7 @@ def run_rate(
     shards: int | None = None,
     py_spy: str | None = None,
     py_spy_gil: bool = False,
+    client_loop: str | None = None,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
@@ -219,6 +220,8 @@ def run_rate(
             env["CRYPTOFLOW_CONNECTOR__IDLE_POLL_MS"] = str(idle_poll_ms)
         if switch_interval_ms is not None:
             env["CRYPTOFLOW_RUNTIME__SWITCH_INTERVAL_MS"] = str(switch_interval_ms)
+        if client_loop is not None:  # connector.client_loop: a thread per client, or one shared loop
+            env["CRYPTOFLOW_CONNECTOR__CLIENT_LOOP"] = client_loop
         if shards is not None:  # sharding.total_shards: the symbols' connections (client threads)
             env["CRYPTOFLOW_SHARDING__TOTAL_SHARDS"] = str(shards)
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
@@ -488,6 +491,9 @@ def main() -> None:
     )
     parser.add_argument("--shards", type=int, help="sharding.total_shards for the flow (default: config)")
     parser.add_argument(
+        "--client-loop", choices=("per_client", "shared"), help="connector.client_loop (default: config)"
+    )
+    parser.add_argument(
         "--generator", choices=("pregen", "live"), default="pregen", help="load generator (default pregen)"
     )
     parser.add_argument(
@@ -519,7 +525,7 @@ def main() -> None:
         return
     m = measure(args.quick, rates, epoch_s=args.epoch_s, idle_poll_ms=args.idle_poll_ms,
                 switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards,
-                py_spy=args.py_spy, py_spy_gil=args.py_spy_gil)  # fmt: skip
+                py_spy=args.py_spy, py_spy_gil=args.py_spy_gil, client_loop=args.client_loop)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:

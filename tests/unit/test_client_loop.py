@@ -1,5 +1,6 @@
-"""The shared client loop (`connectors/client_loop.py`): every client of a process on one thread, a
-crash or an end stays the client's own, and each client's leftover tasks end with it."""
+"""The shared client loop (`connectors/client_loop.py`, opt-in): every client of a process on one thread,
+a crash or an end stays the client's own, and each client's leftover tasks end with it; by default each
+client keeps a thread of its own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from connectors.client_loop import ClientLoop
 from connectors.signals import END
 from connectors.ws_client import WsClient
 from cryptoflow.config import ConnectorConfig
+
+SHARED = ConnectorConfig(client_loop="shared")
 
 
 class _Client(WsClient):
@@ -57,9 +60,9 @@ def _items(q: queue.Queue) -> list:
             return out
 
 
-def test_clients_share_one_thread_by_default():
+def test_shared_clients_run_on_one_thread():
     q1, q2 = queue.Queue(), queue.Queue()
-    a, b = _Client(ConnectorConfig(), q1), _Client(ConnectorConfig(), q2)
+    a, b = _Client(SHARED, q1), _Client(SHARED, q2)
     a.start()
     b.start()
     assert q1.get(timeout=5) == q2.get(timeout=5) == ClientLoop.shared().thread.name
@@ -72,7 +75,7 @@ def test_clients_share_one_thread_by_default():
 
 def test_a_crash_ends_only_that_client_and_cancels_only_its_tasks():
     q1, q2 = queue.Queue(), queue.Queue()
-    crashing, running = _Client(ConnectorConfig(), q1, "crash"), _Client(ConnectorConfig(), q2)
+    crashing, running = _Client(SHARED, q1, "crash"), _Client(SHARED, q2)
     running.start()
     assert running.helper_started.wait(5)
     crashing.start()
@@ -85,16 +88,17 @@ def test_a_crash_ends_only_that_client_and_cancels_only_its_tasks():
 
 def test_a_client_that_returns_cancels_its_leftover_tasks():
     q = queue.Queue()
-    client = _Client(ConnectorConfig(), q, "return")
+    client = _Client(SHARED, q, "return")
     client.start()
     assert client.finished.wait(5) and client.helper_cancelled.wait(5)
     assert _items(q)[-1] is END
 
 
 @pytest.mark.parametrize("mode", ["wait", "crash"])
-def test_per_client_mode_runs_each_client_on_its_own_thread(mode):
+def test_by_default_each_client_runs_on_its_own_thread(mode):
+    assert ConnectorConfig().client_loop == "per_client"
     q = queue.Queue()
-    client = _Client(ConnectorConfig(client_loop="per_client"), q, mode)
+    client = _Client(ConnectorConfig(), q, mode)
     client.start()
     name = q.get(timeout=5)
     assert name == client._label != ClientLoop.shared().thread.name
