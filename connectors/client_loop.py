@@ -23,9 +23,10 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+REST_THREADS = 32
 _OWNER: contextvars.ContextVar[Any] = contextvars.ContextVar("cryptoflow_client_owner", default=None)
 _TASKS: dict[Any, set[asyncio.Task]] = {}
 
@@ -52,6 +53,9 @@ class ClientLoop:
     def __init__(self, name: str = "ws-clients") -> None:
         self.loop = asyncio.new_event_loop()
         self.loop.set_task_factory(_owned_task)
+        # `asyncio.to_thread` (REST calls) of every client runs here: as many threads as a few clients'
+        # private loops had, not the default min(32, cores + 4) for all of them together
+        self.loop.set_default_executor(ThreadPoolExecutor(REST_THREADS, thread_name_prefix=f"{name}-rest"))
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
