@@ -1,6 +1,6 @@
-"""The shared client loop (`connectors/client_loop.py`, opt-in): every client of a process on one thread,
-a crash or an end stays the client's own, and each client's leftover tasks end with it; by default each
-client keeps a thread of its own."""
+"""The shared client loop (`connectors/client_loop.py`, the default): every client of a process on one
+thread, a crash or an end stays the client's own, and each client's leftover tasks end with it;
+`per_client` keeps a thread per client."""
 
 from __future__ import annotations
 
@@ -94,11 +94,14 @@ def test_a_client_that_returns_cancels_its_leftover_tasks():
     assert _items(q)[-1] is END
 
 
+def test_the_shared_loop_is_the_default():
+    assert ConnectorConfig().client_loop == "shared"
+
+
 @pytest.mark.parametrize("mode", ["wait", "crash"])
-def test_by_default_each_client_runs_on_its_own_thread(mode):
-    assert ConnectorConfig().client_loop == "per_client"
+def test_per_client_runs_each_client_on_its_own_thread(mode):
     q = queue.Queue()
-    client = _Client(ConnectorConfig(), q, mode)
+    client = _Client(ConnectorConfig(client_loop="per_client"), q, mode)
     client.start()
     name = q.get(timeout=5)
     assert name == client._label != ClientLoop.shared().thread.name
