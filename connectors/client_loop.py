@@ -6,11 +6,12 @@ waking for their socket reads, each re-taking the GIL from the Bytewax worker an
 loop takes 35-40 % for the same sockets, and the p90 of ingest -> normalized went from 6-17 ms to
 2-3 ms (docs/benchmarks.md, "Round 10"). A wake-up of the one loop handles every socket that is ready.
 
-Opt-in, not the default (`per_client`, one thread per client), for two reasons. A client's blocking
-waits (a full `wait` channel, a journal fsync) hold up the other clients of the process too, while their
-frames wait in the kernel's socket buffers. And in the full test suite the `ticks` flow (Binance spot
-and USD-M clients on one loop) once hung until its 120 s timeout after other flows had replayed the
-same session simulators; it passes alone, and the cause was not found yet (docs/benchmarks.md, Round 10).
+What a client loses by sharing: its blocking waits (a full `wait` channel, a journal fsync) hold up the
+other clients of the process too, while their frames wait in the kernel's socket buffers; and every
+client's `asyncio.to_thread` (REST calls) shares this loop's executor (`REST_THREADS`), so nothing may
+park an executor thread waiting for another client (the exchangeInfo cache lock once did: with more
+waiting shards than threads the holder's own REST call never started; `connectors/binance/client.py`).
+`connector.client_loop: per_client` gives every client its own thread and loop.
 
 Clients' tasks are owned: a task records the client whose `run_owned` coroutine created it (directly or
 through its children), so a client that ends cancels exactly its own leftover tasks, as `asyncio.run` did
@@ -23,9 +24,10 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+REST_THREADS = 32
 _OWNER: contextvars.ContextVar[Any] = contextvars.ContextVar("cryptoflow_client_owner", default=None)
 _TASKS: dict[Any, set[asyncio.Task]] = {}
 
@@ -52,6 +54,9 @@ class ClientLoop:
     def __init__(self, name: str = "ws-clients") -> None:
         self.loop = asyncio.new_event_loop()
         self.loop.set_task_factory(_owned_task)
+        # `asyncio.to_thread` (REST calls) of every client runs here: as many threads as a few clients'
+        # private loops had, not the default min(32, cores + 4) for all of them together
+        self.loop.set_default_executor(ThreadPoolExecutor(REST_THREADS, thread_name_prefix=f"{name}-rest"))
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 

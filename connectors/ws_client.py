@@ -18,9 +18,9 @@ frame is then read with `recv()`.
 
 `WsClient` below is the one base of every venue client (Binance lanes, and through
 `connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
-egress lease of every socket and REST call, reconnect loop, queue or journal output. Each client runs on
-a thread and loop of its own, or with `connector.client_loop: shared` on the process's one shared
-event-loop thread (`connectors/client_loop.py`).
+egress lease of every socket and REST call, reconnect loop, queue or journal output. Clients run on the
+process's one shared event-loop thread (`connectors/client_loop.py`), or with `connector.client_loop:
+per_client` on a thread and loop of their own.
 """
 
 from __future__ import annotations
@@ -418,9 +418,9 @@ class WsClient:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Run on a thread and loop of its own (`connector.client_loop: per_client`, the default), or
-        on the process's shared client loop (`shared`, `connectors/client_loop.py`)."""
-        if getattr(self.connector, "client_loop", "per_client") == "shared":
+        """Run on the process's shared client loop (`connector.client_loop: shared`, the default,
+        `connectors/client_loop.py`), or on a thread and loop of its own (`per_client`)."""
+        if getattr(self.connector, "client_loop", "shared") == "shared":
             shared = ClientLoop.shared()
             self._thread = shared.thread
             self._shared = True

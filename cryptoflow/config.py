@@ -339,10 +339,10 @@ class ConnectorConfig(_Section):
     # WebSocket data frames split by our own loop and handed over per socket read
     # (`connectors/ws_fast.py`); false: every frame goes through websockets' `recv()`
     ws_fast_read: bool = True
-    # per_client: a thread and event loop per client (a client blocked on a full `wait` channel holds
-    # up only itself); shared (opt-in): every WebSocket client of the process on one event-loop thread
-    # (`connectors/client_loop.py`: fewer GIL hand-offs, less CPU, lower tail latency; see its docstring)
-    client_loop: Literal["shared", "per_client"] = "per_client"
+    # shared: every WebSocket client of the process on one event-loop thread (`connectors/client_loop.py`:
+    # fewer GIL hand-offs, less CPU, lower tail latency); per_client: a thread and event loop per client
+    # (a client blocked on a full `wait` channel then holds up only itself)
+    client_loop: Literal["shared", "per_client"] = "shared"
 
 
 class RuntimeConfig(_Section):

@@ -218,6 +218,7 @@ class InstrumentCache:
 
 
 INSTRUMENTS = InstrumentCache()
+INSTRUMENTS_LOCK_POLL_S = 0.005  # how often a shard waiting for another's exchangeInfo call looks again
 
 
 class _LaneHandover:
@@ -509,7 +510,11 @@ class BinanceClient(WsClient):
         body = INSTRUMENTS.fresh(url, max_age_s)
         if body is not None:
             return body
-        await asyncio.to_thread(INSTRUMENTS.lock.acquire)
+        # Wait for the process-wide lock without parking an executor thread on it: the holder needs one
+        # for its REST call, and clients sharing one loop share its few executor threads (with more
+        # waiters than threads, the holder's call never starts: connectors/client_loop.py).
+        while not INSTRUMENTS.lock.acquire(blocking=False):
+            await asyncio.sleep(INSTRUMENTS_LOCK_POLL_S)
         try:
             body = INSTRUMENTS.fresh(url, max_age_s)  # another shard may have fetched it meanwhile
             if body is None:

@@ -1,6 +1,6 @@
-"""The shared client loop (`connectors/client_loop.py`, opt-in): every client of a process on one thread,
-a crash or an end stays the client's own, and each client's leftover tasks end with it; by default each
-client keeps a thread of its own."""
+"""The shared client loop (`connectors/client_loop.py`, the default): every client of a process on one
+thread, a crash or an end stays the client's own, and each client's leftover tasks end with it;
+`per_client` keeps a thread per client."""
 
 from __future__ import annotations
 
@@ -94,14 +94,52 @@ def test_a_client_that_returns_cancels_its_leftover_tasks():
     assert _items(q)[-1] is END
 
 
+def test_the_shared_loop_is_the_default():
+    assert ConnectorConfig().client_loop == "shared"
+
+
 @pytest.mark.parametrize("mode", ["wait", "crash"])
-def test_by_default_each_client_runs_on_its_own_thread(mode):
-    assert ConnectorConfig().client_loop == "per_client"
+def test_per_client_runs_each_client_on_its_own_thread(mode):
     q = queue.Queue()
-    client = _Client(ConnectorConfig(), q, mode)
+    client = _Client(ConnectorConfig(client_loop="per_client"), q, mode)
     client.start()
     name = q.get(timeout=5)
     assert name == client._label != ClientLoop.shared().thread.name
     client.stop()
     assert client.finished.is_set() and client.helper_cancelled.wait(5)
     assert _items(q)[-1] is END
+
+
+def test_many_binance_shards_on_the_shared_loop_fetch_exchange_info_without_deadlock(monkeypatch):
+    """More shards than a loop's executor threads wait for the one exchangeInfo call of the process: a
+    waiter must not park an executor thread on the cache's lock, or the holder's REST call (itself an
+    executor job) never starts (the ticks flow hung this way on the shared loop)."""
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from connectors.binance import client as binance
+    from cryptoflow.config import Settings
+
+    monkeypatch.setattr(binance, "INSTRUMENTS", binance.InstrumentCache())
+    calls = []
+
+    async def slow_get(self, url, what, timeout_s):
+        calls.append(url)
+        await asyncio.to_thread(_time.sleep, 0.2)  # the REST call: an executor job, like `_get`'s
+        return b"{}"
+
+    monkeypatch.setattr(binance.BinanceClient, "_get", slow_get)
+    cfg = Settings().exchanges.binance.spot
+    clients = [
+        binance.BinanceClient("spot", cfg, SHARED, ["BTCUSDT"], {"depth"}, shard, queue.Queue())
+        for shard in range(12)
+    ]
+    loop = ClientLoop("test-loop")
+    loop.loop.set_default_executor(ThreadPoolExecutor(4))  # fewer threads than waiting shards
+
+    async def all_fetch():
+        return await asyncio.gather(*(c._instruments_body("exchangeInfo", 60.0) for c in clients))
+
+    bodies = asyncio.run_coroutine_threadsafe(all_fetch(), loop.loop).result(timeout=20)
+    assert bodies == [b"{}"] * 12 and len(calls) == 1  # one REST call served every shard
+    loop.loop.call_soon_threadsafe(loop.loop.stop)
