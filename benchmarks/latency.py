@@ -174,6 +174,25 @@ def make_venue(
     return PacedKrakenV2Venue(book, market, rate=rate, start_after_s=START_AFTER_S)
 
 
+@contextlib.contextmanager
+def _pinned(cpus: set[int] | None, restore: set[int]):
+    """Every thread of this process (the generator, the simulator's server) on `cpus` while the flow
+    runs (`sched_setaffinity` sets one thread's mask, so each is set)."""
+
+    def set_all(mask: set[int]) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), mask)
+
+    if cpus:
+        set_all(cpus)
+    try:
+        yield
+    finally:
+        if cpus:
+            set_all(restore)
+
+
 def run_rate(
     rate: float,
     seconds: float,
@@ -186,6 +205,7 @@ def run_rate(
     py_spy: str | None = None,
     py_spy_gil: bool = False,
     client_loop: str | None = None,
+    flow_cpus: str | None = None,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
@@ -225,6 +245,11 @@ def run_rate(
         if shards is not None:  # sharding.total_shards: the symbols' connections (client threads)
             env["CRYPTOFLOW_SHARDING__TOTAL_SHARDS"] = str(shards)
         cmd = [sys.executable, "-m", "bytewax.run", "dataflows.spot_ob", "-w", "1"]
+        generator_cpus = None
+        if flow_cpus:  # the flow on these cores, this process (generator, simulator) on the others
+            flow_set = {int(c) for c in flow_cpus.split(",")}
+            generator_cpus = os.sched_getaffinity(0) - flow_set or None
+            cmd = ["taskset", "-c", flow_cpus, *cmd]
         if epoch_s is not None:  # without recovery `-s` is the epoch interval (Bytewax's default 10 s)
             cmd += ["-s", str(epoch_s)]
         if (
@@ -236,6 +261,7 @@ def run_rate(
                 spy,
                 "record",
                 "--threads",
+                "--nonblocking",  # pausing the flow for every sample would add to the latency measured
                 *only,
                 "--format",
                 "raw",
@@ -258,7 +284,8 @@ def run_rate(
         # its last event between that scrape and the next
         normalized, prev_scrape = (0.0, 0), 0.0
         cpu_start = cpu_end = None  # (CPU s, run-queue wait s) of the flow process, feed start / last growth
-        with log_path.open("w") as log:
+        saved_affinity = os.sched_getaffinity(0)
+        with log_path.open("w") as log, _pinned(generator_cpus, saved_affinity):
             proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
             deadline = time.monotonic() + seconds * 20 + 120
             while proc.poll() is None and time.monotonic() < deadline:
@@ -509,6 +536,12 @@ def main() -> None:
     parser.add_argument(
         "--timeline", action="store_true", help="also print ingest -> normalized per 0.5 s scrape window"
     )
+    parser.add_argument(
+        "--flow-cpus",
+        metavar="LIST",
+        help="pin the flow process to these cores (taskset list, e.g. 1) and the generator to the others, "
+        "as a remote exchange would not share the flow's cores",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.count_reader:
@@ -525,7 +558,8 @@ def main() -> None:
         return
     m = measure(args.quick, rates, epoch_s=args.epoch_s, idle_poll_ms=args.idle_poll_ms,
                 switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards,
-                py_spy=args.py_spy, py_spy_gil=args.py_spy_gil, client_loop=args.client_loop)  # fmt: skip
+                py_spy=args.py_spy, py_spy_gil=args.py_spy_gil, client_loop=args.client_loop,
+                flow_cpus=args.flow_cpus)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:
