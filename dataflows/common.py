@@ -29,7 +29,7 @@ from cryptoflow.gc_policy import tune_for_throughput
 from cryptoflow.model import GapRow
 from cryptoflow.schemas import TABLES
 from operators.positioned import PositionedLogic
-from operators.runs import group_runs
+from operators.runs import keyed_runs
 
 LogicBuilder = Callable[[Any], StatefulLogic]
 
@@ -55,8 +55,7 @@ def build_stream_flow(
     flow = Dataflow(stream)
     for name, source in sources:
         events = op.input(f"{name}_in", flow, source)
-        runs = op.flat_map_batch(f"{name}_runs", events, group_runs)
-        keyed = op.key_on(f"{name}_key", runs, lambda run: run.key)
+        keyed = op.flat_map_batch(f"{name}_runs", events, keyed_runs)  # (key, run) pairs
         split = GapRow if with_gaps else None
         rows = op.stateful(f"{name}_logic", keyed, _positioned(logic, split))
         if with_gaps:

@@ -45,3 +45,9 @@ def group_runs(batch: Iterable[Any]) -> list[EventRun]:
         else:
             events.append(event)
     return [EventRun(instrument_key(*ident), events) for ident, events in runs.items()]
+
+
+def keyed_runs(batch: Iterable[Any]) -> list[tuple[str, EventRun]]:
+    """`group_runs` as the `(key, run)` pairs Bytewax's stateful step takes: one step instead of a
+    `key_on` after it (about a microsecond per run, and most runs hold one event)."""
+    return [(run.key, run) for run in group_runs(batch)]

@@ -19,7 +19,7 @@ from cryptoflow.schemas import TABLES, _level_batches_table
 from operators.delta_sync import DeltaSyncLogic
 from operators.flatten import levels_of
 from operators.positioned import Positioned, PositionedBatch, PositionedLogic
-from operators.runs import EventRun, group_runs
+from operators.runs import EventRun, group_runs, keyed_runs
 from operators.sequencing.binance import spot_verdict
 from operators.venue_delta import VenueDeltaLogic
 from tests.support.sinks import commit_epoch, ids, part, trade
@@ -229,3 +229,11 @@ def test_sink_converting_in_pieces_commits_the_same_rows(catalog, monkeypatch):
     assert len(p.converted) >= 5 and len(p.buffer) < 4  # converted as it went
     assert commit_epoch(p) == SinkState(1, {0: 29})
     assert ids(catalog) == Counter({str(o): 1 for o in range(30)})
+
+
+def test_keyed_runs_pair_each_run_with_its_key():
+    events = _stream(5, 300)
+    pairs = keyed_runs(events)
+    assert len({key for key, _ in pairs}) == len(pairs) > 1
+    for key, run in pairs:
+        assert run.key == key and run.events == [e for e in events if e.key == key]

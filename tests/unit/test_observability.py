@@ -35,6 +35,18 @@ def test_endpoints(server):
     HEALTH.connection("test-conn", False)
 
 
+def test_metrics_can_be_restricted_to_named_samples(server):
+    metrics.FRAMES.labels("binance", "spot").inc()
+    metrics.NORMALIZE_LATENCY.labels("spot_ob", "ingest").observe(0.0003)
+    status, full = fetch(f"{server}/metrics")
+    assert "cryptoflow_frames_total" in full and "cryptoflow_normalize_latency_seconds_bucket" in full
+    status, body = fetch(f"{server}/metrics?name[]=cryptoflow_normalize_latency_seconds_bucket")
+    lines = [line for line in body.splitlines() if line and not line.startswith("#")]
+    assert status == 200 and lines
+    assert all(line.startswith("cryptoflow_normalize_latency_seconds_bucket{") for line in lines)
+    assert 'since="ingest",stream="spot_ob"' in body or 'stream="spot_ob",since="ingest"' in body
+
+
 def test_ready_turns_false_when_commits_stall(monkeypatch):
     health = Health(max_commit_age_s=10)
     health.connection("c", True)
