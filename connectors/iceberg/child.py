@@ -1,0 +1,50 @@
+"""The sink child process: pyiceberg's file writing and commits outside the flow process's GIL.
+
+Started by `connectors/iceberg/remote.py` (one per flow process, `sink.executor: process`). It runs
+small primitives only, on its own catalog and its own loaded `Table`s: `write` (IPC blobs -> sorted
+data files), `append` (one atomic commit), `landed` (reload + look for a commit), `expire`. Every
+decision (retries, seq order, state, metrics, ledger) stays in the parent. Each (table, role) gets a
+thread, so a table's writes and commits run concurrently, as with the parent's threads.
+
+It never outlives the parent: PR_SET_PDEATHSIG(SIGKILL), a getppid() check right after it (the parent
+may have died before), and exit on EOF of the request pipe. A commit landing after the parent died
+could otherwise duplicate the rows a resumed parent commits again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def _bind_to_parent(parent: int) -> None:
+    """SIGKILL this process when the parent (its spawning thread) ends; exit if it is gone already."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (OSError, AttributeError) as exc:  # not Linux: EOF of the pipe is the only guard
+        print(f"cryptoflow sink child: no parent-death signal ({exc})", file=sys.stderr, flush=True)
+    if os.getppid() != parent:
+        os._exit(3)
+
+
+def main() -> None:
+    parent, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
+    _bind_to_parent(parent)
+    # heavy imports after the guard: a child of a dead parent must not start committing
+    from multiprocessing.connection import Connection
+
+    from connectors.iceberg.child_ops import serve
+    from cryptoflow.logs import setup_logging
+
+    setup_logging()
+    serve(Connection(request_fd, writable=False), Connection(answer_fd, readable=False))
+
+
+if __name__ == "__main__":
+    main()
