@@ -19,6 +19,10 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+# The child's work (files, commits) can wait; the flow's worker thread cannot. On a busy machine a
+# child at the flow's priority takes a core from the worker right at each epoch's end; niced, the
+# kernel hands it the CPU time the flow process leaves (benchmarks in docs/benchmarks.md).
+NICE = 10
 
 
 def _bind_to_parent(parent: int) -> None:
@@ -36,6 +40,7 @@ def _bind_to_parent(parent: int) -> None:
 def main() -> None:
     parent, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
     _bind_to_parent(parent)
+    os.nice(NICE)
     # heavy imports after the guard: a child of a dead parent must not start committing
     from multiprocessing.connection import Connection
 

@@ -20,6 +20,7 @@ from typing import Any
 from connectors.iceberg import staging
 from connectors.iceberg.catalog import load_catalog
 from connectors.iceberg.maintenance import expire_snapshots
+from connectors.iceberg.remote import RemoteError
 from connectors.iceberg.sink import find_commit
 from cryptoflow.config import CatalogConfig, SinkConfig
 
@@ -36,10 +37,6 @@ ROLES = {
 }
 
 
-class RemoteError(RuntimeError):
-    """An exception of the sink child that could not travel back as itself (it does not pickle)."""
-
-
 @dataclass
 class _Table:
     catalog: Any
@@ -52,36 +49,41 @@ class ChildOps:
 
     def __init__(self) -> None:
         self.catalogs: dict[str, Any] = {}
-        self.tables: dict[str, _Table | BaseException] = {}
+        self.tables: dict[str, _Table | None] = {}
         self.opened: dict[str, threading.Event] = {}
+        self.sources: dict[str, tuple[CatalogConfig, str, str]] = {}
 
     def opening(self, key: str) -> None:
         """Main loop, on an `open` request: the table's other ops wait for it (the parent does not)."""
         self.opened[key] = threading.Event()
 
     def entry(self, key: str) -> _Table:
+        """The loaded table; if its `open` failed (a catalog outage), loading again now, so the error
+        reaches the parent's retry loop with its own type."""
         self.opened[key].wait()
         entry = self.tables[key]
-        if isinstance(entry, BaseException):
-            raise RuntimeError(f"{key}: the sink child could not load the table") from entry
+        if entry is None:
+            entry = self.tables[key] = self._load(*self.sources[key])
         return entry
 
+    def _load(self, catalog: CatalogConfig, namespace: str, name: str) -> _Table:
+        cache = catalog.model_dump_json()
+        if cache not in self.catalogs:
+            self.catalogs[cache] = load_catalog(catalog)
+        cat = self.catalogs[cache]
+        return _Table(cat, (namespace, name), cat.load_table((namespace, name)))
+
     def open(self, key: str, catalog: CatalogConfig, namespace: str, name: str) -> None:
+        self.sources[key], self.tables[key] = (catalog, namespace, name), None
         try:
-            cache = catalog.model_dump_json()
-            if cache not in self.catalogs:
-                self.catalogs[cache] = load_catalog(catalog)
-            cat = self.catalogs[cache]
-            self.tables[key] = _Table(cat, (namespace, name), cat.load_table((namespace, name)))
-        except BaseException as exc:
-            self.tables[key] = exc
-            raise
+            self.tables[key] = self._load(catalog, namespace, name)
         finally:
             self.opened[key].set()
 
     def close(self, key: str) -> None:
         self.tables.pop(key, None)
         self.opened.pop(key, None)
+        self.sources.pop(key, None)
 
     def write(self, key: str, blobs: list[bytes], sort_keys: Any) -> list[Any]:
         """The rows of the stager's IPC blobs, sorted, as data files (nothing committed)."""
@@ -141,14 +143,18 @@ def serve(requests: Any, answers: Any) -> None:
     thread, send answers back; EOF ends the process at once, abandoning running jobs."""
     ops, lanes, send_lock = ChildOps(), {}, threading.Lock()
 
-    def answer(message: tuple) -> None:
+    def answer(call_id: int, ok: bool, value: Any) -> None:
+        """The value pickled on its own: the parent unpickles it apart from the frame, so one answer
+        that does not load there fails its own call, not the pipe."""
+        try:
+            payload = pickle.dumps(value)
+        except Exception as exc:  # the result does not pickle: say so instead
+            ok, payload = False, pickle.dumps(portable(exc))
         with send_lock:
             try:
-                answers.send(message)
+                answers.send((call_id, ok, payload))
             except (OSError, ValueError):  # the parent is gone
                 os._exit(0)
-            except Exception as exc:  # the result does not pickle: say so instead
-                answers.send((message[0], False, portable(exc)))
 
     def lane(jobs: queue.SimpleQueue) -> None:
         while True:
@@ -159,9 +165,9 @@ def serve(requests: Any, answers: Any) -> None:
             try:
                 value = getattr(ops, op)(key, *args)
             except BaseException as exc:  # every failure is the parent's to judge
-                answer((call_id, False, portable(exc)))
+                answer(call_id, False, portable(exc))
             else:
-                answer((call_id, True, value))
+                answer(call_id, True, value)
             if op == "close":
                 return
 

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 CHILD_ENV = "CRYPTOFLOW_SINK_CHILD"  # set in the child's environment (fault injection tells them apart)
 READY_TIMEOUT_S = 60.0
+
+
+class RemoteError(RuntimeError):
+    """An exception of the sink child that could not travel back as itself (it does not pickle)."""
 
 
 class SinkChildDied(RuntimeError):
@@ -77,12 +82,16 @@ class SinkProcess:
         self.ready.set()
         while True:
             try:
-                call_id, ok, value = answers.recv()
+                call_id, ok, payload = answers.recv()
             except (EOFError, OSError):
                 break
-            except Exception as exc:  # an answer that does not unpickle here: that call fails
-                log.error("unreadable answer from the sink child: %s: %s", type(exc).__name__, exc)
-                continue
+            try:
+                value = pickle.loads(payload)
+            except Exception as exc:  # an answer that does not load here fails its own call only
+                ok, value = (
+                    False,
+                    RemoteError(f"the sink child's answer does not unpickle: {type(exc).__name__}: {exc}"),
+                )
             with self.lock:
                 future = self.pending.pop(call_id, None)
             if future is None:
