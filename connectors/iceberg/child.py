@@ -37,6 +37,17 @@ def _bind_to_parent(parent: int) -> None:
         os._exit(3)
 
 
+def serve_forked(parent: int, request_fd: int, answer_fd: int) -> None:
+    """The child forked from the flow process: everything is imported already."""
+    _bind_to_parent(parent)
+    os.nice(NICE)
+    from multiprocessing.connection import Connection
+
+    from connectors.iceberg.child_ops import serve
+
+    serve(Connection(request_fd, writable=False), Connection(answer_fd, readable=False))
+
+
 def main() -> None:
     parent, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
     _bind_to_parent(parent)

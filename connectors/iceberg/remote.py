@@ -5,8 +5,13 @@ rest of the flow) and shared by every table of the process. The partition's writ
 threads call it and block on the answer, with the GIL released, so Parquet encoding, manifests, Avro
 and metadata JSON no longer compete with the Bytewax worker thread.
 
-A dedicated thread spawns the child and then reads its answers for as long as the child lives: the
-child's parent-death signal fires when its spawning thread ends, so that thread must not end first.
+How it starts: forked from the main thread when that is the process's only Python thread (the flow's
+first `IcebergSink` is built while Bytewax imports the flow module, before any other thread exists): the
+child then has pyiceberg and pyarrow imported already and is ready in milliseconds, where a fresh
+interpreter needs ~1.6-2.3 s of imports, which a short flow waits for at its first commit. Otherwise
+(another thread exists, no fork) a dedicated thread starts `python -m connectors.iceberg.child`, and
+then reads its answers for as long as the child lives. Either way the child's parent-death signal is
+bound to a thread that lives as long as the process (the main thread) or as the child (the reader).
 When the child dies, every pending and later call raises `SinkChildDied` (not retryable): the flow
 stops loudly and recovery resumes from the last durable state.
 """
@@ -69,12 +74,48 @@ class SinkProcess:
         self.requests: Connection | None = None
         self.pid: int | None = None
         self.started = time.perf_counter()
-        threading.Thread(target=self._run, name="sink-child", daemon=True).start()
+        started = None
+        if _can_fork():
+            started = self._fork()
+        threading.Thread(target=self._run, args=(started,), name="sink-child", daemon=True).start()
 
-    def _run(self) -> None:
-        """Spawn the child, then read its answers until it ends (this thread outlives it)."""
+    def _fork(self) -> tuple[Connection, Any]:
+        """Fork the child from the main thread (the only thread: nothing holds a lock it would need)."""
+        child_requests, requests = os.pipe()
+        answers, child_answers = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the flow's code
+            code = 0
+            try:
+                os.close(requests)
+                os.close(answers)
+                os.environ[CHILD_ENV] = "1"
+                hook = getattr(sys.modules.get("sitecustomize"), "cryptoflow_sink_child", None)
+                if hook is not None:  # the crash tests' fault points (tests/support/faults)
+                    hook()
+                from connectors.iceberg.child import serve_forked
+
+                serve_forked(parent, child_requests, child_answers)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(child_requests)
+        os.close(child_answers)
+        self.requests, self.pid = Connection(requests, readable=False), pid
+        log.info("sink child process forked (pid %d)", pid)
+        self.ready.set()
+        return Connection(answers, writable=False), _Forked(pid)
+
+    def _run(self, started: tuple[Connection, Any] | None) -> None:
+        """Spawn the child (unless forked), then read its answers until it ends (this thread outlives
+        a spawned child)."""
         try:
-            answers, proc = self._spawn()
+            answers, proc = started or self._spawn()
         except BaseException as exc:
             self._died(f"the sink child process could not start: {type(exc).__name__}: {exc}")
             self.ready.set()
@@ -162,6 +203,28 @@ class SinkProcess:
 
     def call(self, op: str, key: str, *args: Any) -> Any:
         return self.submit(op, key, *args).result()
+
+
+def _can_fork() -> bool:
+    """Forking is safe here: Linux, the main thread, no other Python thread (a fork copies only the
+    calling thread; a lock another thread holds would stay held in the child forever)."""
+    return (
+        sys.platform == "linux"
+        and threading.current_thread() is threading.main_thread()
+        and threading.active_count() == 1
+        and os.environ.get("CRYPTOFLOW_SINK_CHILD_START", "fork") == "fork"
+    )
+
+
+class _Forked:
+    """`wait()` for a forked child, as `Popen.wait()` reports it (negative signal number)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(status)
 
 
 class RemoteTable:

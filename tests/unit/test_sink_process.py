@@ -166,27 +166,33 @@ PARENT = textwrap.dedent(
     import sys, threading, time
     from connectors.iceberg.remote import SinkProcess
     box = []
-    # spawned from a thread that ends at once: the child must stay bound to the process, not to it
-    t = threading.Thread(target=lambda: box.append(SinkProcess.shared()))
-    t.start(); t.join()
+    if sys.argv[1] == "thread":
+        # spawned from a thread that ends at once: the child must stay bound to the process, not to it
+        t = threading.Thread(target=lambda: box.append(SinkProcess.shared()))
+        t.start(); t.join()
+    else:  # forked from the main thread, the only thread
+        box.append(SinkProcess.shared())
     child = box[0]
     child.ready.wait(30)
     print(child.pid, flush=True)
     time.sleep(1.0)
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # the main thread is not alone
     print("alive" if child.dead is None else child.dead, flush=True)
     time.sleep(600)
     """
 )
 
 
-def test_the_child_does_not_outlive_a_sigkilled_parent():
+@pytest.mark.parametrize("started_from", ["thread", "main"])
+def test_the_child_does_not_outlive_a_sigkilled_parent(started_from):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", PARENT, started_from], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         pid = int(parent.stdout.readline())
         assert parent.stdout.readline().strip() == "alive"  # the spawning thread ended; the child lives
+        assert Path(f"/proc/{pid}/status").read_text().count(f"PPid:\t{parent.pid}") == 1
         assert alive(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)

@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 
-
 IN_CHILD = bool(os.environ.get("CRYPTOFLOW_SINK_CHILD"))
 
 
@@ -37,6 +36,15 @@ def _die(where: str) -> None:
     if IN_CHILD:  # the flow process first: the whole flow dies, as when the flow does the work itself
         os.kill(os.getppid(), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def cryptoflow_sink_child() -> None:
+    """Called by connectors/iceberg/remote.py in a sink child forked from the flow process (a spawned
+    one loads this file itself, with CRYPTOFLOW_SINK_CHILD set)."""
+    global IN_CHILD
+    IN_CHILD = True
+    point, _, arg = os.environ.get("CFTEST_FAULT", "").partition(":")
+    _install_child(point, arg)
 
 
 def _install_child(point: str, arg: str) -> None:
