@@ -35,11 +35,15 @@ def _bind_to_parent(parent: int) -> None:
         print(f"cryptoflow sink child: no parent-death signal ({exc})", file=sys.stderr, flush=True)
     if os.getppid() != parent:
         os._exit(3)
+    # Ctrl-C reaches the whole process group: the flow process decides what happens, and the child
+    # ends with it (EOF or the parent-death signal), not with a KeyboardInterrupt of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def serve_forked(parent: int, request_fd: int, answer_fd: int) -> None:
     """The child forked from the flow process: everything is imported already."""
     _bind_to_parent(parent)
+    os.dup2(2, 1)  # as a spawned child: a stray print goes to stderr, not into the flow's stdout
     os.nice(NICE)
     from multiprocessing.connection import Connection
 
