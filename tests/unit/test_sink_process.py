@@ -161,6 +161,33 @@ def test_an_unpicklable_exception_comes_back_readable():
     assert isinstance(pickle.loads(pickle.dumps(ok)), FileNotFoundError)
 
 
+class Unpicklable(Exception):
+    """Holds a lock: pickling it fails."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class Poison:
+    """A writer id that raises `Unpicklable` in the child (`writer_key` adds it to a prefix)."""
+
+    def __radd__(self, other):
+        raise Unpicklable("the catalog said no")
+
+
+def test_an_unpicklable_exception_raised_in_the_child_comes_back_readable(tmp_path):
+    sink = process_sink(tmp_path)
+    p = build(sink)
+    with pytest.raises(RemoteError) as raised:
+        p.remote.landed(Poison(), 1)
+    text = str(raised.value)
+    assert "Unpicklable" in text and "the catalog said no" in text and "not picklable" in text
+    assert "__radd__" in text  # the child's traceback
+    assert p.remote.landed(p.writer_id, 1) is False  # the child carries on
+    p.close()
+
+
 PARENT = textwrap.dedent(
     """
     import sys, threading, time
