@@ -101,10 +101,13 @@ def epoch_stages_with(table, rows: list[BookRow], write) -> str:
     )
 
 
-def paced_epoch(p, rows: list[BookRow], rate: float, batch: int = 10) -> str:
+def paced_epoch(p, rows: list[BookRow], rate: float, load, batch: int = 10) -> str:
     """Feed `rows` to the two-phase sink partition at `rate` rows/s in batches of `batch` (as the flow's
     worker would at 10k frames/s), then end the epoch: the worker's time in `write_batch` (the
-    hand-over) and in `snapshot()` (the seal), the pickled state Bytewax stores and the epoch's files."""
+    hand-over) and in `snapshot()` (the seal), this process's CPU for the epoch (with
+    `--executor process` the files and the commit run in the sink child, not here), the pickled state
+    Bytewax stores and the epoch's files."""
+    cpu_start = time.process_time()
     start, in_write, longest = time.perf_counter(), 0.0, 0.0
     for i in range(0, len(rows), batch):
         due = start + i / rate
@@ -118,13 +121,15 @@ def paced_epoch(p, rows: list[BookRow], rate: float, batch: int = 10) -> str:
     fed = time.perf_counter() - start
     state, seal_w, seal_c = timed(p.snapshot)
     _, drain_w, _ = timed(getattr(p, "drain", lambda: None))  # the sink before had no background
-    summary = p.table.current_snapshot().summary.additional_properties
+    cpu = (time.process_time() - cpu_start) * 1000
+    summary = load().current_snapshot().summary.additional_properties
     tail = sum(len(b) for s in getattr(state, "staged", ()) for b in getattr(s, "tail", ()))
     return (
         f"fed {len(rows)} rows in {fed:.1f} s; worker in write_batch {in_write * 1000:.0f} ms total "
         f"({in_write / (len(rows) / batch) * 1e6:.0f} us per batch of {batch}, longest {longest * 1000:.1f} ms); "
         f"snapshot() {seal_w:.0f} ms wall "
         f"/ {seal_c:.0f} ms process CPU; background commit then took {drain_w:.0f} ms more; "
+        f"this process's CPU for the epoch {cpu:.0f} ms; "
         f"state {len(pickle.dumps(state)):,} bytes pickled (tail IPC {tail:,}); "
         f"{summary.get('added-data-files')} files in the epoch's commit"
     )
@@ -139,13 +144,18 @@ def main() -> None:
     )
     ap.add_argument("--stage-rows", type=int, default=25_000, help="sink.stage_rows (--paced)")
     ap.add_argument(
+        "--executor", choices=["thread", "process"], default="thread", help="sink.executor (--paced)"
+    )
+    ap.add_argument(
         "--compare",
         action="store_true",
         help="alternate the baseline (Python levels, pyiceberg writer) and now",
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = CatalogConfig(uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh"))
+        cfg = cfg_catalog = CatalogConfig(
+            uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh")
+        )
         catalog = load_catalog(cfg)
         ensure_table(catalog, "cryptoflow", SPOT_OB, ParquetConfig())
         if args.paced:
@@ -153,11 +163,23 @@ def main() -> None:
             cfg = SinkConfig(
                 **({"stage_rows": args.stage_rows} if "stage_rows" in SinkConfig.model_fields else {})
             )
-            p = IcebergSinkPartition(SPOT_OB, table, "bench/spot_ob", None, cfg)
+            remote = None
+            if args.executor == "process":
+                from connectors.iceberg.remote import RemoteTable, SinkProcess
+
+                remote = RemoteTable(SinkProcess.shared(), cfg_catalog, "cryptoflow", "spot_ob")
+            p = IcebergSinkPartition(SPOT_OB, table, "bench/spot_ob", None, cfg, remote=remote)
+
+            def load():
+                return catalog.load_table(("cryptoflow", "spot_ob"))
+
             for epoch in range(args.epochs):
-                print(f"epoch {epoch}: {paced_epoch(p, book_rows(args.rows, seed=epoch), args.paced)}")
+                print(f"epoch {epoch}: {paced_epoch(p, book_rows(args.rows, seed=epoch), args.paced, load)}")
             p.close()
-            print(f"{args.rows} rows per epoch at {args.paced:g} rows/s, sink.stage_rows {args.stage_rows}")
+            print(
+                f"{args.rows} rows per epoch at {args.paced:g} rows/s, sink.stage_rows {args.stage_rows}, "
+                f"sink.executor {args.executor}"
+            )
             return
         print(f"{args.rows} spot_ob rows per epoch; ms wall / ms CPU of this process")
         for epoch in range(args.epochs):

@@ -409,6 +409,11 @@ class SinkConfig(_Section):
     # bytes per `spot_ob` row, at most ~2 x stage_rows rows), so a smaller value means a smaller state
     # and more, smaller files. 0 = every file after the epoch's end (docs/exactly-once.md).
     stage_rows: int = Field(25_000, ge=0)
+    # Where Parquet files, Iceberg commits, reloads and snapshot expiry run: `process` = one sink child
+    # process per flow process (its own catalog and GIL; the worker thread that normalizes no longer
+    # shares the GIL with pyiceberg), `thread` = threads of the flow process (no child; for tests that
+    # hand the sink an in-memory table). Decisions, state and metrics stay in the flow process either way.
+    executor: Literal["process", "thread"] = "process"
 
 
 class MetricsConfig(_Section):

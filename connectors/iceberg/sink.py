@@ -45,7 +45,8 @@ from connectors.iceberg.maintenance import (
     writer_key,
     writer_value,
 )
-from connectors.iceberg.staging import StagedCommit, append_files, from_ipc, to_ipc, write_data_files
+from connectors.iceberg.remote import RemoteTable, SinkProcess
+from connectors.iceberg.staging import StagedCommit, commit_append, from_ipc, to_ipc, write_data_files
 from cryptoflow import allocator, metrics
 from cryptoflow.config import CatalogConfig, ParquetConfig, SinkConfig
 from cryptoflow.observability import HEALTH
@@ -205,8 +206,12 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         retry: SinkConfig | None = None,
         reload: Any = None,
         ledger: CommitLedger | None = None,
+        remote: RemoteTable | None = None,
     ) -> None:
         self.table_def, self.table, self.writer_id = table_def, table, writer_id
+        # `sink.executor: process`: files, commits, reloads and expiry run in the sink child on its own
+        # copy of the table (connectors/iceberg/remote.py); None runs them here, on `table`
+        self.remote = remote
         self.retry = retry or SinkConfig()
         self.reload = reload or (lambda: self.table.refresh())
         self.ledger = ledger
@@ -257,12 +262,16 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                     "its rows cannot be restored from this recovery state"
                 )
             files = list(commit.files)
-            tail = from_ipc(commit.tail)
-            if tail is not None:  # rows whose files were not written when the state was taken
-                files += self._write_files(tail.sort_by(self.table_def.sort_keys), commit.seq)
+            if commit.tail:  # rows whose files were not written when the state was taken
+                if self.remote is None:
+                    tail = from_ipc(commit.tail)
+                    files += self._write_files(tail.sort_by(self.table_def.sort_keys), commit.seq)
+                else:
+                    files += self._write_files(None, commit.seq, commit.tail)
                 log.info(
                     "%s: staged seq %d: wrote %d tail rows from the state (%d bytes) as %d files",
-                    name, commit.seq, tail.num_rows, commit.tail_bytes(), len(files) - len(commit.files),
+                    name, commit.seq, sum(f.record_count for f in files[len(commit.files) :]),
+                    commit.tail_bytes(), len(files) - len(commit.files),
                 )  # fmt: skip
             target = SinkState(commit.seq, dict(commit.watermark))
             self._commit(files, target)
@@ -322,7 +331,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         if arrow.num_rows == 0:
             return
         chunk = self.open_chunk
-        chunk.arrows.append(arrow)
+        if self.remote is None:  # the child writes from the IPC bytes
+            chunk.arrows.append(arrow)
         chunk.blobs.append(to_ipc(arrow))
         chunk.rows += arrow.num_rows
         every = self.retry.stage_rows
@@ -339,10 +349,15 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
     def _write_chunk(self, chunk: _Chunk, seq: int) -> list[Any]:
         """Writer thread: sort one chunk and write its data files; then its Arrow and IPC copies go."""
         started = time.perf_counter()
-        arrow = chunk.arrows[0] if len(chunk.arrows) == 1 else pa.concat_tables(chunk.arrows)
-        arrow = arrow.sort_by(self.table_def.sort_keys)
+        if self.remote is None:
+            arrow = chunk.arrows[0] if len(chunk.arrows) == 1 else pa.concat_tables(chunk.arrows)
+            arrow = arrow.sort_by(self.table_def.sort_keys)
         sorted_at = time.perf_counter()
-        files = self._write_files(arrow, seq)
+        files = (
+            self._write_files(arrow, seq)
+            if self.remote is None
+            else self._write_files(None, seq, chunk.blobs)
+        )
         with self.chunk_lock:
             chunk.files, chunk.arrows, chunk.blobs = files, [], []
         log.debug(
@@ -404,12 +419,15 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             return None
         return StagedCommit(target.seq, dict(target.watermark), tuple(files), rows, tuple(tail)), writes
 
-    def _write_files(self, arrow: Any, seq: int) -> list[Any]:
+    def _write_files(self, arrow: Any, seq: int, blobs: Any = ()) -> list[Any]:
         """pyiceberg's own writer (partitioning, field ids, statistics, target file size); storage
-        errors are retried with a fresh set of files (a failed attempt's files stay as orphans)."""
+        errors are retried with a fresh set of files (a failed attempt's files stay as orphans). With
+        the sink child, `blobs` (IPC streams) go there, which sorts them and writes their files."""
         name, delay = self.table_def.name, self.retry.retry_initial_s
         for attempt in range(1, self.retry.commit_attempts + 1):
             try:
+                if self.remote is not None:
+                    return self.remote.write(blobs, self.table_def.sort_keys)
                 return write_data_files(self.table, arrow)
             except RETRYABLE as exc:
                 reason = _reason(exc)
@@ -518,12 +536,11 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
     def _append(self, files: Any, props: dict[str, str], table_props: dict[str, str]) -> None:
         """One atomic commit: the staged files (snapshot summary = writer, seq, watermark) and the
         writer's watermark property, plus the metadata-log bounds where the table lacks them."""
-        current = self.table.metadata.properties
-        bounds = {k: v for k, v in metadata_properties(self.retry).items() if current.get(k) != v}
-        tx = self.table.transaction()
-        tx.set_properties({**bounds, **table_props})
-        append_files(tx, files, props)
-        tx.commit_transaction()
+        bounds = metadata_properties(self.retry)
+        if self.remote is not None:
+            self.remote.append(files, props, table_props, bounds)
+        else:
+            commit_append(self.table, files, props, table_props, bounds)
 
     def _maybe_expire(self) -> None:
         """Every `expire_every_commits` commits, expire old snapshots (one extra metadata commit).
@@ -538,20 +555,25 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.commits_since_expiry = 0
         name, started = self.table_def.name, time.perf_counter()
         try:
-            removed = expire_snapshots(self.table, self.retry)
+            if self.remote is not None:  # the child reloads its table after a failure
+                removed, kept = self.remote.expire(self.retry)
+            else:
+                removed = expire_snapshots(self.table, self.retry)
+                kept = len(self.table.metadata.snapshots)
         except Exception as exc:  # never let maintenance stop the flow; the data commit is done
             metrics.SNAPSHOTS_EXPIRED.labels(name, "error").inc()
             log.warning("%s: snapshot expiry failed (%s: %s); retrying later", name, type(exc).__name__, exc)
-            try:
-                self.table = self.reload()
-            except RETRYABLE as reload_exc:
-                log.warning("%s: reload after the failed expiry failed (%s)", name, reload_exc)
+            if self.remote is None:
+                try:
+                    self.table = self.reload()
+                except RETRYABLE as reload_exc:
+                    log.warning("%s: reload after the failed expiry failed (%s)", name, reload_exc)
             return
         if removed:
             metrics.SNAPSHOTS_EXPIRED.labels(name, "ok").inc(removed)
         log.info(
             "%s: expired %d snapshots in %.1f ms, %d kept",
-            name, removed, (time.perf_counter() - started) * 1000, len(self.table.metadata.snapshots),
+            name, removed, (time.perf_counter() - started) * 1000, kept,
         )  # fmt: skip
 
     def _landed(self, seq: int) -> bool:
@@ -559,6 +581,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         delay = self.retry.retry_initial_s
         for attempt in range(1, self.retry.commit_attempts + 1):
             try:
+                if self.remote is not None:
+                    return self.remote.landed(self.writer_id, seq)
                 self.table = self.reload()
                 return find_commit(self.table, self.writer_id, seq)
             except RETRYABLE as exc:
@@ -592,6 +616,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             self.stager.stop()
             self.writer.stop()
             self.committer.stop()
+            if self.remote is not None:
+                self.remote.close()
 
 
 def _reason(exc: BaseException) -> str:
@@ -618,6 +644,8 @@ class IcebergSink(FixedPartitionedSink[Any, SinkState]):
     ):
         self.table_def, self.catalog_cfg, self.parquet, self.flow_id = table_def, catalog, parquet, flow_id
         self.retry, self.ledger_factory = retry, ledger_factory
+        if self._use_process():  # start the child now: its imports overlap with building the flow
+            SinkProcess.shared()
 
     def list_parts(self) -> list[str]:
         return [f"{self.table_def.name}-committer"]
@@ -631,7 +659,13 @@ class IcebergSink(FixedPartitionedSink[Any, SinkState]):
         writer_id = f"{self.flow_id}/{step_id}/{for_part}"
         identifier = (self.catalog_cfg.namespace, self.table_def.name)
         ledger = self.ledger_factory() if self.ledger_factory else None
+        remote = None
+        if self._use_process():
+            remote = RemoteTable(SinkProcess.shared(), self.catalog_cfg, *identifier)
         return IcebergSinkPartition(
             self.table_def, table, writer_id, resume_state, self.retry,
-            reload=lambda: catalog.load_table(identifier), ledger=ledger,
+            reload=lambda: catalog.load_table(identifier), ledger=ledger, remote=remote,
         )  # fmt: skip
+
+    def _use_process(self) -> bool:
+        return (self.retry or SinkConfig()).executor == "process"

@@ -184,3 +184,19 @@ def append_files(tx: Any, files: Any, snapshot_properties: dict[str, str]) -> No
     with tx._append_snapshot_producer(snapshot_properties) as producer:
         for data_file in files:
             producer.append_data_file(data_file)
+
+
+def commit_append(
+    table: Any,
+    files: Any,
+    snapshot_properties: dict[str, str],
+    table_props: dict[str, str],
+    bounds: dict[str, str],
+) -> None:
+    """One atomic commit: the staged files (snapshot summary = writer, seq, watermark), the writer's
+    watermark property, and the metadata-log bounds (`bounds`) where the table lacks them."""
+    current = table.metadata.properties
+    tx = table.transaction()
+    tx.set_properties({**{k: v for k, v in bounds.items() if current.get(k) != v}, **table_props})
+    append_files(tx, files, snapshot_properties)
+    tx.commit_transaction()

@@ -135,3 +135,20 @@ def test_sigkill_resume_rest_catalog_exactly_once(binance_capture, reference, se
         return replay_env(env, binance_capture), tmp_path / f"recovery-{rnd}"
 
     check_crash_run(make_env, reference)
+
+
+def test_the_sink_child_dying_fails_the_flow_and_a_resume_commits_once(binance_capture, reference, tmp_path):
+    """`sink.executor: process`: only the sink child is SIGKILLed (at its 2nd write of data files); the
+    flow process must stop on its own with a clear error, not hang or go on, and the resume must leave
+    exactly the reference rows."""
+    env = replay_env(sql_env(tmp_path / "warehouse"), binance_capture)
+    recovery = tmp_path / "recovery"
+    failed = run_once("spot_delta", env, recovery, "sink_child:2", PACE_S)
+    assert "CRYPTOFLOW-SINK-CHILD-KILLED write:2" in failed.stderr, failed.stderr[-3000:]
+    assert failed.returncode not in (0, -9), failed.stderr[-3000:]
+    assert "SinkChildDied" in failed.stderr and "exited with code -9" in failed.stderr, failed.stderr[-3000:]
+    before = as_multiset(table_rows(env, "spot_delta"))
+    assert before.total() < len(reference) and before <= as_multiset(reference)  # it stopped mid-run
+    resumed = run_once("spot_delta", env, recovery)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert as_multiset(table_rows(env, "spot_delta")) == as_multiset(reference)
