@@ -127,6 +127,10 @@ class KrakenV2SyntheticVenue:
         self.feed.subscribers.append(subscriber)
         self.feed.flushers.append(flusher)
         self.feed.start(self._close_all)
+        if self.feed.task.done() and not self.silent_after_end:
+            # connected after the market ended (a reconnect racing the end): `_close_all` has run, so
+            # end this connection the same way, or a `stop_at_replay_end` client waits forever
+            await ws.close(4100, "end of replay")
         try:
             async for raw in ws:
                 await self._flush(session, stats)  # what was generated before this request goes first

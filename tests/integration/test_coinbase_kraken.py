@@ -8,11 +8,14 @@ and must notice it (Coinbase `sequence_num`, Kraken checksum), resubscribe and e
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import time
 from decimal import Decimal
 
 import pytest
+import websockets
 
 from connectors import ws_client
 from connectors.coinbase.client import CoinbaseClient
@@ -223,6 +226,27 @@ class _RecordingBackoff(Backoff):
     def next_delay(self, at_least: float = 0.0) -> float:
         _RecordingBackoff.ceilings.append(self.ceiling())
         return super().next_delay(at_least)
+
+
+def test_kraken_connection_made_after_the_market_ended_is_closed_as_end_of_replay():
+    """A reconnect that races the end of the market (the chaos run's last ban) must still get the
+    end-of-replay close; before, it was served nothing and a `stop_at_replay_end` flow never ended."""
+    market = SyntheticMarket(KRAKEN_SYMBOLS, depth=10, seed=5)
+    venue = KrakenV2SyntheticVenue(market, messages=20, start_after_s=0.05)
+
+    async def connect_and_wait_for_close(url: str) -> int | None:
+        async with websockets.connect(url) as ws:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async with asyncio.timeout(10):
+                    async for _ in ws:
+                        pass
+            return ws.close_code
+
+    with ExchangeSimulator(venue) as sim:
+        url = f"{sim.ws_url}/v2"
+        assert asyncio.run(connect_and_wait_for_close(url)) == 4100  # the market's end closes it
+        assert venue.feed.task is not None and venue.feed.task.done()
+        assert asyncio.run(connect_and_wait_for_close(url)) == 4100  # after the end: closed at once
 
 
 @pytest.mark.parametrize("channels", [{"book"}, {"trade"}], ids=["book-snapshot", "trade-ack"])
