@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.iceberg import staging
@@ -39,9 +39,15 @@ ROLES = {
 
 @dataclass
 class _Table:
+    """A loaded table. `lock`: its write and commit lanes never use the table at the same time. A commit
+    deep-copies the table's metadata while a write reads it, and the read fills pyiceberg's lazily
+    cached properties (`Schema.name_mapping` and the like) into those same objects: a copy that meets
+    that failed with "dictionary changed size during iteration" in a 600 s chaos run."""
+
     catalog: Any
     identifier: tuple[str, str]
     table: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ChildOps:
@@ -93,7 +99,9 @@ class ChildOps:
             return []
         arrow = arrow.sort_by(sort_keys)
         sorted_at = time.perf_counter()
-        files = staging.write_data_files(self.entry(key).table, arrow)
+        entry = self.entry(key)
+        with entry.lock:
+            files = staging.write_data_files(entry.table, arrow)
         log.debug(
             "%s: %d rows in %d files (decode+sort %.0f ms, files %.0f ms)",
             key, arrow.num_rows, len(files), (sorted_at - started) * 1000, (time.perf_counter() - sorted_at) * 1000,
@@ -103,26 +111,30 @@ class ChildOps:
     def append(
         self, key: str, files: Any, props: dict[str, str], table_props: dict[str, str], bounds: dict[str, str]
     ) -> None:
-        staging.commit_append(self.entry(key).table, files, props, table_props, bounds)
+        entry = self.entry(key)
+        with entry.lock:
+            staging.commit_append(entry.table, files, props, table_props, bounds)
 
     def landed(self, key: str, writer_id: str, seq: int) -> bool:
         """Reload the table and look for `(writer_id, seq)`."""
         entry = self.entry(key)
-        entry.table = entry.catalog.load_table(entry.identifier)
-        return find_commit(entry.table, writer_id, seq)
+        with entry.lock:
+            entry.table = entry.catalog.load_table(entry.identifier)
+            return find_commit(entry.table, writer_id, seq)
 
     def expire(self, key: str, cfg: SinkConfig) -> tuple[int, int]:
         """(snapshots removed, snapshots kept); after a failure the table is reloaded, then it raises."""
         entry = self.entry(key)
-        try:
-            removed = expire_snapshots(entry.table, cfg)
-        except Exception:
+        with entry.lock:
             try:
-                entry.table = entry.catalog.load_table(entry.identifier)
-            except Exception as reload_exc:  # the expiry's own error is the one to report
-                log.warning("%s: reload after the failed expiry failed (%s)", key, reload_exc)
-            raise
-        return removed, len(entry.table.metadata.snapshots)
+                removed = expire_snapshots(entry.table, cfg)
+            except Exception:
+                try:
+                    entry.table = entry.catalog.load_table(entry.identifier)
+                except Exception as reload_exc:  # the expiry's own error is the one to report
+                    log.warning("%s: reload after the failed expiry failed (%s)", key, reload_exc)
+                raise
+            return removed, len(entry.table.metadata.snapshots)
 
 
 def portable(exc: BaseException) -> BaseException:

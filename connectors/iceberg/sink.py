@@ -212,6 +212,9 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         # `sink.executor: process`: files, commits, reloads and expiry run in the sink child on its own
         # copy of the table (connectors/iceberg/remote.py); None runs them here, on `table`
         self.remote = remote
+        # thread mode: the writer and committer threads never use `table` at the same time (a commit
+        # deep-copies its metadata while a write fills pyiceberg's lazily cached properties into it)
+        self.table_lock = threading.Lock()
         self.retry = retry or SinkConfig()
         self.reload = reload or (lambda: self.table.refresh())
         self.ledger = ledger
@@ -428,7 +431,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             try:
                 if self.remote is not None:
                     return self.remote.write(blobs, self.table_def.sort_keys)
-                return write_data_files(self.table, arrow)
+                with self.table_lock:
+                    return write_data_files(self.table, arrow)
             except RETRYABLE as exc:
                 reason = _reason(exc)
                 metrics.COMMIT_RETRIES.labels(name, reason).inc()
@@ -456,6 +460,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             metrics.SINK_FAILURES.labels(name, "tail_files").inc()
             log.error(
                 "%s: writing the tail files of seq %d failed: %s: %s", name, staged.seq, type(exc).__name__, exc,
+                exc_info=exc,
             )  # fmt: skip
             self.failure = exc
             return
@@ -464,8 +469,9 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         except BaseException as exc:
             metrics.SINK_FAILURES.labels(name, "commit").inc()
             log.error(
-                "%s: background commit of seq %d failed: %s: %s", name, staged.seq, type(exc).__name__, exc
-            )
+                "%s: background commit of seq %d failed: %s: %s", name, staged.seq, type(exc).__name__, exc,
+                exc_info=exc,
+            )  # fmt: skip
             self.failure = exc
             return
         metrics.COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
@@ -540,7 +546,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         if self.remote is not None:
             self.remote.append(files, props, table_props, bounds)
         else:
-            commit_append(self.table, files, props, table_props, bounds)
+            with self.table_lock:
+                commit_append(self.table, files, props, table_props, bounds)
 
     def _maybe_expire(self) -> None:
         """Every `expire_every_commits` commits, expire old snapshots (one extra metadata commit).
@@ -558,14 +565,16 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             if self.remote is not None:  # the child reloads its table after a failure
                 removed, kept = self.remote.expire(self.retry)
             else:
-                removed = expire_snapshots(self.table, self.retry)
-                kept = len(self.table.metadata.snapshots)
+                with self.table_lock:
+                    removed = expire_snapshots(self.table, self.retry)
+                    kept = len(self.table.metadata.snapshots)
         except Exception as exc:  # never let maintenance stop the flow; the data commit is done
             metrics.SNAPSHOTS_EXPIRED.labels(name, "error").inc()
             log.warning("%s: snapshot expiry failed (%s: %s); retrying later", name, type(exc).__name__, exc)
             if self.remote is None:
                 try:
-                    self.table = self.reload()
+                    with self.table_lock:
+                        self.table = self.reload()
                 except RETRYABLE as reload_exc:
                     log.warning("%s: reload after the failed expiry failed (%s)", name, reload_exc)
             return
@@ -583,8 +592,9 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             try:
                 if self.remote is not None:
                     return self.remote.landed(self.writer_id, seq)
-                self.table = self.reload()
-                return find_commit(self.table, self.writer_id, seq)
+                with self.table_lock:
+                    self.table = self.reload()
+                    return find_commit(self.table, self.writer_id, seq)
             except RETRYABLE as exc:
                 log.warning("%s: reload failed (%s)", self.table_def.name, exc)
                 if attempt == self.retry.commit_attempts:
