@@ -19,6 +19,7 @@ after the market ended unanswered (no ack, no snapshot; pings still get pongs). 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -127,14 +128,17 @@ class KrakenV2SyntheticVenue:
         self.feed.subscribers.append(subscriber)
         self.feed.flushers.append(flusher)
         self.feed.start(self._close_all)
-        if self.feed.task.done() and not self.silent_after_end:
-            # connected after the market ended (a reconnect racing the end): `_close_all` has run, so
-            # end this connection the same way, or a `stop_at_replay_end` client waits forever
-            await ws.close(4100, "end of replay")
+        # connected after the market ended (e.g. a reconnect racing the end): `_close_all` has run, so
+        # this connection is served its subscriptions (the final books) and then ended the same way, or
+        # a `stop_at_replay_end` client would wait forever
+        after_end = self.feed.task.done() and not self.silent_after_end
+        closing: asyncio.Task | None = None
         try:
             async for raw in ws:
                 await self._flush(session, stats)  # what was generated before this request goes first
                 await self._request(session, raw)
+                if after_end and closing is None and (session.books or session.trades):
+                    closing = asyncio.create_task(self._close_after_end(ws))
         finally:  # a closed connection stops costing an encoder pass per change (chaos runs reconnect a lot)
             self.feed.subscribers.remove(subscriber)
             self.feed.flushers.remove(flusher)
@@ -222,6 +226,11 @@ class KrakenV2SyntheticVenue:
             stats.frames_sent += len(frames)
         except ConnectionClosed:
             pass
+
+    @staticmethod
+    async def _close_after_end(ws: ServerConnection) -> None:
+        await asyncio.sleep(0.2)  # the connection's other subscribe requests are served first
+        await ws.close(4100, "end of replay")
 
     async def _close_all(self) -> None:
         for session in self.sessions:

@@ -14,6 +14,7 @@ import queue
 import time
 from decimal import Decimal
 
+import orjson
 import pytest
 import websockets
 
@@ -229,13 +230,16 @@ class _RecordingBackoff(Backoff):
 
 
 def test_kraken_connection_made_after_the_market_ended_is_closed_as_end_of_replay():
-    """A reconnect that races the end of the market (the chaos run's last ban) must still get the
-    end-of-replay close; before, it was served nothing and a `stop_at_replay_end` flow never ended."""
+    """A reconnect that races the end of the market (the chaos run's last ban) is served its books and
+    then gets the end-of-replay close; before, it was never closed and a `stop_at_replay_end` flow never
+    ended. (A live-like client, `stop_at_replay_end: false`, takes the close as a lost connection.)"""
     market = SyntheticMarket(KRAKEN_SYMBOLS, depth=10, seed=5)
     venue = KrakenV2SyntheticVenue(market, messages=20, start_after_s=0.05)
 
     async def connect_and_wait_for_close(url: str) -> int | None:
         async with websockets.connect(url) as ws:
+            params = {"channel": "book", "symbol": [KRAKEN_SYMBOLS[0].replace("-", "/")], "depth": 10}
+            await ws.send(orjson.dumps({"method": "subscribe", "params": params}).decode())
             with contextlib.suppress(websockets.ConnectionClosed):
                 async with asyncio.timeout(10):
                     async for _ in ws:
@@ -245,8 +249,13 @@ def test_kraken_connection_made_after_the_market_ended_is_closed_as_end_of_repla
     with ExchangeSimulator(venue) as sim:
         url = f"{sim.ws_url}/v2"
         assert asyncio.run(connect_and_wait_for_close(url)) == 4100  # the market's end closes it
-        assert venue.feed.task is not None and venue.feed.task.done()
-        assert asyncio.run(connect_and_wait_for_close(url)) == 4100  # after the end: closed at once
+        deadline = time.monotonic() + 10  # the close reaches the client before the feed's task ends
+        while not (venue.feed.task is not None and venue.feed.task.done()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert venue.feed.task.done()
+        # after the end: served its subscription (the final book), then closed the same way
+        assert asyncio.run(connect_and_wait_for_close(url)) == 4100
+        assert venue.sessions[-1].books
 
 
 @pytest.mark.parametrize("channels", [{"book"}, {"trade"}], ids=["book-snapshot", "trade-ack"])
