@@ -24,7 +24,8 @@ source shard; more mean the flow reconnected and resubscribed) and the events th
 The flow process's CPU time per normalized event and the share of the wall time its threads waited
 for a CPU (the machine's other load) are reported too: a flow starved of CPU shows as latency.
 Options: `--rates`, `--quick`, `--epoch-s`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
-`--generator`, `--generator-only`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
+`--generator`, `--generator-only`, `--client-loop`, `--py-spy`, `--py-spy-gil`, `--timeline`, `--flow-cpus`
+(the flow on given cores, the generator on the others), `--json`. Run with `make bench-latency`; `benchmarks.run` includes
 `measure()` in `make bench`.
 """
 
