@@ -153,22 +153,20 @@ def main() -> None:
     )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = cfg_catalog = CatalogConfig(
-            uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh")
-        )
-        catalog = load_catalog(cfg)
+        catalog_cfg = CatalogConfig(uri=f"sqlite:///{Path(tmp) / 'c.db'}", warehouse=str(Path(tmp) / "wh"))
+        catalog = load_catalog(catalog_cfg)
         ensure_table(catalog, "cryptoflow", SPOT_OB, ParquetConfig())
         if args.paced:
             table = catalog.load_table(("cryptoflow", "spot_ob"))
-            cfg = SinkConfig(
+            sink_cfg = SinkConfig(
                 **({"stage_rows": args.stage_rows} if "stage_rows" in SinkConfig.model_fields else {})
             )
             remote = None
             if args.executor == "process":
                 from connectors.iceberg.remote import RemoteTable, SinkProcess
 
-                remote = RemoteTable(SinkProcess.shared(), cfg_catalog, "cryptoflow", "spot_ob")
-            p = IcebergSinkPartition(SPOT_OB, table, "bench/spot_ob", None, cfg, remote=remote)
+                remote = RemoteTable(SinkProcess.shared(), catalog_cfg, "cryptoflow", "spot_ob")
+            p = IcebergSinkPartition(SPOT_OB, table, "bench/spot_ob", None, sink_cfg, remote=remote)
 
             def load():
                 return catalog.load_table(("cryptoflow", "spot_ob"))

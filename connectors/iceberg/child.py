@@ -40,30 +40,32 @@ def _bind_to_parent(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def serve_forked(parent: int, request_fd: int, answer_fd: int) -> None:
-    """The child forked from the flow process: everything is imported already."""
-    _bind_to_parent(parent)
-    os.dup2(2, 1)  # as a spawned child: a stray print goes to stderr, not into the flow's stdout
-    os.nice(NICE)
+def _serve(request_fd: int, answer_fd: int) -> None:
+    """The request loop on the two pipe ends (heavy imports here, after the parent guard: a child of a
+    dead parent must not start committing)."""
     from multiprocessing.connection import Connection
 
     from connectors.iceberg.child_ops import serve
 
     serve(Connection(request_fd, writable=False), Connection(answer_fd, readable=False))
+
+
+def serve_forked(parent: int, request_fd: int, answer_fd: int) -> None:
+    """The child forked from the flow process: everything is imported already."""
+    _bind_to_parent(parent)
+    os.dup2(2, 1)  # as a spawned child: a stray print goes to stderr, not into the flow's stdout
+    os.nice(NICE)
+    _serve(request_fd, answer_fd)
 
 
 def main() -> None:
     parent, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
     _bind_to_parent(parent)
     os.nice(NICE)
-    # heavy imports after the guard: a child of a dead parent must not start committing
-    from multiprocessing.connection import Connection
-
-    from connectors.iceberg.child_ops import serve
     from cryptoflow.logs import setup_logging
 
     setup_logging()
-    serve(Connection(request_fd, writable=False), Connection(answer_fd, readable=False))
+    _serve(request_fd, answer_fd)
 
 
 if __name__ == "__main__":
