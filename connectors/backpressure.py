@@ -89,6 +89,9 @@ class HighWater:
 
 
 class BoundedChannel:
+    # the consumer's worker bell (connectors/doorbell.py), rung after every item queued; None: it polls
+    doorbell: Any = None
+
     def __init__(
         self,
         name: str,
@@ -129,7 +132,15 @@ class BoundedChannel:
         `wait` blocks up to `timeout` (forever if None) and returns False if still full then.
         `control=True` (end-of-stream markers) bypasses the policy: never dropped or blocked (while the
         channel spills it goes to the spill too, behind the items it must not overtake).
+        An item that went in rings the consumer's bell.
         """
+        queued = self._put(item, timeout, control)
+        if queued and self.doorbell is not None:
+            self.doorbell.ring()
+        return queued
+
+    def _put(self, item: Any, timeout: float | None, control: bool) -> bool:
+        """`put` under the channel's lock."""
         with self._cond:
             if control and self.spilling:  # behind the spilled items, or END would overtake them
                 self.spill(item)  # type: ignore[misc]
@@ -188,6 +199,10 @@ class BoundedChannel:
     def get_nowait(self) -> Any:
         with self._cond:
             return self._take()
+
+    def empty(self) -> bool:
+        """Nothing to take, in memory or (with a self-read spill) on disk."""
+        return not self._available()
 
     def _available(self) -> bool:
         return bool(self._items) or (self.spilling and self.unspill is not None)
@@ -251,6 +266,8 @@ class WaitChannel(HandoffQueue):
         """True once `item` is queued; False if still full after `timeout`. Control items never wait."""
         if control:
             self._items.append(item)
+            if self.doorbell is not None:
+                self.doorbell.ring()
             return True
         if self._load() >= self.maxsize:
             self.check_high_water()

@@ -23,6 +23,9 @@ from typing import Any
 
 
 class HandoffQueue:
+    # the consumer's worker bell (connectors/doorbell.py), rung after every hand-over; None: it polls
+    doorbell: Any = None
+
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
@@ -43,6 +46,8 @@ class HandoffQueue:
         items = self._items
         if self._load() < self.maxsize:
             items.append(item)
+            if self.doorbell is not None:
+                self.doorbell.ring()
             return
         if not block:
             raise queue.Full
@@ -60,6 +65,8 @@ class HandoffQueue:
                 items.append(item)
             finally:
                 self._waiting -= 1
+        if self.doorbell is not None:
+            self.doorbell.ring()
 
     def extend(self, batch: list[Any]) -> int:
         """Append as many of `batch` (from the first) as fit without waiting; returns how many. One
@@ -68,11 +75,15 @@ class HandoffQueue:
         room = self.maxsize - self._load()
         if room >= len(batch):
             items.extend(batch)
-            return len(batch)
-        if room <= 0:
+            taken = len(batch)
+        elif room <= 0:
             return 0
-        items.extend(batch[:room])
-        return room
+        else:
+            items.extend(batch[:room])
+            taken = room
+        if self.doorbell is not None:
+            self.doorbell.ring()
+        return taken
 
     def put_weighted(self, item: Any, weight: int, timeout: float | None = None) -> bool:
         """Append an item that counts as `weight` items once there is room for all of them (or nothing
@@ -81,6 +92,8 @@ class HandoffQueue:
         if self._load() + weight <= self.maxsize or not items:
             items.append(item)
             self._weight_in += weight - 1
+            if self.doorbell is not None:
+                self.doorbell.ring()
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._room:
@@ -93,9 +106,11 @@ class HandoffQueue:
                     self._room.wait(remaining)
                 items.append(item)
                 self._weight_in += weight - 1
-                return True
             finally:
                 self._waiting -= 1
+        if self.doorbell is not None:
+            self.doorbell.ring()
+        return True
 
     def release(self, extra: int) -> None:
         """The consumer took weighted items worth `extra` more than their count: room for producers."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors import doorbell
 from connectors.backpressure import Channel, ChannelSpec, open_channel
 from connectors.journal import JournalReader, JournalRecord, JournalWriter, RecordKind
 from connectors.signals import END, RUN_ID
@@ -70,21 +71,35 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         next_offset: int,
         batch_size: int,
         idle_ms: int,
+        wake_on_data: bool = True,
     ) -> None:
         self.name, self.clients, self.queue = name, clients, out
         self.next_offset, self.batch_size = next_offset, batch_size
         self.idle = timedelta(milliseconds=idle_ms)
+        self.idle_s = idle_ms / 1000
         self.running = len(clients)
         self._awake: datetime | None = None
+        # `connector.wake_on_data`: an empty partition sleeps in its worker's doorbell (woken by the
+        # clients' hand-over) instead of asking Bytewax to poll it again `idle_ms` later
+        self.wake_on_data = wake_on_data and hasattr(type(out), "doorbell")  # our channels ring it
+        self._bell: doorbell.Doorbell | None = None
         self._depth = metrics.QUEUE_DEPTH.labels(name)
         for client in clients:
             client.start()
 
     def next_batch(self) -> list[RawEvent]:
         if self.running == 0:
+            self._leave_bell()
             raise StopIteration()
+        bell = self._bell
+        if bell is None and self.wake_on_data:  # the polling worker's thread, known only now
+            bell = self._bell = doorbell.for_this_thread()
+            bell.attach(self.queue)
         drain = getattr(self.queue, "drain", None)
         items = drain(self.batch_size) if drain is not None else self._get_all()
+        if not items and bell is not None:
+            bell.wait(self, self.idle_s)
+            items = drain(self.batch_size) if drain is not None else self._get_all()
         batch: list[RawEvent] = []
         offset, extra = self.next_offset, 0
         for item in items:
@@ -105,8 +120,20 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         if extra:  # the reads were put with their frames as weight (`HandoffQueue.put_weighted`)
             self.queue.release(extra)
         self._depth.set(self.queue.qsize())
-        self._awake = None if batch else datetime.now(UTC) + self.idle
+        if batch:
+            self._awake = None
+            if bell is not None:
+                bell.emitted(self)
+        elif bell is not None:  # it slept in the bell already: poll again at once
+            self._awake = datetime.now(UTC)
+        else:
+            self._awake = datetime.now(UTC) + self.idle
         return batch
+
+    def _leave_bell(self) -> None:
+        if self._bell is not None:
+            self._bell.detach(self.queue, self)
+            self._bell = None
 
     def _get_all(self) -> list[Any]:
         """Up to `batch_size` items from a plain `queue.Queue` (clients given one by a caller)."""
@@ -126,6 +153,7 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         return self.next_offset
 
     def close(self) -> None:
+        self._leave_bell()
         for client in self.clients:
             client.stop()
 
@@ -236,8 +264,10 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
         make_decoder: DecoderFactory | None = None,
         stream: str = "",
         source: str = "",
+        wake_on_data: bool = True,
     ):
         self.shards, self.make_clients = shards, make_clients
+        self.wake_on_data = wake_on_data
         self.queue_cap, self.batch_size, self.idle_ms = queue_cap, batch_size, idle_ms
         self.journal, self.make_decoder, self.stream = journal, make_decoder, stream
         self.source = source
@@ -259,7 +289,7 @@ class ShardedSource(FixedPartitionedSource[RawEvent, Any]):
         # Offsets therefore start at the wall clock in microseconds, past any earlier run's offsets.
         start = max(resume_state or 0, time.time_ns() // 1000)
         log.info("%s: partition %s starts at offset %s", step_id, for_part, start)
-        return ShardPartition(for_part, clients, out, start, self.batch_size, self.idle_ms)
+        return ShardPartition(for_part, clients, out, start, self.batch_size, self.idle_ms, self.wake_on_data)
 
     def _build_journal_part(
         self, step_id: str, for_part: str, resume: JournalPosition | None

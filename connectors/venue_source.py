@@ -82,6 +82,7 @@ def subscribe_source(
         ),
         stream=stream,
         source=name,
+        wake_on_data=settings.connector.wake_on_data,
     )
 
 

@@ -335,6 +335,9 @@ class ConnectorConfig(_Section):
     breaker_reset_s: float = Field(30.0, gt=0)
     # how long an empty source sleeps before Bytewax polls it again: a floor on ingest -> normalized
     idle_poll_ms: int = Field(1, ge=1, le=1000)
+    # an empty source sleeps (at most idle_poll_ms) until a client hands it frames, instead of until the
+    # next poll (`connectors/doorbell.py`): frames no longer wait up to idle_poll_ms for the worker
+    wake_on_data: bool = True
     batch_size: int = Field(1000, ge=1)
     # WebSocket data frames split by our own loop and handed over per socket read
     # (`connectors/ws_fast.py`); false: every frame goes through websockets' `recv()`

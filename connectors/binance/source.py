@@ -79,6 +79,7 @@ def binance_source(
         make_decoder=lambda shard, state: BinanceDecoder(shard, state, market, by_shard[shard]),
         stream=stream,
         source=name,
+        wake_on_data=settings.connector.wake_on_data,
     )
 
 
