@@ -161,7 +161,11 @@ class BoundedChannel:
                 self._on_disk += 1
                 return True
             if full and self.policy is Policy.WAIT:
-                if not self._cond.wait_for(lambda: len(self._items) < self.capacity, timeout):
+                # the consumer's own worker, running the clients' loop, would wait for itself: over the cap
+                bell = self.doorbell
+                if (bell is None or not bell.consumer_is_here()) and not self._cond.wait_for(
+                    lambda: len(self._items) < self.capacity, timeout
+                ):
                     return False
             elif full and self.policy is Policy.SAMPLE:
                 self._seen_full += 1

@@ -13,6 +13,19 @@ park an executor thread waiting for another client (the exchangeInfo cache lock 
 waiting shards than threads the holder's own REST call never started; `connectors/binance/client.py`).
 `connector.client_loop: per_client` gives every client its own thread and loop.
 
+`connector.client_loop: worker` (run to completion): the same one loop, but run by the Bytewax worker
+itself whenever it has nothing else to do, instead of by a thread of its own. An idle worker's partition
+runs the loop (`drive`) until a client hands frames over (the hand-over stops it, connectors/doorbell.py)
+or `idle_poll_ms` passed, then processes them at once: no second hot thread competing for the GIL and
+the cores, no cross-thread wake-up per socket read. Frames that arrive while the worker is busy wait in
+the kernel's socket buffer (exchange -> ingest) rather than in the hand-over queue (ingest -> normalized).
+The loop's own thread stays as the fallback: when no worker ran the loop for `TAKEOVER_S` (a long batch,
+an epoch's end, Bytewax not polling its input under backpressure, a partition closing its clients) it
+runs the loop as in `shared` mode, and hands it back when a worker asks (`drive` returning False).
+Clients' blocking waits must never block the worker that drives them (it is the one that would make
+room): a hand-over that would wait for room goes in over the cap instead (connectors/handoff.py), and the
+worker does not drive again until it drained it.
+
 Clients' tasks are owned: a task records the client whose `run_owned` coroutine created it (directly or
 through its children), so a client that ends cancels exactly its own leftover tasks, as `asyncio.run` did
 for a client's private loop.
@@ -23,11 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 REST_THREADS = 32
+TAKEOVER_S = 0.005  # worker mode: the loop's thread runs the loop once no worker did for this long
 _OWNER: contextvars.ContextVar[Any] = contextvars.ContextVar("cryptoflow_client_owner", default=None)
 _TASKS: dict[Any, set[asyncio.Task]] = {}
 
@@ -46,18 +61,25 @@ def _owned_task(
 
 
 class ClientLoop:
-    """A daemon thread running one asyncio loop; `shared()` is the process's one instance."""
+    """One asyncio loop and a daemon thread that runs it: always (`shared`), or in `driven` mode only
+    while no Bytewax worker runs it (`drive`). `shared(driven)` is the process's one instance of each."""
 
-    _shared: ClientLoop | None = None
+    _shared: dict[bool, ClientLoop] = {}
     _guard = threading.Lock()
 
-    def __init__(self, name: str = "ws-clients") -> None:
+    def __init__(self, name: str = "ws-clients", driven: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self.loop.set_task_factory(_owned_task)
         # `asyncio.to_thread` (REST calls) of every client runs here: as many threads as a few clients'
         # private loops had, not the default min(32, cores + 4) for all of them together
         self.loop.set_default_executor(ThreadPoolExecutor(REST_THREADS, thread_name_prefix=f"{name}-rest"))
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.driven = driven
+        self._runner = threading.Lock()  # held by whichever thread runs the loop now (driven mode)
+        self._driver: int | None = None  # the worker thread running it, if one does
+        self._last_driven = time.monotonic()
+        self._wanted = False  # a worker asked the loop's thread to hand the loop back
+        self.takeovers = 0  # times the loop's thread took the loop over from idle workers
+        self.thread = threading.Thread(target=self._fallback if driven else self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -65,11 +87,64 @@ class ClientLoop:
         self.loop.run_forever()
 
     @classmethod
-    def shared(cls) -> ClientLoop:
+    def shared(cls, driven: bool = False) -> ClientLoop:
         with cls._guard:
-            if cls._shared is None or not cls._shared.thread.is_alive():
-                cls._shared = cls()
-            return cls._shared
+            current = cls._shared.get(driven)
+            if current is None or not current.thread.is_alive():
+                current = cls._shared[driven] = cls("ws-clients-driven" if driven else "ws-clients", driven)
+            return current
+
+    # ------------------------------------------------------------------ driven mode
+    def _run_for(self, seconds: float) -> None:
+        """Run the loop here until something stops it or `seconds` passed (the caller holds `_runner`)."""
+        timer = self.loop.call_later(seconds, self.loop.stop)
+        try:
+            self.loop.run_forever()
+        finally:
+            timer.cancel()
+
+    def _fallback(self) -> None:
+        """The loop's thread in driven mode: run the loop whenever no worker did for `TAKEOVER_S`, in
+        slices, until a worker asks for it back."""
+        asyncio.set_event_loop(self.loop)
+        while True:
+            time.sleep(TAKEOVER_S)
+            if time.monotonic() - self._last_driven < TAKEOVER_S or not self._runner.acquire(blocking=False):
+                continue
+            try:
+                self.takeovers += 1
+                self._wanted = False
+                while not self._wanted:
+                    self._run_for(TAKEOVER_S)
+            finally:
+                self._last_driven = time.monotonic()
+                self._runner.release()
+
+    def drive(self, seconds: float) -> bool:
+        """Worker thread: run the loop here for up to `seconds`, or until a hand-over to this worker stops
+        it (`stop_if_driven_here`). False, at once, if the loop's thread runs it (it is asked to let go)."""
+        if not self._runner.acquire(blocking=False):
+            if not self._wanted:
+                self._wanted = True
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            return False
+        try:
+            self._driver = threading.get_ident()
+            self._run_for(seconds)
+        finally:
+            self._driver = None
+            self._last_driven = time.monotonic()
+            self._runner.release()
+        return True
+
+    def driven_here(self) -> bool:
+        """Whether the calling thread is a worker running this loop now (so it must not block in it)."""
+        return self._driver == threading.get_ident()
+
+    def stop_if_driven_here(self) -> None:
+        """A client handed frames to the worker that runs the loop: return to it after this iteration."""
+        if self._driver == threading.get_ident():
+            self.loop.stop()
 
     def submit(self, owner: Any, coro: Coroutine) -> Future:
         """Run `coro` on this loop as `owner`'s main coroutine (see `run_owned`)."""

@@ -12,6 +12,9 @@ partition may sleep only when *every* channel of its worker is empty and no part
 since the worker last slept (those items are still to be processed downstream, in this worker step).
 A producer rings once per hand-over (a socket read's frames), and only takes the lock when the worker
 is actually asleep.
+
+With `connector.client_loop: worker` the bell has a `driver` (connectors/client_loop.py): instead of
+sleeping, the idle worker runs the clients' event loop itself until a hand-over to it stops the loop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class Doorbell:
     """The worker's side: `wait` when a partition is empty; producers: `ring` after queueing items."""
 
     def __init__(self) -> None:
+        self.owner = threading.get_ident()  # the worker thread whose partitions use this bell
+        self.driver: Any = None  # the clients' loop this worker runs while idle (`ClientLoop`), if any
         self._cond = threading.Condition(threading.Lock())
         self._channels: list[Waitable] = []
         self._sleeping = False
@@ -58,10 +63,18 @@ class Doorbell:
         return any(not channel.empty() for channel in self._channels)
 
     def ring(self) -> None:
-        """Producer thread, after queueing: wake the worker if it sleeps (a flag check otherwise)."""
+        """Producer, after queueing: wake the worker if it sleeps (a flag check otherwise); a producer
+        running inside the worker's own drive of the clients' loop stops the loop instead."""
         if self._sleeping:
             with self._cond:
                 self._cond.notify()
+        elif self.driver is not None and threading.get_ident() == self.owner:
+            self.driver.stop_if_driven_here()
+
+    def consumer_is_here(self) -> bool:
+        """Whether the caller is this bell's worker (a producer running in its drive of the clients'
+        loop): waiting for room would wait for itself."""
+        return threading.get_ident() == self.owner
 
     def wait(self, partition: Any, timeout_s: float) -> None:
         """Worker thread, from an empty `partition`: return at once if its worker has work (another
@@ -71,6 +84,13 @@ class Doorbell:
             if self.emitter is not partition:
                 return
             self.emitter = None  # a whole round of polls since its items: they went downstream
+        driver = self.driver
+        if driver is not None:
+            if self._pending():
+                return
+            if driver.drive(timeout_s):  # ran the clients' loop until a hand-over or the timeout
+                return
+            # the loop's own thread runs it at the moment: sleep until it hands something over
         with self._cond:
             # announced before the check: a producer that queued after the check sees `_sleeping` and
             # notifies (under the lock, so not before this thread is waiting)

@@ -49,6 +49,8 @@ class HandoffQueue:
             if self.doorbell is not None:
                 self.doorbell.ring()
             return
+        if self._over_cap(item):
+            return
         if not block:
             raise queue.Full
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -95,6 +97,8 @@ class HandoffQueue:
             if self.doorbell is not None:
                 self.doorbell.ring()
             return True
+        if self._over_cap(item, weight):
+            return True
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._room:
             self._waiting += 1
@@ -110,6 +114,18 @@ class HandoffQueue:
                 self._waiting -= 1
         if self.doorbell is not None:
             self.doorbell.ring()
+        return True
+
+    def _over_cap(self, item: Any, weight: int = 1) -> bool:
+        """Queue `item` over the cap when the producer is the consumer's own worker, running the clients'
+        loop for it (`connector.client_loop: worker`): waiting for room would wait for itself. The worker
+        drains before it runs the loop again, so the excess is at most one loop iteration's reads."""
+        bell = self.doorbell
+        if bell is None or not bell.consumer_is_here():
+            return False
+        self._items.append(item)
+        self._weight_in += weight - 1
+        bell.ring()
         return True
 
     def release(self, extra: int) -> None:

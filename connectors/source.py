@@ -95,6 +95,8 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         if bell is None and self.wake_on_data:  # the polling worker's thread, known only now
             bell = self._bell = doorbell.for_this_thread()
             bell.attach(self.queue)
+            for client in self.clients:  # `connector.client_loop: worker`: run their loop while idle
+                bell.driver = getattr(client, "loop_driver", None) or bell.driver
         drain = getattr(self.queue, "drain", None)
         items = drain(self.batch_size) if drain is not None else self._get_all()
         if not items and bell is not None:

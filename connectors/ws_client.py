@@ -53,6 +53,14 @@ from cryptoflow.observability import HEALTH
 log = logging.getLogger(__name__)
 
 
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in the calling thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
 class Pacer:
     """At most `rate` sends per second on one connection (venues disconnect clients that send faster)."""
 
@@ -415,13 +423,17 @@ class WsClient:
         self._thread: threading.Thread | None = None  # the client's own, or the shared loop's
         self._shared = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        # `connector.client_loop: worker`: the shared loop, which the partition's worker runs while idle
+        self.loop_driver: ClientLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Run on the process's shared client loop (`connector.client_loop: shared`, the default,
         `connectors/client_loop.py`), or on a thread and loop of its own (`per_client`)."""
-        if getattr(self.connector, "client_loop", "shared") == "shared":
-            shared = ClientLoop.shared()
+        mode = getattr(self.connector, "client_loop", "shared")
+        if mode in ("shared", "worker"):
+            shared = ClientLoop.shared(driven=mode == "worker")
+            self.loop_driver = shared if shared.driven else None
             self._thread = shared.thread
             self._shared = True
             shared.submit(self, self._run_async())
@@ -435,7 +447,7 @@ class WsClient:
         if loop is not None and stop_async is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # loop already finished
                 loop.call_soon_threadsafe(stop_async.set)
-        if self._thread is None or threading.current_thread() is self._thread:
+        if self._thread is None or (loop is not None and _running_loop() is loop):  # from its own loop
             return
         if self._shared:
             self.finished.wait(timeout)

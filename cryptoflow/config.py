@@ -344,8 +344,9 @@ class ConnectorConfig(_Section):
     ws_fast_read: bool = True
     # shared: every WebSocket client of the process on one event-loop thread (`connectors/client_loop.py`:
     # fewer GIL hand-offs, less CPU, lower tail latency); per_client: a thread and event loop per client
-    # (a client blocked on a full `wait` channel then holds up only itself)
-    client_loop: Literal["shared", "per_client"] = "shared"
+    # (a client blocked on a full `wait` channel then holds up only itself); worker: the shared loop, run
+    # by the Bytewax worker itself while it is idle, its thread only a fallback (run to completion)
+    client_loop: Literal["shared", "per_client", "worker"] = "shared"
 
 
 class RuntimeConfig(_Section):
