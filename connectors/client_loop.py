@@ -37,7 +37,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -120,15 +120,20 @@ class ClientLoop:
                 self._last_driven = time.monotonic()
                 self._runner.release()
 
-    def drive(self, seconds: float) -> bool:
+    def drive(self, seconds: float, ready: Callable[[], bool] | None = None) -> bool:
         """Worker thread: run the loop here for up to `seconds`, or until a hand-over to this worker stops
-        it (`stop_if_driven_here`). False, at once, if the loop's thread runs it (it is asked to let go)."""
+        it (`stop_if_driven_here`). If the loop's thread runs it, ask it to let go (it does after its
+        current iteration) and wait up to `seconds` for it; False if that did not happen. `ready`: the
+        worker already has items (handed over before the thread let go), so return without running it."""
         if not self._runner.acquire(blocking=False):
             if not self._wanted:
                 self._wanted = True
                 self.loop.call_soon_threadsafe(self.loop.stop)
-            return False
+            if not self._runner.acquire(timeout=seconds):
+                return False
         try:
+            if ready is not None and ready():
+                return True
             self._driver = threading.get_ident()
             self._run_for(seconds)
         finally:

@@ -88,9 +88,9 @@ class Doorbell:
         if driver is not None:
             if self._pending():
                 return
-            if driver.drive(timeout_s):  # ran the clients' loop until a hand-over or the timeout
+            if driver.drive(timeout_s, self._pending):  # ran the clients' loop until a hand-over
                 return
-            # the loop's own thread runs it at the moment: sleep until it hands something over
+            # the loop's own thread kept it (busy for all of timeout_s): sleep until it hands frames over
         with self._cond:
             # announced before the check: a producer that queued after the check sees `_sleeping` and
             # notifies (under the lock, so not before this thread is waiting)

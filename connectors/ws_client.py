@@ -53,13 +53,13 @@ from cryptoflow.observability import HEALTH
 log = logging.getLogger(__name__)
 
 
-
 def _running_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running in the calling thread, if any."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
 
 class Pacer:
     """At most `rate` sends per second on one connection (venues disconnect clients that send faster)."""

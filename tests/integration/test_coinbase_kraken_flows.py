@@ -39,13 +39,13 @@ def _env(coinbase: ExchangeSimulator, kraken: ExchangeSimulator, warehouse) -> d
     }
 
 
-def _run(flow: str, tmp_path):
+def _run(flow: str, tmp_path, extra: dict[str, str] | None = None):
     market = SyntheticMarket(
         KRAKEN_SYMBOLS, depth=30, seed=21, step_us=20_000
     )  # 20 ms of exchange time per change
     kraken_venue = KrakenV2SyntheticVenue(market, messages=600, trade_every=5, start_after_s=2.0)
     with ExchangeSimulator(CoinbaseVenue.from_recording()) as cb, ExchangeSimulator(kraken_venue) as kr:
-        env = _env(cb, kr, tmp_path / "warehouse")
+        env = {**_env(cb, kr, tmp_path / "warehouse"), **(extra or {})}
         run_flow(flow, env)
     return market, env
 
@@ -73,8 +73,10 @@ def test_ticks_rows_equal_coinbase_recording_and_kraken_truth(tmp_path):
     ]
 
 
-def test_spot_ob_rows_equal_coinbase_recording_and_kraken_truth(tmp_path):
-    market, env = _run("spot_ob", tmp_path)
+@pytest.mark.parametrize("client_loop", ["shared", "worker"])
+def test_spot_ob_rows_equal_coinbase_recording_and_kraken_truth(tmp_path, client_loop):
+    # worker: the Bytewax worker runs both venues' clients itself while idle (connectors/client_loop.py)
+    market, env = _run("spot_ob", tmp_path, {"CRYPTOFLOW_CONNECTOR__CLIENT_LOOP": client_loop})
     rows = read(env, "spot_ob")
     try:
         gaps = read(env, "gaps")
