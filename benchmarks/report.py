@@ -198,4 +198,10 @@ def _book_and_latency(r: dict) -> list[str]:
                 f"| (connector.idle_poll_ms {x['idle_poll_ms']}) | | | | |",
                 "",
             ]
+            within = x["ingest_to_normalized"].get("within_2ms")
+            if within is not None:
+                lines += [
+                    f"Ingest -> normalized within 2 ms (the target's bound, exact): **{within:.2%}**.",
+                    "",
+                ]
     return lines

@@ -41,6 +41,8 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from cryptoflow import metrics
+
 REST_THREADS = 32
 TAKEOVER_S = 0.005  # worker mode: the loop's thread runs the loop once no worker did for this long
 _OWNER: contextvars.ContextVar[Any] = contextvars.ContextVar("cryptoflow_client_owner", default=None)
@@ -113,6 +115,7 @@ class ClientLoop:
                 continue
             try:
                 self.takeovers += 1
+                metrics.CLIENT_LOOP_TAKEOVERS.inc()
                 self._wanted = False
                 while not self._wanted:
                     self._run_for(TAKEOVER_S)

@@ -151,6 +151,10 @@ JOURNAL_MISSING = Counter(
 LEDGER_EVENTS = Counter(
     "cryptoflow_ledger_events_total", "DynamoDB commit ledger outcomes", ["table", "outcome"]
 )
+CLIENT_LOOP_TAKEOVERS = Counter(
+    "cryptoflow_client_loop_takeovers_total",
+    "connector.client_loop worker: times the loop's own thread ran the clients because no worker did",
+)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -37,6 +37,8 @@ def test_histogram_percentiles_fall_in_the_bucket_of_the_true_percentile():
         assert lo * 1000 <= got[f"{name}_ms"] <= hi * 1000, (name, truth, got)
     biggest = max(samples)
     assert got["max_le_ms"] == min(b for b in BOUNDS if b >= biggest) * 1000
+    # 2 ms is a bucket bound: the share within the target is exact
+    assert got["within_2ms"] == sum(1 for s in samples if s <= 0.002) / 5000
 
 
 def test_baseline_is_subtracted_bucket_by_bucket():
