@@ -85,6 +85,11 @@ def test_an_idle_worker_runs_the_clients_in_its_own_thread():
         me = threading.get_ident()
         items = _drive_until(bell, channel, lambda got: sum(e.payload == me for e in got) >= 5)
         assert sum(e.payload == me for e in items) >= 5  # read and handed over while this thread drove
+        # a hand-over to this worker ends its drive at once: it does not run the loop to the timeout
+        channel.drain(1000)
+        started = time.monotonic()
+        bell.wait(object(), PATIENCE_S)
+        assert time.monotonic() - started < PATIENCE_S / 2 and not channel.empty()
     finally:
         client.stop()
 
