@@ -126,9 +126,13 @@ class ClientLoop:
     def drive(self, seconds: float, ready: Callable[[], bool] | None = None) -> bool:
         """Worker thread: run the loop here for up to `seconds`, or until a hand-over to this worker stops
         it (`stop_if_driven_here`). If the loop's thread runs it, ask it to let go (it does after its
-        current iteration) and wait up to `seconds` for it; False if that did not happen. `ready`: the
-        worker already has items (handed over before the thread let go), so return without running it."""
+        current iteration) and wait up to `seconds` for it; False if that did not happen, and at once if
+        another worker runs it (the caller sleeps in its bell, which that worker's hand-overs ring).
+        `ready`: the worker already has items (handed over before the thread let go), so return without
+        running the loop."""
         if not self._runner.acquire(blocking=False):
+            if self._driver is not None:  # another worker runs it: its hand-overs to us ring our bell
+                return False
             if not self._wanted:
                 self._wanted = True
                 self.loop.call_soon_threadsafe(self.loop.stop)

@@ -144,3 +144,41 @@ def test_a_client_stopped_from_inside_its_loop_does_not_wait_for_itself():
     client.start()
     assert client.finished.wait(PATIENCE_S)
     assert channel.drain(10)[-1] is END
+
+
+def test_a_second_worker_sleeps_in_its_bell_while_the_first_drives_and_is_woken_by_its_hand_overs():
+    first_channel, second_channel = WaitChannel("first", 100), WaitChannel("second", 100)
+    silent, second_client = (
+        _Ticker(first_channel, burst=0),
+        _Ticker(second_channel),
+    )  # silent: never stops a drive
+    silent.start()
+    second_client.start()
+    stop = threading.Event()
+    first_ident: list[int] = []
+    driving = threading.Event()
+
+    def first_worker() -> None:  # drives the one loop of both clients in long slices until told to stop
+        first_ident.append(threading.get_ident())
+        bell = _worker_bell(first_channel, silent)
+        while not stop.is_set():
+            driving.set()
+            bell.wait(object(), 0.5)
+
+    thread = threading.Thread(target=first_worker, daemon=True)
+    try:
+        thread.start()
+        assert driving.wait(PATIENCE_S)
+        second_bell = _worker_bell(second_channel, second_client)
+        items = _drive_until(
+            second_bell,
+            second_channel,
+            lambda got: any(e.payload == first_ident[0] for e in got) and second_bell.wakeups >= 1,
+        )
+        assert any(e.payload == first_ident[0] for e in items)  # handed over by the other worker's drive
+        assert second_bell.wakeups >= 1  # which woke this one, asleep in its bell (not waiting for the loop)
+    finally:
+        stop.set()
+        thread.join(PATIENCE_S)
+        silent.stop()
+        second_client.stop()
