@@ -346,7 +346,7 @@ class ConnectorConfig(_Section):
     # fewer GIL hand-offs, less CPU, lower tail latency); per_client: a thread and event loop per client
     # (a client blocked on a full `wait` channel then holds up only itself); worker: the shared loop, run
     # by the Bytewax worker itself while it is idle, its thread only a fallback (run to completion)
-    client_loop: Literal["shared", "per_client", "worker"] = "shared"
+    client_loop: Literal["shared", "per_client", "worker"] = "worker"
 
 
 class RuntimeConfig(_Section):

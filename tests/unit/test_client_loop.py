@@ -94,8 +94,8 @@ def test_a_client_that_returns_cancels_its_leftover_tasks():
     assert _items(q)[-1] is END
 
 
-def test_the_shared_loop_is_the_default():
-    assert ConnectorConfig().client_loop == "shared"
+def test_the_worker_driven_loop_is_the_default():
+    assert ConnectorConfig().client_loop == "worker"
 
 
 @pytest.mark.parametrize("mode", ["wait", "crash"])
