@@ -149,10 +149,6 @@ class ClientLoop:
             self._runner.release()
         return True
 
-    def driven_here(self) -> bool:
-        """Whether the calling thread is a worker running this loop now (so it must not block in it)."""
-        return self._driver == threading.get_ident()
-
     def stop_if_driven_here(self) -> None:
         """A client handed frames to the worker that runs the loop: return to it after this iteration."""
         if self._driver == threading.get_ident():

@@ -19,8 +19,9 @@ frame is then read with `recv()`.
 `WsClient` below is the one base of every venue client (Binance lanes, and through
 `connectors.subscribe_client.SubscribeClient` Bybit, OKX, Coinbase and Kraken): thread life cycle,
 egress lease of every socket and REST call, reconnect loop, queue or journal output. Clients run on the
-process's one shared event-loop thread (`connectors/client_loop.py`), or with `connector.client_loop:
-per_client` on a thread and loop of their own.
+process's one shared event loop (`connectors/client_loop.py`), run by the idle Bytewax worker itself
+(`connector.client_loop: worker`, the default) or by its own thread (`shared`), or with `per_client` on a
+thread and loop of their own.
 """
 
 from __future__ import annotations
@@ -428,8 +429,9 @@ class WsClient:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Run on the process's shared client loop (`connector.client_loop: shared`, the default,
-        `connectors/client_loop.py`), or on a thread and loop of its own (`per_client`)."""
+        """Run on the process's shared client loop (`connectors/client_loop.py`): run by the Bytewax
+        worker while idle (`connector.client_loop: worker`, the default) or by its own thread (`shared`);
+        or on a thread and loop of its own (`per_client`)."""
         mode = getattr(self.connector, "client_loop", "shared")
         if mode in ("shared", "worker"):
             shared = ClientLoop.shared(driven=mode == "worker")

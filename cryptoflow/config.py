@@ -345,7 +345,7 @@ class ConnectorConfig(_Section):
     # shared: every WebSocket client of the process on one event-loop thread (`connectors/client_loop.py`:
     # fewer GIL hand-offs, less CPU, lower tail latency); per_client: a thread and event loop per client
     # (a client blocked on a full `wait` channel then holds up only itself); worker: the shared loop, run
-    # by the Bytewax worker itself while it is idle, its thread only a fallback (run to completion)
+    # by the Bytewax worker itself while it is idle (needs wake_on_data), its thread only a fallback
     client_loop: Literal["shared", "per_client", "worker"] = "worker"
 
 
