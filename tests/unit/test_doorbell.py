@@ -37,6 +37,12 @@ class _Client:
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
+@pytest.fixture(autouse=True)
+def _fresh_bells(monkeypatch):
+    """Each test's threads get new bells: the pytest thread's would carry state from earlier tests."""
+    monkeypatch.setattr(doorbell, "_local", threading.local())
+
+
 def _partition(channel, idle_ms: int = int(LONG_S * 1000), clients: int = 1) -> ShardPartition:
     return ShardPartition("shard-00000", [_Client() for _ in range(clients)], channel, 0, 100, idle_ms)
 
