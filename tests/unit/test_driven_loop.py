@@ -138,11 +138,17 @@ def test_a_client_stopped_from_inside_its_loop_does_not_wait_for_itself():
         exchange = "test"
 
         async def _main(self) -> None:
-            self.stop(timeout=60.0)  # would block the loop for a minute if it waited for `finished`
+            while threading.get_ident() == self.loop_driver.thread.ident:  # until a worker's drive runs it
+                await asyncio.sleep(0.001)
+            self.stop(timeout=3 * PATIENCE_S)  # would block the worker's drive if it waited for `finished`
 
     client = _Quitter(WORKER, 0, channel)
     client.start()
-    assert client.finished.wait(PATIENCE_S)
+    bell = _worker_bell(channel, client)
+    started = time.monotonic()
+    while not client.finished.is_set() and time.monotonic() - started < 2 * PATIENCE_S:
+        bell.wait(object(), 0.05)
+    assert client.finished.is_set() and time.monotonic() - started < PATIENCE_S
     assert channel.drain(10)[-1] is END
 
 
