@@ -270,8 +270,7 @@ class WaitChannel(HandoffQueue):
         """True once `item` is queued; False if still full after `timeout`. Control items never wait."""
         if control:
             self._items.append(item)
-            if self.doorbell is not None:
-                self.doorbell.ring()
+            self._ring()
             return True
         if self._load() >= self.maxsize:
             self.check_high_water()

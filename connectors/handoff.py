@@ -46,8 +46,7 @@ class HandoffQueue:
         items = self._items
         if self._load() < self.maxsize:
             items.append(item)
-            if self.doorbell is not None:
-                self.doorbell.ring()
+            self._ring()
             return
         if self._over_cap(item):
             return
@@ -67,8 +66,7 @@ class HandoffQueue:
                 items.append(item)
             finally:
                 self._waiting -= 1
-        if self.doorbell is not None:
-            self.doorbell.ring()
+        self._ring()
 
     def extend(self, batch: list[Any]) -> int:
         """Append as many of `batch` (from the first) as fit without waiting; returns how many. One
@@ -83,8 +81,7 @@ class HandoffQueue:
         else:
             items.extend(batch[:room])
             taken = room
-        if self.doorbell is not None:
-            self.doorbell.ring()
+        self._ring()
         return taken
 
     def put_weighted(self, item: Any, weight: int, timeout: float | None = None) -> bool:
@@ -94,8 +91,7 @@ class HandoffQueue:
         if self._load() + weight <= self.maxsize or not items:
             items.append(item)
             self._weight_in += weight - 1
-            if self.doorbell is not None:
-                self.doorbell.ring()
+            self._ring()
             return True
         if self._over_cap(item, weight):
             return True
@@ -112,9 +108,13 @@ class HandoffQueue:
                 self._weight_in += weight - 1
             finally:
                 self._waiting -= 1
+        self._ring()
+        return True
+
+    def _ring(self) -> None:
+        """After queueing: wake the consumer's worker if it sleeps in its bell."""
         if self.doorbell is not None:
             self.doorbell.ring()
-        return True
 
     def _over_cap(self, item: Any, weight: int = 1) -> bool:
         """Queue `item` over the cap when the producer is the consumer's own worker, running the clients'
