@@ -531,7 +531,9 @@ def main() -> None:
     )
     parser.add_argument("--shards", type=int, help="sharding.total_shards for the flow (default: config)")
     parser.add_argument(
-        "--client-loop", choices=("per_client", "shared"), help="connector.client_loop (default: config)"
+        "--client-loop",
+        choices=("worker", "shared", "per_client"),
+        help="connector.client_loop (default: config)",
     )
     parser.add_argument(
         "--generator", choices=("pregen", "live"), default="pregen", help="load generator (default pregen)"
