@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cryptoflow import allocator
+from cryptoflow import allocator, native
 from cryptoflow.config import Settings, load_settings_or_exit
 from cryptoflow.logs import setup_logging
 from cryptoflow.observability import HEALTH, serve
@@ -28,13 +28,15 @@ _served = False
 
 
 def process_settings() -> Settings:
-    """Load config (exit with one clear line if bad), set the GIL switch interval, start /metrics, /live,
-    /ready once, install the SIGTERM handler and create the recovery store named by `-r` if needed."""
+    """Load config (exit with one clear line if bad), set the GIL switch interval, warn once if the compiled
+    extensions are missing, start /metrics, /live, /ready once, install the SIGTERM handler and create
+    the recovery store named by `-r` if needed."""
     global _served
     setup_logging()
     allocator.configure()  # before Bytewax and the clients start threads (each could get an arena)
     settings = load_settings_or_exit()
     sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
+    native.warn_if_missing()  # once per process
     if settings.metrics.port is not None and not _served:
         HEALTH.max_commit_age_s = settings.metrics.ready_max_commit_age_s
         serve(settings.metrics.port)
