@@ -97,11 +97,10 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
             bell.attach(self.queue)
             for client in self.clients:  # `connector.client_loop: worker`: run their loop while idle
                 bell.driver = getattr(client, "loop_driver", None) or bell.driver
-        drain = getattr(self.queue, "drain", None)
-        items = drain(self.batch_size) if drain is not None else self._get_all()
+        items = self._take()
         if not items and bell is not None:
             bell.wait(self, self.idle_s)
-            items = drain(self.batch_size) if drain is not None else self._get_all()
+            items = self._take()
         batch: list[RawEvent] = []
         offset, extra = self.next_offset, 0
         for item in items:
@@ -136,6 +135,11 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         if self._bell is not None:
             self._bell.detach(self.queue, self)
             self._bell = None
+
+    def _take(self) -> list[Any]:
+        """Up to `batch_size` queued items: one `drain` call on our channels, else one by one."""
+        drain = getattr(self.queue, "drain", None)
+        return drain(self.batch_size) if drain is not None else self._get_all()
 
     def _get_all(self) -> list[Any]:
         """Up to `batch_size` items from a plain `queue.Queue` (clients given one by a caller)."""
