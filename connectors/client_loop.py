@@ -44,7 +44,10 @@ from typing import Any
 from cryptoflow import metrics
 
 REST_THREADS = 32
-TAKEOVER_S = 0.005  # worker mode: the loop's thread runs the loop once no worker did for this long
+# worker mode: the loop's thread runs the loop once no worker did for this long. Not shorter: while a
+# worker's long round runs, the thread's reads only compete with it for the GIL (parsing needs it), and
+# at 5 ms a round slowed by that competition made the next one longer (docs/benchmarks.md, round 14)
+TAKEOVER_S = 0.02
 _OWNER: contextvars.ContextVar[Any] = contextvars.ContextVar("cryptoflow_client_owner", default=None)
 _TASKS: dict[Any, set[asyncio.Task]] = {}
 

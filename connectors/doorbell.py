@@ -15,6 +15,12 @@ is actually asleep.
 
 With `connector.client_loop: worker` the bell has a `driver` (connectors/client_loop.py): instead of
 sleeping, the idle worker runs the clients' event loop itself until a hand-over to it stops the loop.
+
+Idle tasks: background work of the worker's own steps (the Iceberg sink's conversion of rows to Arrow,
+connectors/iceberg/sink.py) runs here, one slice per idle moment, before the worker drives or sleeps.
+Why: on a thread of its own that work competed with the worker for the GIL; a 250-row conversion held
+it in pieces of up to the switch interval for ~4 ms of CPU over ~9 ms, and 38 % of the events over
+2 ms ingest -> normalized overlapped one (against 6 % for random windows; docs/benchmarks.md, round 14).
 """
 
 from __future__ import annotations
@@ -25,6 +31,12 @@ from typing import Any, Protocol
 
 class Waitable(Protocol):
     def empty(self) -> bool: ...
+
+
+class IdleTask(Protocol):
+    def run_idle(self) -> bool:
+        """One short slice of work on the worker thread; False if there was nothing to do."""
+        ...
 
 
 class Doorbell:
@@ -41,6 +53,28 @@ class Doorbell:
         self.emitter: Any = None
         self.sleeps = 0
         self.wakeups = 0  # sleeps ended by a ring before the timeout
+        self._idle_tasks: list[IdleTask] = []
+        self.idle_slices = 0
+
+    @property
+    def serves_sources(self) -> bool:
+        """Whether partitions of this worker wait here (and so run its idle tasks)."""
+        return bool(self._channels)
+
+    def add_idle_task(self, task: IdleTask) -> None:
+        if task not in self._idle_tasks:
+            self._idle_tasks.append(task)
+
+    def remove_idle_task(self, task: IdleTask) -> None:
+        if task in self._idle_tasks:
+            self._idle_tasks.remove(task)
+
+    def _run_idle_slice(self) -> None:
+        """The first idle task with work does one slice (the next idle moment gives the next one)."""
+        for task in self._idle_tasks:
+            if task.run_idle():
+                self.idle_slices += 1
+                return
 
     def attach(self, channel: Any) -> None:
         """Have `channel`'s producers ring this bell (it needs a `doorbell` attribute and `empty()`)."""
@@ -84,6 +118,10 @@ class Doorbell:
             if self.emitter is not partition:
                 return
             self.emitter = None  # a whole round of polls since its items: they went downstream
+        if self._idle_tasks:
+            if self._pending():
+                return
+            self._run_idle_slice()
         driver = self.driver
         if driver is not None:
             if self._pending():

@@ -1,8 +1,18 @@
+import threading
+
 import pytest
 
+from connectors import doorbell
 from cryptoflow.simulator.binance_spot import BinanceSpotVenue
 from cryptoflow.simulator.server import ExchangeSimulator
 from tests.support.sinks import make_ticks_catalog
+
+
+@pytest.fixture(autouse=True)
+def _fresh_bells(monkeypatch):
+    """Each test's threads get new worker bells (connectors/doorbell.py): the pytest thread's would carry
+    channels, an emitter or idle tasks of earlier tests, and a sink would convert in its idle moments."""
+    monkeypatch.setattr(doorbell, "_local", threading.local())
 
 
 @pytest.fixture(scope="session")

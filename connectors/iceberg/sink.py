@@ -34,6 +34,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.table.snapshots import ancestors_of
 
+from connectors import doorbell
 from connectors.iceberg.background import SerialWorker
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.maintenance import (
@@ -76,6 +77,12 @@ RETRYABLE = (
 # rows ~7 ms, 2,000 rows 10-20 ms; seal 3-8 ms against 8-16 ms with 1,000). The price: more hand-overs,
 # ~5 us more per 10-row batch in `write_batch`, and the tail's IPC bytes grow by ~2 %.
 CONVERT_EVERY = 250
+# With an idle worker (its partitions wait in a doorbell, connectors/doorbell.py) the worker converts the
+# buffered rows itself, IDLE_PIECE_ROWS at a time, whenever it has nothing else to do: no second thread
+# holds the GIL while frames wait (docs/benchmarks.md, round 14). A worker that stays busy leaves rows
+# unconverted; at IDLE_BACKSTOP_ROWS they go to the stager thread as above.
+IDLE_PIECE_ROWS = 100
+IDLE_BACKSTOP_ROWS = 1_000
 
 
 @dataclass(eq=False)
@@ -188,7 +195,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
     """Two-phase commit off the worker thread (docs/exactly-once.md, "Two-phase commit").
 
     The worker only filters replays and hands row lists over. A stager thread converts them to Arrow
-    and to compressed Arrow IPC bytes during the epoch, and hands every `sink.stage_rows` rows to a
+    and to compressed Arrow IPC bytes during the epoch (or the worker itself, in its idle moments, when
+    its partitions wait in a doorbell: `run_idle`), and hands every `sink.stage_rows` rows to a
     writer thread that sorts them and writes their data files (pyiceberg's writer). At `snapshot()` the
     worker seals the epoch and waits only for the conversion of the rows handed over last: the state
     carries the files written so far plus the IPC bytes of the rows not in files yet (`StagedCommit`),
@@ -244,6 +252,9 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         self.tail_writes: dict[int, list[Future]] = {}  # seq -> writes its commit must wait for
         self.all_files: dict[int, tuple[Any, ...]] = {}  # seq -> every file, once the tail is written
         self.stager = SerialWorker(f"{name}-stage")
+        self.staging: Future | None = None  # the stager's last conversion (it runs them in order)
+        self.idle_bell: doorbell.Doorbell | None = None  # the worker's, if it converts in idle moments
+        self.idle_checked = False
         self.writer = SerialWorker(f"{name}-write")
         self.committer = SerialWorker(f"{name}-commit")
         self.closed = False
@@ -317,12 +328,44 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 pending[shard] = offset
         if dropped:
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
-        if len(buffer) >= CONVERT_EVERY:
+        if not self.idle_checked:  # the first batch: this is the worker thread
+            self._join_idle_bell()
+        if len(buffer) >= (IDLE_BACKSTOP_ROWS if self.idle_bell is not None else CONVERT_EVERY):
             self._hand_over()
+
+    def _join_idle_bell(self) -> None:
+        """Convert in the worker's idle moments if its partitions wait in a doorbell (otherwise nobody
+        would run the slices: the stager converts, as before)."""
+        self.idle_checked = True
+        bell = doorbell.for_this_thread()
+        if bell.serves_sources:
+            self.idle_bell = bell
+            bell.add_idle_task(self)
+
+    def _leave_idle_bell(self) -> None:
+        if self.idle_bell is not None:
+            self.idle_bell.remove_idle_task(self)
+            self.idle_bell = None
+
+    def run_idle(self) -> bool:
+        """Worker thread, idle (`connectors.doorbell`): convert the oldest IDLE_PIECE_ROWS buffered rows
+        here, as the stager would have. Not while the stager converts an earlier piece: the two would
+        fill the open chunk at once."""
+        if len(self.buffer) < IDLE_PIECE_ROWS or (self.staging is not None and not self.staging.done()):
+            return False
+        piece, self.buffer = self.buffer[:IDLE_PIECE_ROWS], self.buffer[IDLE_PIECE_ROWS:]
+        done: Future = Future()
+        try:
+            done.set_result(self._convert(piece))
+        except Exception as exc:  # raised at the seal, as a failed conversion on the stager is
+            done.set_exception(exc)
+        self.converted.append(done)
+        return True
 
     def _hand_over(self) -> None:
         """Give the buffered rows to the stager; the worker keeps no reference."""
-        self.converted.append(self.stager.submit(self._convert, self.buffer))
+        self.staging = self.stager.submit(self._convert, self.buffer)
+        self.converted.append(self.staging)
         self.buffer = []
         metrics.SINK_HANDOVER_DEPTH.labels(self.table_def.name).set(self.stager.depth())
 
@@ -619,6 +662,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         if self.closed:
             return
         try:
+            self._leave_idle_bell()
             self.flush()
             self.drain()
         finally:

@@ -37,12 +37,6 @@ class _Client:
     def stop(self, timeout: float = 5.0) -> None: ...
 
 
-@pytest.fixture(autouse=True)
-def _fresh_bells(monkeypatch):
-    """Each test's threads get new bells: the pytest thread's would carry state from earlier tests."""
-    monkeypatch.setattr(doorbell, "_local", threading.local())
-
-
 def _partition(channel, idle_ms: int = int(LONG_S * 1000), clients: int = 1) -> ShardPartition:
     return ShardPartition("shard-00000", [_Client() for _ in range(clients)], channel, 0, 100, idle_ms)
 
@@ -147,3 +141,30 @@ def test_a_partition_leaves_its_bell_when_its_clients_ended():
         part.next_batch()
     assert channel.doorbell is None
     assert part._bell is None
+
+
+class _Task:
+    def __init__(self, has_work: bool = True) -> None:
+        self.has_work, self.runs = has_work, 0
+
+    def run_idle(self) -> bool:
+        self.runs += 1
+        return self.has_work
+
+
+def test_idle_tasks_run_one_slice_per_idle_moment_and_never_while_another_partition_emitted():
+    channel = WaitChannel("t", 10)
+    bell = doorbell.Doorbell()
+    bell.attach(channel)
+    nothing, first, second = _Task(has_work=False), _Task(), _Task()
+    for task in (nothing, first, second):
+        bell.add_idle_task(task)
+    emitter, waiting = object(), object()
+    bell.emitted(emitter)
+    bell.wait(waiting, 0.001)  # the emitter's items are still downstream: back to work, no slice
+    assert (nothing.runs, first.runs, second.runs) == (0, 0, 0)
+    bell.wait(emitter, 0.001)  # the polls came back round to it: the worker is idle
+    assert (nothing.runs, first.runs, second.runs) == (1, 1, 0) and bell.idle_slices == 1
+    bell.remove_idle_task(first)
+    bell.wait(waiting, 0.001)
+    assert (first.runs, second.runs) == (1, 1)
