@@ -84,6 +84,7 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self.wake_on_data = wake_on_data and hasattr(type(out), "doorbell")  # our channels ring it
         self._bell: doorbell.Doorbell | None = None
         self._depth = metrics.QUEUE_DEPTH.labels(name)
+        self._depth_shown = -1
         for client in clients:
             client.start()
 
@@ -120,7 +121,10 @@ class ShardPartition(StatefulSourcePartition[RawEvent, int]):
         self.next_offset = offset
         if extra:  # the reads were put with their frames as weight (`HandoffQueue.put_weighted`)
             self.queue.release(extra)
-        self._depth.set(self.queue.qsize())
+        depth = self.queue.qsize()
+        if depth != self._depth_shown:  # a gauge set takes a lock: not on every (mostly empty) poll
+            self._depth.set(depth)
+            self._depth_shown = depth
         if batch:
             self._awake = None
             if bell is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from bisect import bisect_left
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from cryptoflow.thread_histogram import ThreadHistogram
 
 FRAMES = Counter("cryptoflow_frames_total", "Frames received from exchanges", ["exchange", "market"])
 BAD_FRAMES = Counter(
@@ -63,7 +64,8 @@ SINK_FAILURES = Counter(
 )
 # Per book event, from its ingest (or exchange) timestamp to the book logic having applied it and built its
 # rows ("normalized"); observed in operators/book_logic.py. The issue-7 target is on since="ingest".
-NORMALIZE_LATENCY = Histogram(
+# Observed without locks (cryptoflow/thread_histogram.py): twice per book event on the worker's hot path.
+NORMALIZE_LATENCY = ThreadHistogram(
     "cryptoflow_normalize_latency_seconds",
     "Ingest or exchange timestamp of a book event to the book logic's output for it",
     ["stream", "since"],
@@ -162,26 +164,3 @@ def seq_event(exchange: str, outcome: str) -> Counter:
     """`SEQ_EVENTS` child for (exchange, outcome), cached: `labels()` takes a lock and builds a key, which
     showed up in the per-frame profile (docs/benchmarks.md)."""
     return SEQ_EVENTS.labels(exchange, outcome)
-
-
-def observe_many(histogram: Histogram, values: list[float]) -> None:
-    """`histogram.observe(v)` for every v, with one lock round per bucket touched instead of one bucket
-    scan and lock round per value (the book logic observes every book event, twice). A value on a
-    bucket's bound counts in that bucket, as in `observe`. Uses prometheus_client's `_upper_bounds`,
-    `_buckets` and `_sum` (of a labelled child)."""
-    bounds = histogram._upper_bounds  # type: ignore[attr-defined]
-    buckets = histogram._buckets  # type: ignore[attr-defined]
-    if len(values) == 1:  # most runs at a low rate: one event
-        value = values[0]
-        buckets[bisect_left(bounds, value)].inc(1)
-        histogram._sum.inc(value)  # type: ignore[attr-defined]
-        return
-    if not values:
-        return
-    counts: dict[int, int] = {}
-    for value in values:
-        index = bisect_left(bounds, value)
-        counts[index] = counts.get(index, 0) + 1
-    for index, count in counts.items():
-        buckets[index].inc(count)
-    histogram._sum.inc(sum(values))  # type: ignore[attr-defined]

@@ -44,7 +44,7 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
 
     def on_run(self, events: Sequence[RawEvent]) -> tuple[list[BookRow | GapRow], list[int], bool]:
         """`on_item` for a run of one book's events (`operators.positioned`): the same rows, each with
-        its event's offset, and the same latencies, observed once per run (`metrics.observe_many`)."""
+        its event's offset, and the same latencies, observed once per run (`observe_many`)."""
         out: list[BookRow | GapRow] = []
         offsets: list[int] = []
         since_ingest: list[float] = []
@@ -59,8 +59,8 @@ class BookLogic(StatefulLogic[RawEvent, BookRow | GapRow, BookTracker]):
             if rows:
                 out += rows
                 offsets += [value.offset] * len(rows)
-        metrics.observe_many(self._since_ingest, since_ingest)
-        metrics.observe_many(self._since_exchange, since_exchange)
+        self._since_ingest.observe_many(since_ingest)
+        self._since_exchange.observe_many(since_exchange)
         return out, offsets, StatefulLogic.RETAIN
 
     def _step(self, value: RawEvent) -> list[BookRow | GapRow]:

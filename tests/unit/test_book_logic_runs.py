@@ -1,11 +1,7 @@
 """`BookLogic.on_run` (a run of one book's events at once, latencies observed in bulk) against the
-per-event `on_item` path, and `metrics.observe_many` against prometheus_client's own `observe`."""
+per-event `on_item` path."""
 
 from __future__ import annotations
-
-import random
-
-from prometheus_client import CollectorRegistry, Histogram
 
 from connectors.kraken.parsing import KrakenV2Parser
 from cryptoflow import metrics
@@ -15,35 +11,6 @@ from operators.book.tracker import BookSettings
 from operators.book_logic import BookLogic
 from operators.positioned import PositionedLogic
 from operators.runs import EventRun
-
-BOUNDS = (0.001, 0.01, 0.1, 1.0)
-
-
-def _samples(registry: CollectorRegistry) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in registry.collect() for s in family.samples if not s.name.endswith("_created")}  # fmt: skip
-
-
-def test_observe_many_counts_like_observe_one_by_one():
-    rng = random.Random(3)
-    values = [
-        rng.choice([*BOUNDS, 0.0, 5.0, -1.0]) if rng.random() < 0.3 else rng.uniform(0, 2) for _ in range(500)
-    ]
-    one, many = CollectorRegistry(), CollectorRegistry()
-    h_one = Histogram("lat", "x", ["k"], buckets=BOUNDS, registry=one).labels("a")
-    h_many = Histogram("lat", "x", ["k"], buckets=BOUNDS, registry=many).labels("a")
-    for v in values:
-        h_one.observe(v)
-    metrics.observe_many(h_many, values[:200])
-    metrics.observe_many(h_many, [])
-    for value in values[200:210]:  # the one-value path
-        metrics.observe_many(h_many, [value])
-    metrics.observe_many(h_many, values[210:])
-    expected, got = _samples(one), _samples(many)
-    assert got.keys() == expected.keys()
-    for key, value in expected.items():
-        assert abs(got[key] - value) < 1e-9, key
-    assert expected[("lat_count", (("k", "a"),))] == 500
 
 
 def _events():
@@ -61,8 +28,8 @@ def _events():
 
 
 def _count(stream: str) -> float:
-    child = metrics.NORMALIZE_LATENCY.labels(stream, "ingest")
-    return sum(bucket.get() for bucket in child._buckets)
+    counts, _ = metrics.NORMALIZE_LATENCY.labels(stream, "ingest").read()
+    return sum(counts)
 
 
 def test_a_run_gives_the_rows_offsets_and_latencies_of_one_event_at_a_time():
