@@ -79,10 +79,13 @@ RETRYABLE = (
 CONVERT_EVERY = 250
 # With an idle worker (its partitions wait in a doorbell, connectors/doorbell.py) the worker converts the
 # buffered rows itself, IDLE_PIECE_ROWS at a time, whenever it has nothing else to do: no second thread
-# holds the GIL while frames wait (docs/benchmarks.md, round 14). A worker that stays busy leaves rows
-# unconverted; at IDLE_BACKSTOP_ROWS they go to the stager thread as above.
+# holds the GIL while frames wait (docs/benchmarks.md, round 14).
+# Rows that arrive fast (a busy worker: 250 rows in well under a millisecond at full throughput) still
+# reach CONVERT_EVERY and go to the stager, whose conversion overlaps the worker's (pyarrow releases the
+# GIL in parts); converting them on the worker cost the in-process benchmark ~10 % of its frames/s. So a
+# piece is converted in an idle moment only once its oldest row waited IDLE_MIN_AGE_S.
 IDLE_PIECE_ROWS = 100
-IDLE_BACKSTOP_ROWS = 1_000
+IDLE_MIN_AGE_S = 0.02
 
 
 @dataclass(eq=False)
@@ -240,6 +243,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 name, in_table.seq, resume.seq, in_table.watermark,
             )  # fmt: skip
         self.buffer: list[Any] = []
+        self.buffered_at = 0.0  # when the buffer's oldest row came
         self.converted: list[Future] = []  # Arrow tables of handed-over rows, in order
         self.pending: dict[int, int] = {}
         self.staged: list[StagedCommit] = []  # sealed epochs whose commit may not have landed yet
@@ -300,6 +304,8 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             self._raise_failure()
         marks, pending, dropped = self.state.watermark, self.pending, 0
         buffer = self.buffer
+        if not buffer:
+            self.buffered_at = time.monotonic()
         for value in values:
             if isinstance(value, PositionedBatch):
                 # offsets are non-decreasing within a batch: the rows to drop are a prefix
@@ -330,7 +336,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             metrics.ROWS_DEDUPED.labels(self.table_def.name).inc(dropped)
         if not self.idle_checked:  # the first batch: this is the worker thread
             self._join_idle_bell()
-        if len(buffer) >= (IDLE_BACKSTOP_ROWS if self.idle_bell is not None else CONVERT_EVERY):
+        if len(buffer) >= CONVERT_EVERY:
             self._hand_over()
 
     def _join_idle_bell(self) -> None:
@@ -351,7 +357,9 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         """Worker thread, idle (`connectors.doorbell`): convert the oldest IDLE_PIECE_ROWS buffered rows
         here, as the stager would have. Not while the stager converts an earlier piece: the two would
         fill the open chunk at once."""
-        if len(self.buffer) < IDLE_PIECE_ROWS or (self.staging is not None and not self.staging.done()):
+        if len(self.buffer) < IDLE_PIECE_ROWS or time.monotonic() - self.buffered_at < IDLE_MIN_AGE_S:
+            return False
+        if self.staging is not None and not self.staging.done():
             return False
         piece, self.buffer = self.buffer[:IDLE_PIECE_ROWS], self.buffer[IDLE_PIECE_ROWS:]
         done: Future = Future()

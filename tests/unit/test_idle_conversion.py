@@ -1,7 +1,7 @@
 """The sink converts its rows in the worker's idle moments (connectors/doorbell.py idle tasks) when the
 worker's partitions wait in a doorbell: one piece per idle moment, on the worker thread, never while the
-stager converts, the stager as the backstop of a worker that stays busy, and the same rows committed
-exactly once as with the stager alone."""
+stager converts, not before the rows waited a moment (fast rows go to the stager as before), and the
+same rows committed exactly once as with the stager alone."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ from connectors.iceberg.sink import IcebergSinkPartition, SinkState
 from tests.support.sinks import ids, part, trade
 
 PIECE = sink_module.IDLE_PIECE_ROWS
+
+
+@pytest.fixture(autouse=True)
+def _no_min_age(monkeypatch):
+    """Rows may be converted in the first idle moment (the age rule has its own test)."""
+    monkeypatch.setattr(sink_module, "IDLE_MIN_AGE_S", 0.0)
 
 
 class _Partition:
@@ -103,14 +109,16 @@ def test_no_idle_conversion_while_the_stager_converts_an_earlier_piece(catalog):
     p.close()
 
 
-def test_a_worker_that_stays_busy_hands_its_rows_to_the_stager_at_the_backstop(catalog, monkeypatch):
-    monkeypatch.setattr(sink_module, "IDLE_BACKSTOP_ROWS", 3 * PIECE)
-    _worker_bell()
+def test_rows_that_arrive_fast_go_to_the_stager_before_they_are_old_enough(catalog, monkeypatch):
+    monkeypatch.setattr(sink_module, "IDLE_MIN_AGE_S", 30.0)
+    monkeypatch.setattr(sink_module, "CONVERT_EVERY", 3 * PIECE)
+    bell, _ = _worker_bell()
     p = part(catalog)
     threads = _converting_threads(p)
     p.write_batch([trade(0, o) for o in range(3 * PIECE - 1)])
-    assert p.staging is None
-    p.write_batch([trade(0, 3 * PIECE - 1)])  # no idle moment came: the stager takes them all
+    _idle_moment(bell)  # a piece is there, but its rows came just now: a busy worker's rows
+    assert p.staging is None and threads == []
+    p.write_batch([trade(0, 3 * PIECE - 1)])  # CONVERT_EVERY rows: the stager takes them all
     assert p.staging is not None and p.buffer == []
     p.staging.result(5)
     assert threads and threading.get_ident() not in threads
