@@ -80,10 +80,9 @@ CONVERT_EVERY = 250
 # With an idle worker (its partitions wait in a doorbell, connectors/doorbell.py) the worker converts the
 # buffered rows itself, IDLE_PIECE_ROWS at a time, whenever it has nothing else to do: no second thread
 # holds the GIL while frames wait (docs/benchmarks.md, round 14).
-# Rows that arrive fast (a busy worker: 250 rows in well under a millisecond at full throughput) still
-# reach CONVERT_EVERY and go to the stager, whose conversion overlaps the worker's (pyarrow releases the
-# GIL in parts); converting them on the worker cost the in-process benchmark ~10 % of its frames/s. So a
-# piece is converted in an idle moment only once its oldest row waited IDLE_MIN_AGE_S.
+# A piece is converted in an idle moment only once its oldest row waited IDLE_MIN_AGE_S: rows that
+# arrive fast (a busy worker, whose idle moments are short) reach CONVERT_EVERY first and go to the
+# stager, whose conversion overlaps the worker's work (pyarrow releases the GIL in parts).
 IDLE_PIECE_ROWS = 100
 IDLE_MIN_AGE_S = 0.02
 
