@@ -80,9 +80,10 @@ CONVERT_EVERY = 250
 # With an idle worker (its partitions wait in a doorbell, connectors/doorbell.py) the worker converts the
 # buffered rows itself, IDLE_PIECE_ROWS at a time, whenever it has nothing else to do: no second thread
 # holds the GIL while frames wait (docs/benchmarks.md, round 14).
-# A piece is converted in an idle moment only once its oldest row waited IDLE_MIN_AGE_S: rows that
-# arrive fast (a busy worker, whose idle moments are short) reach CONVERT_EVERY first and go to the
-# stager, whose conversion overlaps the worker's work (pyarrow releases the GIL in parts).
+# A piece is converted in an idle moment only once the buffer has been filling for IDLE_MIN_AGE_S (since
+# it last went from empty to holding rows): rows that arrive fast (a busy worker, whose idle moments are
+# short) reach CONVERT_EVERY first and go to the stager, whose conversion overlaps the worker's work
+# (pyarrow releases the GIL in parts).
 IDLE_PIECE_ROWS = 100
 IDLE_MIN_AGE_S = 0.02
 
@@ -242,7 +243,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
                 name, in_table.seq, resume.seq, in_table.watermark,
             )  # fmt: skip
         self.buffer: list[Any] = []
-        self.buffered_at = 0.0  # when the buffer's oldest row came
+        self.buffered_at = 0.0  # when the buffer last went from empty to holding rows
         self.converted: list[Future] = []  # Arrow tables of handed-over rows, in order
         self.pending: dict[int, int] = {}
         self.staged: list[StagedCommit] = []  # sealed epochs whose commit may not have landed yet
