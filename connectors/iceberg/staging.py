@@ -90,6 +90,8 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
     from pyiceberg.utils.concurrent import ExecutorFactory
     from pyiceberg.utils.properties import property_as_int
 
+    from connectors.iceberg.partitions import partitions_in_runs
+
     meta, io, write_uuid = table.metadata, table.io, uuid.uuid4()
     props = meta.properties
     if props.get(TableProperties.WRITE_FILE_FORMAT, "parquet").lower() != "parquet":
@@ -123,7 +125,7 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
     if spec.is_unpartitioned():
         parts = [(None, arrow)]
     else:
-        parts = [
+        parts = partitions_in_runs(spec, table_schema, arrow) or [
             (p.partition_key, p.arrow_table_partition)
             for p in _determine_partitions(spec, table_schema, arrow)
         ]
