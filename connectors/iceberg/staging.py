@@ -62,12 +62,14 @@ def write_data_files(table: Any, arrow: Any) -> list[Any]:
     """Write `arrow` as the table's data files; nothing is committed.
 
     The files pyiceberg's `_dataframe_to_data_files` writes (same partitions, bin packing, file schema
-    with field ids, table compression properties, column statistics, `DataFile`s), cheaper in two ways:
-    dictionary encoding only for the top-level string columns (venue, market, symbol repeat on every
-    row; decimal values, the nested book levels above all, rarely do: the writer's dictionary attempt on
-    them took half the encode time and made the files 20 % larger), and rows already in the file
-    schema's types get their field ids by a cast instead of pyiceberg's per-column projection. Values,
-    types and meaning are unchanged; only their Parquet encoding differs (docs/benchmarks.md)."""
+    with field ids, table compression properties, column statistics, `DataFile`s), cheaper in three
+    ways: dictionary encoding only for the top-level string columns (venue, market, symbol repeat on
+    every row; decimal values, the nested book levels above all, rarely do: the writer's dictionary
+    attempt on them took half the encode time and made the files 20 % larger); rows already in the file
+    schema's types get their field ids by a cast instead of pyiceberg's per-column projection; and
+    sorted rows are split into partitions by their runs (`partitions.partitions_in_runs`), not by a
+    filter per partition. Values, types, partitions and meaning are unchanged; only their Parquet
+    encoding differs (docs/benchmarks.md)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyiceberg.io.pyarrow import FileFormatFactory as Formats
