@@ -62,7 +62,10 @@ def main() -> None:
     parent, request_fd, answer_fd = (int(a) for a in sys.argv[1:4])
     _bind_to_parent(parent)
     os.nice(NICE)
+    from cryptoflow import allocator
     from cryptoflow.logs import setup_logging
+
+    allocator.configure()  # before the lanes' threads start, as in the flow process (a fork inherits it)
 
     setup_logging()
     _serve(request_fd, answer_fd)

@@ -22,6 +22,7 @@ from connectors.iceberg.catalog import load_catalog
 from connectors.iceberg.maintenance import expire_snapshots
 from connectors.iceberg.remote import RemoteError
 from connectors.iceberg.sink import find_commit
+from cryptoflow import allocator
 from cryptoflow.config import CatalogConfig, SinkConfig
 
 log = logging.getLogger("connectors.iceberg.child")
@@ -106,6 +107,8 @@ class ChildOps:
             "%s: %d rows in %d files (decode+sort %.0f ms, files %.0f ms)",
             key, arrow.num_rows, len(files), (sorted_at - started) * 1000, (time.perf_counter() - sorted_at) * 1000,
         )  # fmt: skip
+        arrow = None
+        allocator.release()  # the write's Arrow buffers are free now: give their pages back (issue #6)
         return files
 
     def append(
@@ -114,6 +117,7 @@ class ChildOps:
         entry = self.entry(key)
         with entry.lock:
             staging.commit_append(entry.table, files, props, table_props, bounds)
+        allocator.release()  # the commit's manifests and metadata buffers, as after a write
 
     def landed(self, key: str, writer_id: str, seq: int) -> bool:
         """Reload the table and look for `(writer_id, seq)`."""

@@ -23,7 +23,8 @@ client missed) and the recording, never from the collector's view:
   accumulates per connection, gap, resync or epoch; RSS has no upward trend over the second half (its
   least-squares slope projects less than RSS_BOUND_MB / 2 over that half), so a burst's allocator
   high-water is handed back (cryptoflow/allocator.py) instead of ratcheting up; and the median RSS of
-  the last third is within `RSS_BOUND_MB` of the first third's (after a warm-up).
+  the last third is within `RSS_BOUND_MB` of the first third's (after a warm-up). The sink child (the
+  process that writes every Parquet file and commit) meets the same two RSS rules.
 
 The same process reads Kraken v2 from the synthetic market (snapshots on the WebSocket) behind its own
 faulty simulator: every connection the simulator broke while the client held a book must be one
@@ -35,6 +36,7 @@ the market's truth (`tests/support/chaos_kraken.py`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -88,6 +90,20 @@ def rss_kb(pid: int) -> int | None:
     except FileNotFoundError:
         return None
     return None
+
+
+def children_rss_kb(pid: int) -> int | None:
+    """RSS of `pid`'s direct children together (the flow's sink child, `sink.executor: process`); None
+    when it has none."""
+    kids: set[int] = set()
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                kids.update(int(k) for k in (task / "children").read_text().split())
+    except OSError:
+        return None
+    sizes = [kb for kb in (rss_kb(k) for k in kids) if kb is not None]
+    return sum(sizes) if sizes else None
 
 
 def memprobe_env(path: Path) -> dict[str, str]:
@@ -260,6 +276,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
                "-r", str(tmp_path / "recovery"), "-s", "2", "-b", "30"]  # fmt: skip
         banner, kraken_banner = Banner(sim), Banner(kr)
         samples: list[tuple[float, int]] = []
+        child_samples: list[tuple[float, int]] = []  # the sink child's RSS: it writes every Parquet file
         with log_path.open("w") as log_file:
             proc = subprocess.Popen(
                 cmd,
@@ -273,9 +290,11 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
                 banner.start()
                 kraken_banner.start()
                 while time.monotonic() - start < DURATION_S and proc.poll() is None:
-                    rss = rss_kb(proc.pid)
+                    rss, child_rss = rss_kb(proc.pid), children_rss_kb(proc.pid)
                     if rss is not None:
                         samples.append((time.monotonic() - start, rss))
+                    if child_rss is not None:
+                        child_samples.append((time.monotonic() - start, child_rss))
                     time.sleep(1.0)
                 assert proc.poll() is None, (
                     f"the flow died during the chaos run:\n{log_path.read_text()[-4000:]}"
@@ -420,6 +439,28 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
         f"RSS still rising in the second half: {slope:+.2f} MB/min"
     )
     assert last_mb - first_mb < RSS_BOUND_MB, f"RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
+    check_child_rss(child_samples)
+
+
+def check_child_rss(samples: list[tuple[float, int]]) -> None:
+    """The sink child's memory is flat by the flow's RSS rules: no upward trend over the second half, and
+    the last third's median within RSS_BOUND_MB of the first third's."""
+    rss_mb = [kb / 1024 for t, kb in samples if t >= WARMUP_S]
+    assert len(rss_mb) >= 3, f"the sink child was not seen ({len(samples)} samples)"
+    third, tenth = max(1, len(rss_mb) // 3), max(1, len(rss_mb) // 10)
+    first_mb, last_mb = statistics.median(rss_mb[:third]), statistics.median(rss_mb[-third:])
+    slope = slope_mb_per_min([(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)])
+    print(
+        f"sink child RSS MB first third {first_mb:.1f} last third {last_mb:.1f}, max {max(rss_mb):.1f}, "
+        f"slope over the second half {slope:+.2f} MB/min (samples {len(rss_mb)}); by tenth "
+        f"{[round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)]}"
+    )
+    assert slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
+        f"the sink child's RSS still rising in the second half: {slope:+.2f} MB/min"
+    )
+    assert last_mb - first_mb < RSS_BOUND_MB, (
+        f"the sink child's RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
+    )
 
 
 def check_kraken(env, venue, stats, fault_counts, gaps, bans) -> None:

@@ -71,6 +71,16 @@ def test_sorted_rows_give_pyicebergs_partitions(seed: int, table_name: str) -> N
     assert sum(rows.num_rows for _, rows in ours) == arrow.num_rows
 
 
+def test_chunked_columns_give_the_same_partitions() -> None:
+    """The child's rows come from several IPC streams: columns of several chunks, cut anywhere."""
+    td = TABLES["futures_delta"]
+    arrow = delta_rows(3_000, 11, "by-symbol")
+    chunked = pa.concat_tables([arrow.slice(0, 999), arrow.slice(999, 1_001), arrow.slice(2_000)])
+    assert chunked.column("symbol").num_chunks == 3
+    ours = partitions_in_runs(td.partition_spec, td.schema, chunked)
+    assert ours is not None and as_map(ours) == pyiceberg_parts("futures_delta", arrow)
+
+
 def test_runs_of_one_bucket_are_joined_in_row_order() -> None:
     """Two symbols in the same bucket and day: one partition, their runs in the order of the rows."""
     td = TABLES["futures_delta"]

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.exceptions import NoSuchTableError
 
+from connectors.iceberg.catalog import load_catalog
 from connectors.iceberg.child_ops import portable
 from connectors.iceberg.remote import RemoteError, RemoteTable, SinkChildDied, SinkProcess
 from connectors.iceberg.sink import BackgroundCommitError, IcebergSink, SinkState, committed_state
@@ -286,6 +287,27 @@ def test_the_childs_write_and_commit_lanes_never_use_one_table_at_once(tmp_path,
         lambda: ops.expire("t", FAST),
     )
     assert overlap.most == 1
+
+
+def test_the_child_hands_free_pages_back_after_each_write_and_commit(tmp_path, monkeypatch):
+    """Without it the child's RSS climbed 170 -> 195 MB in a 600 s chaos run while the flow stayed flat:
+    the child, not the flow, frees each write's Arrow buffers and each commit's manifests (issue #6)."""
+    from connectors.iceberg import child_ops
+    from cryptoflow import allocator
+
+    build(IcebergSink(TICKS, catalog_cfg(tmp_path), ParquetConfig(), "ticks", FAST))  # creates the table
+    ops = child_ops.ChildOps()
+    ops.opening("t")
+    ops.open("t", catalog_cfg(tmp_path), catalog_cfg(tmp_path).namespace, TICKS.name)
+    releases = []
+    monkeypatch.setattr(allocator, "release", lambda: releases.append(1))
+    arrow = TICKS.to_arrow([trade(0, o).row for o in range(50)])
+    files = ops.write("t", [to_ipc(arrow)], TICKS.sort_keys)
+    assert files and len(releases) == 1
+    ops.append("t", files, {}, {}, {})
+    assert len(releases) == 2
+    table = load(load_catalog(catalog_cfg(tmp_path)))
+    assert int(table.current_snapshot().summary["total-records"]) == 50
 
 
 def test_thread_mode_writes_and_commits_never_use_the_table_at_once(tmp_path, monkeypatch):
