@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
@@ -393,15 +394,13 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     ]
     exact = sum(1 for g in gap_rows if (g[0], g[1], g[2]) in expected)
     lost_breaks = sum(1 for s in SYMBOLS for b in delivered_breaks(published[s]) if b[2])
-    rss_mb = [kb / 1024 for t, kb in samples if t >= WARMUP_S]
-    third = max(1, len(rss_mb) // 3)
-    first_mb, last_mb = statistics.median(rss_mb[:third]), statistics.median(rss_mb[-third:])
+    rss = rss_trend(samples)
     print(
         f"\nchaos {DURATION_S:.0f}s seed {SEED}: faults {dict(stats.faults)} {fault_counts}, bans {len(banner.bans)}, "
         f"frames skipped {stats.frames_skipped}, connections {dict(stats.connections_by_ip)}, "
         f"breaks {len(expected) + len(excused)} (lost frames {lost_breaks}), gap rows {len(gaps)}, "
         f"rows spanning exactly one break {exact}, breaks while resyncing {len(excused)}, resyncs {resyncs}, delta rows {len(delta)}, "
-        f"RSS MB first third {first_mb:.1f} last third {last_mb:.1f} (samples {len(rss_mb)})"
+        f"RSS MB first third {rss.first_mb:.1f} last third {rss.last_mb:.1f} (samples {rss.samples})"
     )
     # the faults really happened
     assert stats.faults["disconnect"] > 0 and stats.faults["stall"] > 0 and stats.faults["burst"] > 0
@@ -414,20 +413,14 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     assert problems == [], problems[:10]
     assert resyncs >= sum(1 for g in gaps if g["reason"] == "sequence") > 0
     check_kraken(env, kraken_venue, kraken_stats, kraken_faults, kraken_gaps, kraken_banner.bans)
-    tenth = max(1, len(rss_mb) // 10)
-    print(
-        "RSS MB by tenth:",
-        [round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)],
-    )
+    print("RSS MB by tenth:", rss.by_tenth)
     probe = [json.loads(line) for line in probe_path.read_text().splitlines()]
     probe = [p for p in probe if p["t"] >= WARMUP_S and p["t"] <= DURATION_S]
     p_third = max(1, len(probe) // 3)
     blocks_first = statistics.median(p["live_blocks"] for p in probe[:p_third])
     blocks_last = statistics.median(p["live_blocks"] for p in probe[-p_third:])
-    second_half = [(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)]
-    slope = slope_mb_per_min(second_half)
     print(
-        f"RSS slope over the second half {slope:+.2f} MB/min; Python heap blocks first third "
+        f"RSS slope over the second half {rss.slope:+.2f} MB/min; Python heap blocks first third "
         f"{blocks_first:.0f} last third {blocks_last:.0f}; RSS MB by region first/last probe "
         f"{probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; glibc in use MB "
         f"{probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> {probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
@@ -435,31 +428,56 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     assert blocks_last <= blocks_first * (1 + HEAP_BLOCKS_TOLERANCE), (
         f"the Python heap grew: a leak; object types grown most: {probe[-1]['types_grown']}"
     )
-    assert slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
-        f"RSS still rising in the second half: {slope:+.2f} MB/min"
-    )
-    assert last_mb - first_mb < RSS_BOUND_MB, f"RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
+    assert_rss_flat(rss, "RSS")
     check_child_rss(child_samples)
 
 
 def check_child_rss(samples: list[tuple[float, int]]) -> None:
-    """The sink child's memory is flat by the flow's RSS rules: no upward trend over the second half, and
-    the last third's median within RSS_BOUND_MB of the first third's."""
-    rss_mb = [kb / 1024 for t, kb in samples if t >= WARMUP_S]
-    assert len(rss_mb) >= 3, f"the sink child was not seen ({len(samples)} samples)"
-    third, tenth = max(1, len(rss_mb) // 3), max(1, len(rss_mb) // 10)
-    first_mb, last_mb = statistics.median(rss_mb[:third]), statistics.median(rss_mb[-third:])
-    slope = slope_mb_per_min([(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)])
+    """The sink child's memory is flat by the flow's two RSS rules."""
+    assert len([t for t, _ in samples if t >= WARMUP_S]) >= 3, (
+        f"the sink child was not seen ({len(samples)} samples)"
+    )
+    rss = rss_trend(samples)
     print(
-        f"sink child RSS MB first third {first_mb:.1f} last third {last_mb:.1f}, max {max(rss_mb):.1f}, "
-        f"slope over the second half {slope:+.2f} MB/min (samples {len(rss_mb)}); by tenth "
-        f"{[round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)]}"
+        f"sink child RSS MB first third {rss.first_mb:.1f} last third {rss.last_mb:.1f}, max {rss.max_mb:.1f}, "
+        f"slope over the second half {rss.slope:+.2f} MB/min (samples {rss.samples}); by tenth {rss.by_tenth}"
     )
-    assert slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
-        f"the sink child's RSS still rising in the second half: {slope:+.2f} MB/min"
+    assert_rss_flat(rss, "the sink child's RSS")
+
+
+@dataclass
+class RssTrend:
+    first_mb: float  # median of the first third after the warm-up
+    last_mb: float  # median of the last third
+    slope: float  # MB per minute over the second half (least squares)
+    max_mb: float
+    by_tenth: list[float]
+    samples: int
+
+
+def rss_trend(samples: list[tuple[float, int]]) -> RssTrend:
+    """(seconds, RSS KB) samples -> the numbers the memory rules check."""
+    rss_mb = [kb / 1024 for t, kb in samples if t >= WARMUP_S]
+    third, tenth = max(1, len(rss_mb) // 3), max(1, len(rss_mb) // 10)
+    second_half = [(t, kb / 1024) for t, kb in samples if t >= max(WARMUP_S, DURATION_S / 2)]
+    return RssTrend(
+        first_mb=statistics.median(rss_mb[:third]),
+        last_mb=statistics.median(rss_mb[-third:]),
+        slope=slope_mb_per_min(second_half),
+        max_mb=max(rss_mb),
+        by_tenth=[round(statistics.median(rss_mb[i : i + tenth]), 1) for i in range(0, len(rss_mb), tenth)],
+        samples=len(rss_mb),
     )
-    assert last_mb - first_mb < RSS_BOUND_MB, (
-        f"the sink child's RSS grew from {first_mb:.1f} to {last_mb:.1f} MB"
+
+
+def assert_rss_flat(rss: RssTrend, who: str) -> None:
+    """No upward trend over the second half (the slope projects under RSS_BOUND_MB / 2 over it), and the
+    last third's median within RSS_BOUND_MB of the first third's."""
+    assert rss.slope * (DURATION_S / 2) / 60 < RSS_BOUND_MB / 2, (
+        f"{who} still rising in the second half: {rss.slope:+.2f} MB/min"
+    )
+    assert rss.last_mb - rss.first_mb < RSS_BOUND_MB, (
+        f"{who} grew from {rss.first_mb:.1f} to {rss.last_mb:.1f} MB"
     )
 
 

@@ -140,7 +140,10 @@ def test_written_files_match_pyicebergs_partitioning(tmp_path, monkeypatch) -> N
     def summary(files) -> list[tuple]:
         return sorted((tuple(f.partition), f.record_count) for f in files)
 
+    real, used = partitions.partitions_in_runs, []
+    monkeypatch.setattr(partitions, "partitions_in_runs", lambda *args: used.append(real(*args)) or used[-1])
     ours = write_data_files(table, arrow)
+    assert len(used) == 1 and used[0] is not None  # the write took the runs
     monkeypatch.setattr(partitions, "partitions_in_runs", lambda *args: None)
     theirs = write_data_files(table, arrow)
     assert summary(ours) == summary(theirs)
