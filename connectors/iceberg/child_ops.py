@@ -107,8 +107,6 @@ class ChildOps:
             "%s: %d rows in %d files (decode+sort %.0f ms, files %.0f ms)",
             key, arrow.num_rows, len(files), (sorted_at - started) * 1000, (time.perf_counter() - sorted_at) * 1000,
         )  # fmt: skip
-        arrow = None
-        allocator.release()  # the write's Arrow buffers are free now: give their pages back (issue #6)
         return files
 
     def append(
@@ -117,7 +115,11 @@ class ChildOps:
         entry = self.entry(key)
         with entry.lock:
             staging.commit_append(entry.table, files, props, table_props, bounds)
-        allocator.release()  # the commit's manifests and metadata buffers, as after a write
+        # Once per epoch, as the flow process does: free pages go back to the OS (issue #6: without it
+        # the child's RSS crept up in the chaos run). Not after each write: the next write reuses the
+        # last one's freed pages, where trimming made it fault every page in again (docs/benchmarks.md,
+        # round 16: a third of the child's CPU was the kernel's).
+        allocator.release()
 
     def landed(self, key: str, writer_id: str, seq: int) -> bool:
         """Reload the table and look for `(writer_id, seq)`."""
