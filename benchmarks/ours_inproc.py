@@ -71,6 +71,8 @@ class E2EResult:
     ended_at: float
     cpu_per_wall: float  # process CPU seconds per wall second during the run (all threads)
     gap_rows: int = 0  # rows in `gaps`: the corpus is one contiguous chain per symbol, so none
+    cores: int = 0  # cores this process may run on, and its sink child (0: no child or not Linux)
+    child_cores: int = 0
 
     @property
     def valid(self) -> bool:
@@ -220,6 +222,7 @@ def run_inproc(
         ended_at = time.time()
         if profiler is not None:
             profiler.stop()
+        cores, child_cores = _usable_cores(os.getpid()), _usable_cores(_sink_child_pid())
         rows, commits = committed(settings.catalog, stream)
         gap_rows, _ = committed(settings.catalog, "gaps")
     return E2EResult(
@@ -232,6 +235,8 @@ def run_inproc(
         ended_at,
         cpu / seconds,
         gap_rows,
+        cores,
+        child_cores,
     )
 
 
@@ -247,14 +252,31 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime + _sink_child_cpu_seconds()
 
 
-def _sink_child_cpu_seconds() -> float:
+def _sink_child_pid() -> int | None:
     from connectors.iceberg.remote import SinkProcess
 
     child = SinkProcess._shared
     if child is None or child.pid is None or SinkProcess._shared_pid != os.getpid():
+        return None
+    return child.pid
+
+
+def _usable_cores(pid: int | None) -> int:
+    """How many cores `pid` may run on (the process benchmark binds a process and checks it here)."""
+    if pid is None or not hasattr(os, "sched_getaffinity"):
+        return 0
+    try:
+        return len(os.sched_getaffinity(pid))
+    except OSError:
+        return 0
+
+
+def _sink_child_cpu_seconds() -> float:
+    pid = _sink_child_pid()
+    if pid is None:
         return 0.0
     try:
-        fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

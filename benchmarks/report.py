@@ -111,6 +111,16 @@ def markdown(r: dict) -> str:
             "per process when two run (equal = the processes share nothing but the cores).",
             "",
         ]
+        each = p.get("core_each")
+        if each:
+            lines += [
+                "A core each (each process and its sink child bound to one core, as a pod that requests one "
+                f"CPU): 1 process {_range(each['one_process_frames_per_s'])} frames/s; 2 processes "
+                f"{_range(each['two_processes_frames_per_s'])} frames/s aggregate; scaling "
+                f"**{each['scaling']:.2f}x**. Frames per CPU-second: {_range(each['frames_per_cpu_second_one'])} "
+                f"alone, {_range(each['frames_per_cpu_second_two'])} per process when two run.",
+                "",
+            ]
     prof = r.get("profile")
     if prof:
         lines += [
