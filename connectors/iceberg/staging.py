@@ -23,6 +23,13 @@ from typing import Any
 import pyarrow as pa
 
 TAIL_COMPRESSION = "lz4"
+# Arrow's thread pool (de)compresses each column buffer as a task of its own. For a small piece the
+# hand-offs cost far more than the work: a 250-row `spot_delta` piece took 284-298 µs of CPU to encode
+# with the pool against 71-99 µs without, and the sink child decoded a chunk of such pieces at
+# 1.1-1.2 µs per row against 0.36-0.44. A burst's large pieces keep the pool: about the same CPU, but
+# 1.5-2x less wall time on 2 cores (docs/benchmarks.md, round 16).
+IPC_THREADS_MIN_ROWS = 10_000
+IPC_THREADS_MIN_BYTES = 256 * 1024  # a compressed stream of roughly that many rows
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class StagedCommit:
 def to_ipc(arrow: pa.Table) -> bytes:
     """One Arrow table as a compressed IPC stream (what the state carries for unwritten rows)."""
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression=TAIL_COMPRESSION)
+    threads = arrow.num_rows >= IPC_THREADS_MIN_ROWS
+    options = pa.ipc.IpcWriteOptions(compression=TAIL_COMPRESSION, use_threads=threads)
     with pa.ipc.new_stream(sink, arrow.schema, options=options) as writer:
         writer.write_table(arrow)
     return sink.getvalue().to_pybytes()
@@ -52,7 +60,11 @@ def to_ipc(arrow: pa.Table) -> bytes:
 
 def from_ipc(blobs: Iterable[bytes]) -> pa.Table | None:
     """The rows of `to_ipc` streams, in order, as one table; None for none."""
-    tables = [pa.ipc.open_stream(blob).read_all() for blob in blobs]
+    alone, pooled = pa.ipc.IpcReadOptions(use_threads=False), pa.ipc.IpcReadOptions(use_threads=True)
+    tables = [
+        pa.ipc.open_stream(blob, options=pooled if len(blob) >= IPC_THREADS_MIN_BYTES else alone).read_all()
+        for blob in blobs
+    ]
     if not tables:
         return None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

@@ -126,3 +126,34 @@ def test_written_files_commit_and_read_back(tables):
     back = table.refresh().scan().to_arrow().sort_by([("source_offset", "ascending")])
     assert back.num_rows == arrow.num_rows
     assert back.cast(arrow.schema).equals(arrow.sort_by([("source_offset", "ascending")]))
+
+
+def test_ipc_streams_round_trip_on_both_sides_of_the_thread_pool_threshold(monkeypatch):
+    """Small pieces are (de)compressed on the calling thread, large ones on Arrow's pool: the same rows
+    come back either way, in order, and a mix of both reads as one table."""
+    from connectors.iceberg import staging
+
+    book = book_table(120)
+    small, large = book.slice(0, 7), book.slice(7)
+    monkeypatch.setattr(staging, "IPC_THREADS_MIN_ROWS", 50)
+    written, read = [], []
+    real_write_options, real_open = pa.ipc.IpcWriteOptions, pa.ipc.open_stream
+
+    class WriteOptions(real_write_options):  # pyarrow checks the options' type
+        def __init__(self, **kwargs):
+            written.append(kwargs["use_threads"])
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(pa.ipc, "IpcWriteOptions", WriteOptions)
+    blobs = [staging.to_ipc(small), staging.to_ipc(large)]
+    assert written == [False, True]
+    monkeypatch.setattr(staging, "IPC_THREADS_MIN_BYTES", (len(blobs[0]) + len(blobs[1])) // 2)
+    assert len(blobs[0]) < staging.IPC_THREADS_MIN_BYTES <= len(blobs[1])  # one of each kind
+    monkeypatch.setattr(
+        pa.ipc,
+        "open_stream",
+        lambda b, options: read.append(options.use_threads) or real_open(b, options=options),
+    )
+    assert staging.from_ipc(blobs).equals(book)
+    assert read == [False, True]
+    assert staging.from_ipc([]) is None
