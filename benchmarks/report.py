@@ -111,6 +111,13 @@ def markdown(r: dict) -> str:
             "per process when two run (equal = the processes share nothing but the cores).",
             "",
         ]
+        loop = p.get("reference_loop_scaling")
+        if loop:
+            lines += [
+                f"The machine itself: a pure-Python loop (no memory traffic to speak of) in 1 vs 2 processes "
+                f"scaled {loop['median']:.2f}x ({loop['min']:.2f}..{loop['max']:.2f}).",
+                "",
+            ]
         each = p.get("core_each")
         if each:
             lines += [

@@ -216,6 +216,27 @@ def _one_against_two(reps: int, runs: int, cores: list[int] | None) -> dict:
     }
 
 
+LOOP = "s = 0\nfor i in range(8_000_000):\n    s += i * i % 7"  # ~0.6 s of one core
+
+
+def _loop_scaling(runs: int) -> dict:
+    """The machine's own 1 vs 2 process ratio on a pure-Python loop (no memory traffic to speak of):
+    what two of its cores give at best, measured beside the flow's ratio."""
+
+    def wall(count: int) -> float:
+        started = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", LOOP]) for _ in range(count)]
+        if any([p.wait() != 0 for p in procs]):  # a list: wait for every one
+            raise RuntimeError("the reference loop failed")
+        return time.perf_counter() - started
+
+    ratios = []
+    for _ in range(runs):  # one, two, one: the host's speed drifts within seconds
+        before, two, after = wall(1), wall(2), wall(1)
+        ratios.append((before + after) / two)  # 2 x the mean lone wall / the pair's wall
+    return stats(ratios)
+
+
 def bench_processes(reps: int, runs: int) -> dict:
     """Two independent processes, each the whole corpus into its own warehouse, at the same time: first
     unbound (the kernel spreads each process and its sink child over every core), then, on a machine
@@ -227,6 +248,8 @@ def bench_processes(reps: int, runs: int) -> dict:
     if len(usable) >= 2:
         result["core_each"] = _one_against_two(reps, runs, usable[:2])
         result["valid"] = result["valid"] and result["core_each"]["valid"]
+    result["reference_loop_scaling"] = _loop_scaling(runs)
+    log(f"reference loop, 1 vs 2 processes: {result['reference_loop_scaling']['median']:.2f}x")
     result["load_average_before"] = load_before
     result["load_average_after"] = load_average()
     return result
