@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from bytewax.dataflow import Dataflow
@@ -41,6 +42,7 @@ from benchmarks.corpus import BinanceCorpus, binance_instruments_json, load_bina
 from connectors.binance.client import BinanceClient, now_us
 from connectors.binance.parsing import parse_depth_snapshot, parse_exchange_info
 from connectors.iceberg.catalog import ensure_table, load_catalog
+from connectors.iceberg.sink import IcebergSink
 from connectors.registry import sources_for
 from connectors.signals import END
 from connectors.source import ShardedSource
@@ -185,6 +187,16 @@ def build_flow(corpus: BinanceCorpus, settings: Settings, feed_batch: int = FEED
     )  # fmt: skip
 
 
+def iceberg_sinks(step: Any) -> list[IcebergSink]:
+    """The Iceberg sinks of a flow's output steps (`IcebergSink.prepare` runs in the background)."""
+    found = []
+    for sub in getattr(step, "substeps", []):
+        if isinstance(getattr(sub, "sink", None), IcebergSink):
+            found.append(sub.sink)
+        found += iceberg_sinks(sub)
+    return found
+
+
 def committed(catalog_cfg: CatalogConfig, stream: str = "spot_delta") -> tuple[int, int]:
     """(rows, commits) of a table, from Iceberg metadata."""
     table = load_catalog(catalog_cfg).load_table((catalog_cfg.namespace, stream))
@@ -209,6 +221,8 @@ def run_inproc(
         for table in (stream, "gaps"):
             ensure_table(catalog, settings.catalog.namespace, TABLES[table], settings.parquet)
         flow = build_flow(corpus, settings, feed_batch)
+        for sink in iceberg_sinks(flow):  # deployed, the catalog is ready while the clients connect
+            sink.wait_prepared()
         if ready is not None:
             ready()
         if profiler is not None:

@@ -17,4 +17,6 @@ def iceberg_sink(settings: Settings, table: TableDef, flow_id: str) -> IcebergSi
         def ledger_factory() -> DynamoLedger:
             return DynamoLedger.from_config(cfg)
 
-    return IcebergSink(table, settings.catalog, settings.parquet, flow_id, settings.sink, ledger_factory)
+    sink = IcebergSink(table, settings.catalog, settings.parquet, flow_id, settings.sink, ledger_factory)
+    sink.prepare()  # catalog and table ready before the first rows, not built while they wait
+    return sink
