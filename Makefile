@@ -29,7 +29,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## throughput vs orjson ceiling and cryptofeed, 3 runs (~4 min): bench-results/latest.{json,md}
+bench: $(BENCH_STAMP)  ## throughput vs orjson ceiling and cryptofeed, 3 runs (~5 min): bench-results/latest.{json,md}
 	$(PY) -m benchmarks.run
 
 bench-quick: $(BENCH_STAMP)  ## the same, smaller corpora and one run (~1 min)
