@@ -73,8 +73,8 @@ class E2EResult:
     ended_at: float
     cpu_per_wall: float  # process CPU seconds per wall second during the run (all threads)
     gap_rows: int = 0  # rows in `gaps`: the corpus is one contiguous chain per symbol, so none
-    cores: int = 0  # cores this process may run on, and its sink child (0: no child or not Linux)
-    child_cores: int = 0
+    cores: int = 0  # cores this process may run on (0: not known here)
+    child_cores: int = 0  # cores its sink child may run on (0: no child)
 
     @property
     def valid(self) -> bool:
