@@ -1,9 +1,10 @@
 """The sink child's primitives and its request loop (connectors/iceberg/child.py starts it).
 
-A request is `(call_id, op, key, args)`; the answer `(call_id, ok, value)`: the op's result, or the
-exception it raised. An exception goes back with its type (the parent's retry classification needs it)
-when it survives a pickle round trip; otherwise as a `RemoteError` naming its type and message. The
-child's traceback rides along as a note on the exception."""
+A request is `(call_id, op, key, args, layout)`; with a layout, raw messages follow (a write's IPC
+streams, grouped) that become the op's first argument. The answer is `(call_id, ok, value)`: the op's
+result, or the exception it raised. An exception goes back with its type (the parent's retry
+classification needs it) when it survives a pickle round trip; otherwise as a `RemoteError` naming its
+type and message. The child's traceback rides along as a note on the exception."""
 
 from __future__ import annotations
 
@@ -156,6 +157,30 @@ def portable(exc: BaseException) -> BaseException:
     return RemoteError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (not picklable)\n{text}")
 
 
+def receive_request(requests: Any) -> tuple[int, str, str, tuple]:
+    """One request of `remote.send_request`: with a layout, its blobs follow as raw messages and become
+    the op's first argument."""
+    call_id, op, key, args, layout = requests.recv()
+    if layout is not None:
+        args = (_receive_blobs(requests, layout), *args)
+    return call_id, op, key, args
+
+
+def _receive_blobs(requests: Any, layout: list[list[int]]) -> list[Any]:
+    """A raw message per group, split by the sizes the request gave (views into it, no copies)."""
+    blobs: list[Any] = []
+    for sizes in layout:
+        message = requests.recv_bytes()
+        if len(sizes) == 1:
+            blobs.append(message)
+            continue
+        view, at = memoryview(message), 0
+        for size in sizes:
+            blobs.append(view[at : at + size])
+            at += size
+    return blobs
+
+
 def serve(requests: Any, answers: Any) -> None:
     """Read requests until EOF (the parent closed its end or died), run each on its (table, role)
     thread, send answers back; EOF ends the process at once, abandoning running jobs."""
@@ -191,7 +216,7 @@ def serve(requests: Any, answers: Any) -> None:
 
     while True:
         try:
-            call_id, op, key, args = requests.recv()
+            call_id, op, key, args = receive_request(requests)
         except (EOFError, OSError):
             os._exit(0)
         if op == "open":

@@ -27,10 +27,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: the pipe keeps its size
+    fcntl = None  # type: ignore[assignment]
 
 from cryptoflow import metrics
 from cryptoflow.config import CatalogConfig, SinkConfig
@@ -81,7 +87,7 @@ class SinkProcess:
 
     def _fork(self) -> tuple[Connection, Any]:
         """Fork the child from the main thread (the only thread: nothing holds a lock it would need)."""
-        child_requests, requests = os.pipe()
+        child_requests, requests = _request_pipe()
         answers, child_answers = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -145,7 +151,7 @@ class SinkProcess:
         self._died(f"the sink child process (pid {proc.pid}) exited with code {code}")
 
     def _spawn(self) -> tuple[Connection, subprocess.Popen]:
-        child_requests, requests = os.pipe()
+        child_requests, requests = _request_pipe()
         answers, child_answers = os.pipe()
         env = dict(os.environ)
         env[CHILD_ENV] = "1"
@@ -184,8 +190,12 @@ class SinkProcess:
         for future in pending.values():
             future.set_exception(SinkChildDied(why))
 
-    def submit(self, op: str, key: str, *args: Any) -> Future:
-        """Send one request; its answer (or the child's death) arrives in the returned future."""
+    def submit(self, op: str, key: str, *args: Any, blobs: Sequence[bytes] | None = None) -> Future:
+        """Send one request; its answer (or the child's death) arrives in the returned future. `blobs`
+        follow the request as raw messages, not inside its pickle: pickling a chunk's ~12 MB of IPC
+        streams held the GIL for 3-20 ms in one piece, and the worker thread waited that long. The
+        request says how they are grouped (`_groups`, joined ~1 MB at a time) and the child splits
+        them again (connectors/iceberg/child_ops.py)."""
         if not self.ready.wait(READY_TIMEOUT_S):
             raise SinkChildDied(f"the sink child process did not start within {READY_TIMEOUT_S:.0f} s")
         future: Future = Future()
@@ -195,14 +205,51 @@ class SinkProcess:
             call_id = next(self.ids)
             self.pending[call_id] = future
             try:
-                self.requests.send((call_id, op, key, args))
+                send_request(self.requests, (call_id, op, key, args), blobs)
             except (OSError, ValueError) as exc:
                 self.pending.pop(call_id, None)
                 raise SinkChildDied(f"the sink child process is gone ({type(exc).__name__}: {exc})") from exc
         return future
 
-    def call(self, op: str, key: str, *args: Any) -> Any:
-        return self.submit(op, key, *args).result()
+    def call(self, op: str, key: str, *args: Any, blobs: Sequence[bytes] | None = None) -> Any:
+        return self.submit(op, key, *args, blobs=blobs).result()
+
+
+REQUEST_PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged process (pipe-max-size)
+GROUP_BYTES = 1 << 20  # a write's IPC streams go in raw messages of about this size
+
+
+def _request_pipe() -> tuple[int, int]:
+    """(read end, write end) of the request pipe, widened where Linux allows: every write that fills the
+    pipe gives up the GIL and then waits up to the switch interval to get it back, so a chunk's ~12 MB
+    went in ~180 writes of 64 KB; in writes of 1 MB it takes about a dozen."""
+    read_end, write_end = os.pipe()
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, set_size, REQUEST_PIPE_BYTES)
+    return read_end, write_end
+
+
+def _groups(blobs: Sequence[bytes]) -> list[list[bytes]]:
+    """Consecutive blobs in groups of up to GROUP_BYTES (a larger blob alone): one raw message each."""
+    groups: list[list[bytes]] = []
+    size = GROUP_BYTES
+    for blob in blobs:
+        if size + len(blob) > GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(blob)
+        size += len(blob)
+    return groups
+
+
+def send_request(requests: Connection, request: tuple, blobs: Sequence[bytes] | None) -> None:
+    """`request` with its layout, then the blobs' raw messages (`child_ops.receive_request` reads them)."""
+    groups = None if blobs is None else _groups(blobs)
+    requests.send((*request, None if groups is None else [[len(blob) for blob in group] for group in groups]))
+    for group in groups or ():
+        requests.send_bytes(group[0] if len(group) == 1 else b"".join(group))
 
 
 def _can_fork() -> bool:
@@ -241,16 +288,16 @@ class RemoteTable:
         # not waited for: the child may still be starting; its failure fails the table's next call
         self.opened = process.submit("open", self.key, catalog, namespace, name)
 
-    def _call(self, op: str, *args: Any) -> Any:
+    def _call(self, op: str, *args: Any, blobs: Sequence[bytes] | None = None) -> Any:
         try:
-            return self.process.call(op, self.key, *args)
+            return self.process.call(op, self.key, *args, blobs=blobs)
         except SinkChildDied as exc:
             metrics.SINK_FAILURES.labels(self.name, "sink_child").inc()
             log.error("%s: sink child call %r failed: %s", self.name, op, exc)
             raise
 
     def write(self, blobs: list[bytes], sort_keys: Any) -> list[Any]:
-        return self._call("write", list(blobs), sort_keys)
+        return self._call("write", sort_keys, blobs=blobs)
 
     def append(
         self, files: Any, props: dict[str, str], table_props: dict[str, str], bounds: dict[str, str]
