@@ -18,9 +18,13 @@ FAST = SinkConfig(commit_attempts=5, retry_initial_s=0.001, retry_max_s=0.01)
 WRITER = "ticks/ticks.iceberg/ticks-committer"
 
 
+def catalog_cfg(tmp_path) -> CatalogConfig:
+    """An embedded SqlCatalog with its warehouse in `tmp_path`."""
+    return CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
+
+
 def make_ticks_catalog(tmp_path):
-    cfg = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
-    cat = load_catalog(cfg)
+    cat = load_catalog(catalog_cfg(tmp_path))
     ensure_table(cat, "cryptoflow", TICKS, ParquetConfig())
     return cat
 

@@ -9,15 +9,11 @@ import threading
 
 import connectors.iceberg.sink as sink_module
 from connectors.iceberg.sink import IcebergSink, SinkState
-from cryptoflow.config import CatalogConfig, ParquetConfig
-from tests.support.sinks import FAST, TICKS, load, trade
+from cryptoflow.config import ParquetConfig
+from tests.support.sinks import FAST, TICKS, catalog_cfg, load, trade
 
 THREAD = FAST.model_copy(update={"executor": "thread"})
 STEP = "ticks.iceberg"
-
-
-def catalog_cfg(tmp_path) -> CatalogConfig:
-    return CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
 
 
 def sink(tmp_path) -> IcebergSink:

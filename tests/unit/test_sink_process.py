@@ -25,15 +25,11 @@ from connectors.iceberg.remote import RemoteError, RemoteTable, SinkChildDied, S
 from connectors.iceberg.sink import BackgroundCommitError, IcebergSink, SinkState, committed_state
 from connectors.iceberg.staging import to_ipc
 from cryptoflow import metrics
-from cryptoflow.config import CatalogConfig, ParquetConfig
-from tests.support.sinks import FAST, TICKS, ids, load, trade
+from cryptoflow.config import ParquetConfig
+from tests.support.sinks import FAST, TICKS, catalog_cfg, ids, load, trade
 
 REPO = Path(__file__).resolve().parents[2]
 STEP = "ticks.iceberg"
-
-
-def catalog_cfg(tmp_path) -> CatalogConfig:
-    return CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
 
 
 def process_sink(tmp_path, **cfg) -> IcebergSink:
