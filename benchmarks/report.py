@@ -46,6 +46,21 @@ def _stream(name: str, s: dict) -> list[str]:
     return lines
 
 
+def _scaling(m: dict) -> str:
+    """One 1 vs 2 process measurement (`benchmarks.run._one_against_two`): rates and their ratio."""
+    return (
+        f"1 process {_range(m['one_process_frames_per_s'])} frames/s; 2 processes "
+        f"{_range(m['two_processes_frames_per_s'])} frames/s aggregate; scaling **{m['scaling']:.2f}x**"
+    )
+
+
+def _per_cpu_second(m: dict) -> str:
+    return (
+        f"Frames per CPU-second: {_range(m['frames_per_cpu_second_one'])} alone, "
+        f"{_range(m['frames_per_cpu_second_two'])} per process when two run"
+    )
+
+
 def markdown(r: dict) -> str:
     m, v = r["machine"], r["versions"]
     vers = ", ".join(f"{k} {val}" for k, val in v.items() if val)
@@ -103,12 +118,9 @@ def markdown(r: dict) -> str:
         lines += [
             "## 1 vs 2 processes (each the whole spot corpus into its own warehouse, concurrently)",
             "",
-            f"1 process {_range(p['one_process_frames_per_s'])} frames/s; 2 processes "
-            f"{_range(p['two_processes_frames_per_s'])} frames/s aggregate; scaling **{p['scaling']:.2f}x** "
-            f"(load average {p['load_average_before']} before, {p['load_average_after']} after: "
-            "other processes on the machine take the second core away). Frames per CPU-second: "
-            f"{_range(p['frames_per_cpu_second_one'])} alone, {_range(p['frames_per_cpu_second_two'])} "
-            "per process when two run (equal = the processes share nothing but the cores).",
+            f"{_scaling(p)} (load average {p['load_average_before']} before, {p['load_average_after']} after: "
+            f"other processes on the machine take the second core away). {_per_cpu_second(p)} "
+            "(equal = the processes share nothing but the cores).",
             "",
         ]
         loop = p.get("reference_loop_scaling")
@@ -122,10 +134,7 @@ def markdown(r: dict) -> str:
         if each:
             lines += [
                 "A core each (each process and its sink child bound to one core, as a pod that requests one "
-                f"CPU): 1 process {_range(each['one_process_frames_per_s'])} frames/s; 2 processes "
-                f"{_range(each['two_processes_frames_per_s'])} frames/s aggregate; scaling "
-                f"**{each['scaling']:.2f}x**. Frames per CPU-second: {_range(each['frames_per_cpu_second_one'])} "
-                f"alone, {_range(each['frames_per_cpu_second_two'])} per process when two run.",
+                f"CPU): {_scaling(each)}. {_per_cpu_second(each)}.",
                 "",
             ]
     prof = r.get("profile")

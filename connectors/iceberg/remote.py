@@ -224,7 +224,7 @@ def _request_pipe() -> tuple[int, int]:
     pipe gives up the GIL and then waits up to the switch interval to get it back, so a chunk's ~12 MB
     went in ~180 writes of 64 KB; in writes of 1 MB it takes about a dozen."""
     read_end, write_end = os.pipe()
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only (and None without fcntl)
     if set_size is not None:
         with contextlib.suppress(OSError):
             fcntl.fcntl(write_end, set_size, REQUEST_PIPE_BYTES)

@@ -741,10 +741,9 @@ class IcebergSink(FixedPartitionedSink[Any, SinkState]):
         if self._prepared is not None:
             wait([self._prepared])
 
-    def _catalog_and_table(self) -> tuple[Any, Any]:
+    def _catalog_and_table(self, identifier: tuple[str, str]) -> tuple[Any, Any]:
         """The prepared catalog (waiting for it if it is still on its way) and the table loaded now;
         without a preparation, or after a failed one, both from scratch."""
-        identifier = (self.catalog_cfg.namespace, self.table_def.name)
         if self._prepared is not None:
             try:
                 catalog = self._prepared.result()
@@ -762,9 +761,9 @@ class IcebergSink(FixedPartitionedSink[Any, SinkState]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: SinkState | None) -> IcebergSinkPartition:
-        catalog, table = self._catalog_and_table()
-        writer_id = f"{self.flow_id}/{step_id}/{for_part}"
         identifier = (self.catalog_cfg.namespace, self.table_def.name)
+        catalog, table = self._catalog_and_table(identifier)
+        writer_id = f"{self.flow_id}/{step_id}/{for_part}"
         ledger = self.ledger_factory() if self.ledger_factory else None
         remote = None
         if self._use_process():
