@@ -14,6 +14,10 @@ Reported, as p50 / p90 / p99 / max:
   the book logic observes per event when it has applied it and built its rows (operators/book_logic.py),
   scraped from the flow's /metrics endpoint; percentiles are bucket upper bounds (linear inside a bucket),
   and the share of events within 2 ms (a bucket bound, so exact) is printed beside them;
+* host stalls: a meter process per CPU (`benchmarks/hiccups.py`, ~2 % of a core each) marks the moments
+  the host took the machine's CPUs away (a shared VM's vCPUs run at a fraction of real time for tens of
+  ms); every 0.5 s scrape window says how slow the meter's worst unit in it was, and ingest ->
+  normalized is also given over the windows without a stall (the stalled ones counted, not hidden);
 * ingest -> committed: Iceberg commit time (the snapshot that added the row's data file) minus
   `ingest_ts`, per committed row; dominated by the Bytewax epoch (the sink commits once per epoch;
   `bytewax.run -s`, 10 s without recovery; `--epoch-s`).
@@ -48,6 +52,8 @@ from urllib.parse import urlparse
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks.hiccups import HostMeter, describe, window_stalled
+from benchmarks.hiccups import summary as host_summary
 from connectors.iceberg.catalog import load_catalog
 from cryptoflow.config import load_settings
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
@@ -215,13 +221,16 @@ def run_rate(
     py_spy_gil: bool = False,
     client_loop: str | None = None,
     flow_cpus: str | None = None,
+    host_meter: bool = True,
 ) -> dict:
     messages = int(rate * seconds)
     names = [f"S{i:04d}-USD" for i in range(symbols)]
     venue = make_venue(generator, rate, messages, symbols)
     metrics_port = _free_port()
+    meter = HostMeter() if host_meter else None
     with (
         tempfile.TemporaryDirectory(prefix="cryptoflow-bench-latency-") as tmp,
+        meter or contextlib.nullcontext(),
         ExchangeSimulator(venue, speed=0.0) as sim,
     ):
         root = Path(tmp)
@@ -339,13 +348,14 @@ def run_rate(
     if feed_start is not None and feed_end is not None:
         normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
-    windows = []  # ingest -> normalized per scrape interval: when in the run the slow events were
-    previous = baseline.get("ingest", [])
-    for at, buckets in timeline:
-        window = histogram_percentiles(_minus(buckets, previous))
-        if window.get("count"):
-            windows.append({"at_s": round(at, 2), **window})
-        previous = buckets
+    windows, unstalled = split_windows(timeline, baseline.get("ingest", []), feed_start, meter)
+    host: dict = {}  # the same over the windows without a host stall (benchmarks/hiccups.py): what the
+    if meter is not None:  # flow does when the machine's CPUs are its own; the windows left out, counted
+        host = {
+            "ingest_to_normalized_unstalled": unstalled,
+            "windows_stalled": sum(1 for w in windows if w.get("host_stall")),
+            "host": host_summary(meter.meters),
+        }
     cpu: dict = {}
     if cpu_start is not None and cpu_end is not None and normalized[1] and feed_start is not None:
         wall = max(normalized[0], feed_end or 0.0) - feed_start[0]
@@ -378,6 +388,7 @@ def run_rate(
         "exchange_to_ingest": exact_percentiles(to_ingest),
         "ingest_to_normalized": ingest,
         "ingest_to_normalized_windows": windows,
+        **host,
         "exchange_to_normalized": histogram_percentiles(
             _minus(last.get("exchange", []), baseline.get("exchange", []))
         ),
@@ -393,6 +404,38 @@ def run_rate(
         "flow_cpu": cpu,
         "load_average": os.getloadavg()[0],
     }
+
+
+def _plus(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Two cumulative histograms added bucket by bucket (an empty one adds nothing)."""
+    if not a or not b:
+        return a or b
+    return [(le, x + y) for (le, x), (_, y) in zip(a, b, strict=True)]
+
+
+def split_windows(
+    timeline: list[tuple[float, list]],
+    baseline: list[tuple[float, float]],
+    feed_start: tuple[float, int] | None,
+    meter: HostMeter | None,
+) -> tuple[list[dict], dict]:
+    """Ingest -> normalized per scrape window (when in the run the slow events were), each with the host
+    meter's worst unit in it and whether it had a host stall; and the percentiles over the windows
+    without one (empty without a meter)."""
+    windows, kept, previous, since = [], [], baseline, 0.0
+    for at, buckets in timeline:
+        delta = _minus(buckets, previous)
+        window = histogram_percentiles(delta)
+        if window.get("count"):
+            if meter is not None and feed_start is not None:
+                start, end = feed_start[0] + since, feed_start[0] + at
+                factor, stalled = window_stalled(meter.meters, start, end)
+                window |= {"host_slowdown": round(factor, 1), "host_stall": stalled}
+                if not stalled:
+                    kept = _plus(kept, delta)
+            windows.append({"at_s": round(at, 2), **window})
+        previous, since = buckets, at
+    return windows, histogram_percentiles(kept) if meter is not None else {}
 
 
 def process_times(pid: int) -> tuple[float, float]:
@@ -502,7 +545,15 @@ def print_report(m: dict, timeline: bool = False) -> None:
         print(f"  ingest -> normalized:   {_fmt(r['ingest_to_normalized'])}")
         if timeline:
             for w in r.get("ingest_to_normalized_windows", []):
-                print(f"    at {w['at_s']:5.1f} s: {_fmt(w)}")
+                host = (
+                    f"; host {w['host_slowdown']:.1f}x{', stall' if w['host_stall'] else ''}"
+                    if "host_stall" in w
+                    else ""
+                )
+                print(f"    at {w['at_s']:5.1f} s: {_fmt(w)}{host}")
+        if "host" in r:
+            print(f"    without host stalls:  {_fmt(r['ingest_to_normalized_unstalled'])}")
+            print(f"    {describe(r)}")
         print(f"  exchange -> normalized: {_fmt(r['exchange_to_normalized'])}")
         c = r["flow_cpu"]
         if c:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.latency import run_rate
+from benchmarks.report import _book_and_latency
 
 pytestmark = pytest.mark.integration
 
@@ -28,3 +29,18 @@ def test_short_paced_run_reports_every_stage() -> None:
         top = p.get("max_ms", p.get("max_le_ms"))
         assert 0 <= p["p50_ms"] <= p["p90_ms"] <= p["p99_ms"] <= top, (stage, p)
     assert r["achieved_changes_per_s"] is not None and r["achieved_frames_per_s"] is not None
+
+
+def test_the_host_meter_splits_the_windows_of_a_real_run() -> None:
+    """The run's windows carry the host meter's verdict, the calm percentiles count exactly the calm
+    windows' events, and the Markdown report shows both rows and the meter's sentence."""
+    r = run_rate(rate=300, seconds=1.5, symbols=4)
+    windows = r["ingest_to_normalized_windows"]
+    assert windows and all("host_stall" in w and w["host_slowdown"] >= 0 for w in windows)
+    assert r["windows_stalled"] == sum(w["host_stall"] for w in windows)
+    calm = sum(w["count"] for w in windows if not w["host_stall"])
+    assert r["ingest_to_normalized_unstalled"].get("count", 0) == calm
+    assert r["host"]["units"] > 0 and r["host"]["cpus"]
+    markdown = "\n".join(_book_and_latency({"latency": {"venue": "v", "flow": "f", "runs": [r]}}))
+    assert "| ingest -> normalized, windows without a host stall |" in markdown
+    assert f"{r['windows_stalled']} of {len(windows)} 0.5 s windows left out of the second row." in markdown
