@@ -1,12 +1,13 @@
 """Host stalls: when the machine's own CPUs were taken away from everything running on them.
 
-Why: on a shared virtual machine the host can run a virtual CPU at a small fraction of real time for
-tens of milliseconds. On this project's 2-core VM, idle, a 126 µs unit of pure-Python work was charged
-1.1-1.6 ms of CPU throughout episodes of 30-50 ms, a few per 20 s; during a latency run the same kind
-of unit was charged 10-14x its cost in every 0.5 s window whose p99 passed 5 ms, and at most 1.8x
-in the others. No process in the VM can avoid such an episode, so a latency tail made of them is the
-machine's, not the flow's. The latency benchmark runs this meter beside the flow and reports its
-percentiles both over all windows and over the windows without a stall.
+Why: on a shared virtual machine the host can run the virtual CPUs at a small fraction of real time for
+tens of milliseconds. On this project's 2-core VM, idle, a fixed unit of pure-Python work was charged
+9-14x its usual CPU on both CPUs at once through episodes of 20-100 ms (from none for seconds to one
+every 2 s); during a latency run such a unit was charged 10-14x in every 0.5 s window whose p99 passed
+5 ms, and at most 1.8x in the others (docs/benchmarks.md, round 17). No process in the VM can avoid
+such an episode, so a latency tail made of them is the machine's, not the flow's. The latency
+benchmark runs this meter beside the flow and reports its percentiles both over all windows and over
+the windows without a stall.
 
 How: one meter process per usable CPU, bound to it, runs a fixed unit of work every `PERIOD_S` and
 records the CPU time its thread was charged for it (`time.thread_time_ns`). Waiting in the VM's own

@@ -30,7 +30,7 @@ The flow process's CPU time per normalized event and the share of the wall time 
 for a CPU (the machine's other load) are reported too: a flow starved of CPU shows as latency.
 Options: `--rates`, `--quick`, `--epoch-s`, `--idle-poll-ms`, `--switch-interval-ms`, `--shards`,
 `--generator`, `--generator-only`, `--client-loop`, `--py-spy`, `--py-spy-gil`, `--timeline`, `--flow-cpus`
-(the flow on given cores, the generator on the others), `--json`. Run with `make bench-latency`; `benchmarks.run` includes
+(the flow on given cores, the generator on the others), `--no-host-meter`, `--json`. Run with `make bench-latency`; `benchmarks.run` includes
 `measure()` in `make bench`.
 """
 
@@ -608,6 +608,11 @@ def main() -> None:
         help="pin the flow process to these cores (taskset list, e.g. 1) and the generator to the others, "
         "as a remote exchange would not share the flow's cores",
     )
+    parser.add_argument(
+        "--no-host-meter",
+        action="store_true",
+        help="run without the host-stall meter (benchmarks/hiccups.py, ~2 %% of a core per CPU)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.count_reader:
@@ -625,7 +630,7 @@ def main() -> None:
     m = measure(args.quick, rates, epoch_s=args.epoch_s, idle_poll_ms=args.idle_poll_ms,
                 switch_interval_ms=args.switch_interval_ms, generator=args.generator, shards=args.shards,
                 py_spy=args.py_spy, py_spy_gil=args.py_spy_gil, client_loop=args.client_loop,
-                flow_cpus=args.flow_cpus)  # fmt: skip
+                flow_cpus=args.flow_cpus, host_meter=not args.no_host_meter)  # fmt: skip
     if args.json:
         print(json.dumps(m, indent=2))
     else:
