@@ -14,7 +14,7 @@ records the CPU time its thread was charged for it (`time.thread_time_ns`). Wait
 run-queue is not charged; a virtual CPU that the host preempts in the middle of a unit is (the guest
 cannot tell the difference), so a unit charged `STALL_FACTOR` times the meter's median marks a host
 stall. jHiccup measures a platform's pauses the same way, beside the application. The meters cost
-about 2 % of a core each.
+about 1 % of a core each.
 
 `python -m benchmarks.hiccups --seconds 20` runs the meters alone and prints what they saw.
 """
@@ -35,7 +35,11 @@ from pathlib import Path
 from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PERIOD_S = 0.01  # one unit per 10 ms: an episode of 30-50 ms is seen several times on each CPU
+# one unit per 20 ms: an episode of 20 ms or more is seen on each CPU; a shorter one may be missed,
+# which leaves its window among the calm ones (the calm figure can only come out worse). At 10 ms (2 %
+# of a core each) the flow's 50k runs were sustained in 1 of 3 against 2 of 3 without the meters: most
+# likely noise, but halving the cost loses little.
+PERIOD_S = 0.02
 UNIT_N = 8_000  # sum(range(UNIT_N)): ~200 µs of CPU on this machine when the host leaves it alone
 STALL_FACTOR = 4.0  # a unit charged this many times the meter's median: the host took the CPU
 # a window counts as stalled when a stall ended inside it or this long before it began: events

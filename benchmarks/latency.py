@@ -14,7 +14,7 @@ Reported, as p50 / p90 / p99 / max:
   the book logic observes per event when it has applied it and built its rows (operators/book_logic.py),
   scraped from the flow's /metrics endpoint; percentiles are bucket upper bounds (linear inside a bucket),
   and the share of events within 2 ms (a bucket bound, so exact) is printed beside them;
-* host stalls: a meter process per CPU (`benchmarks/hiccups.py`, ~2 % of a core each) marks the moments
+* host stalls: a meter process per CPU (`benchmarks/hiccups.py`, ~1 % of a core each) marks the moments
   the host took the machine's CPUs away (a shared VM's vCPUs run at a fraction of real time for tens of
   ms); every 0.5 s scrape window says how slow the meter's worst unit in it was, and ingest ->
   normalized is also given over the windows without a stall (the stalled ones counted, not hidden);
@@ -611,7 +611,7 @@ def main() -> None:
     parser.add_argument(
         "--no-host-meter",
         action="store_true",
-        help="run without the host-stall meter (benchmarks/hiccups.py, ~2 %% of a core per CPU)",
+        help="run without the host-stall meter (benchmarks/hiccups.py, ~1 %% of a core per CPU)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -30,7 +30,7 @@ def test_one_bound_meter_per_cpu_reports_its_units() -> None:
         times = [t for t, _ in samples]
         assert times == sorted(times), label
         inside = [t for t in times if started <= t <= ended]
-        assert len(inside) >= 0.8 / PERIOD_S / 4, (label, len(inside))  # a unit every ~10 ms, even if slow
+        assert len(inside) >= 0.8 / PERIOD_S / 4, (label, len(inside))  # a unit every ~20 ms, even if slow
         assert all(ns > 0 for _, ns in samples), label
     s = summary(meter.meters)
     assert s["units"] == sum(len(x) for x in meter.meters.values())
