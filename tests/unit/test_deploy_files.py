@@ -26,6 +26,8 @@ def test_k8s_statefulset_is_consistent():
     assert int(init_env["REPLICAS"]) == sts["spec"]["replicas"]
     assert main_env["BYTEWAX_WORKERS_PER_PROCESS"] == "1"
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    resources = spec["containers"][0]["resources"]  # requested, never capped: a CFS quota stalls the reads
+    assert "cpu" in resources["requests"] and "cpu" not in resources.get("limits", {})
     (svc,) = load_yaml_docs(REPO / "k8s/base/service.yaml")
     assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"] is True
 
