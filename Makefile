@@ -57,8 +57,8 @@ bench-book: $(STAMP)  ## order-book ns per level update, bytes per level, RSS of
 bench-latency: $(STAMP)  ## p50/p90/p99/max exchange->ingest->normalized->committed at 10k and 50k offered changes/s
 	$(PY) -m benchmarks.latency
 
-bench-host: $(STAMP)  ## 20 s of the host-stall meter alone: does this machine take its CPUs away (shared VM)?
-	$(PY) -m benchmarks.hiccups --seconds 20
+bench-host: $(STAMP)  ## 20 s of the host-stall meter alone (cryptoflow host-stalls): does the host take this machine's CPUs away?
+	$(PY) -m cryptoflow.cli host-stalls --seconds 20
 
 clean-warehouse:
 	rm -rf warehouse

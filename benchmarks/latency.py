@@ -14,7 +14,7 @@ Reported, as p50 / p90 / p99 / max:
   the book logic observes per event when it has applied it and built its rows (operators/book_logic.py),
   scraped from the flow's /metrics endpoint; percentiles are bucket upper bounds (linear inside a bucket),
   and the share of events within 2 ms (a bucket bound, so exact) is printed beside them;
-* host stalls: a meter process per CPU (`benchmarks/hiccups.py`, ~1 % of a core each) marks the moments
+* host stalls: a meter process per CPU (`cryptoflow/hostmeter.py`, ~1 % of a core each) marks the moments
   the host took the machine's CPUs away (a shared VM's vCPUs run at a fraction of real time for tens of
   ms); every 0.5 s scrape window says how slow the meter's worst unit in it was, and ingest ->
   normalized is also given over the windows without a stall (the stalled ones counted, not hidden);
@@ -52,10 +52,11 @@ from urllib.parse import urlparse
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmarks.hiccups import HostMeter, describe, window_stalled
-from benchmarks.hiccups import summary as host_summary
+from benchmarks.report import host_stalls_sentence
 from connectors.iceberg.catalog import load_catalog
 from cryptoflow.config import load_settings
+from cryptoflow.hostmeter import HostMeter, window_stalled
+from cryptoflow.hostmeter import summary as host_summary
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
 from cryptoflow.simulator.server import ExchangeSimulator
 from cryptoflow.simulator.synthetic.market import SyntheticMarket
@@ -349,7 +350,7 @@ def run_rate(
         normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
     windows, unstalled = split_windows(timeline, baseline.get("ingest", []), feed_start, meter)
-    host: dict = {}  # the same over the windows without a host stall (benchmarks/hiccups.py): what the
+    host: dict = {}  # the same over the windows without a host stall (cryptoflow/hostmeter.py): what the
     if meter is not None:  # flow does when the machine's CPUs are its own; the windows left out, counted
         host = {
             "ingest_to_normalized_unstalled": unstalled,
@@ -553,7 +554,7 @@ def print_report(m: dict, timeline: bool = False) -> None:
                 print(f"    at {w['at_s']:5.1f} s: {_fmt(w)}{host}")
         if "host" in r:
             print(f"    without host stalls:  {_fmt(r['ingest_to_normalized_unstalled'])}")
-            print(f"    {describe(r)}")
+            print(f"    {host_stalls_sentence(r)}")
         print(f"  exchange -> normalized: {_fmt(r['exchange_to_normalized'])}")
         c = r["flow_cpu"]
         if c:
@@ -611,7 +612,7 @@ def main() -> None:
     parser.add_argument(
         "--no-host-meter",
         action="store_true",
-        help="run without the host-stall meter (benchmarks/hiccups.py, ~1 %% of a core per CPU)",
+        help="run without the host-stall meter (cryptoflow/hostmeter.py, ~1 %% of a core per CPU)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

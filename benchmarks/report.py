@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from benchmarks.hiccups import describe
-
 CONTENDERS = (
     ("read", "read the frames alone"),
     ("orjson", "`orjson.loads` alone (ceiling)"),
@@ -165,6 +163,16 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def host_stalls_sentence(run: dict) -> str:
+    """What the host meters (cryptoflow/hostmeter.py) saw during a latency run, in words."""
+    h, windows = run["host"], run["ingest_to_normalized_windows"]
+    return (
+        f"host stalls (cryptoflow/hostmeter.py): {h['stalled_units']} of {h['units']:,} meter units charged "
+        f">= {h['stall_factor']:g}x their median CPU ({h['episodes']} episode(s), worst {h['worst_factor']:g}x) "
+        f"on CPUs {', '.join(h['cpus'])}; {run['windows_stalled']} of {len(windows)} 0.5 s windows left out"
+    )
+
+
 def _ms(p: dict) -> str:
     if not p.get("count"):
         return "no samples | | | |"
@@ -240,6 +248,6 @@ def _book_and_latency(r: dict) -> list[str]:
                     "",
                 ]
             if "host" in x:
-                said = describe(x)
+                said = host_stalls_sentence(x)
                 lines += [f"{said[0].upper()}{said[1:]} of the second row.", ""]
     return lines

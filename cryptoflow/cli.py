@@ -72,6 +72,30 @@ def _venues(value: str) -> str:
     return value
 
 
+def _host_stalls(args: argparse.Namespace) -> int:
+    import orjson
+
+    from cryptoflow.hostmeter import format_text, measure
+
+    if not args.json:
+        print(
+            f"measuring this machine's CPUs for {args.seconds:g} s (a meter process per CPU, ~1 % of a core each)"
+        )
+    report = measure(args.seconds, progress=not args.json)
+    print(orjson.dumps(report).decode() if args.json else format_text(report))
+    return 0
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {value}")
+    return seconds
+
+
 def _init_recovery(args: argparse.Namespace) -> int:
     from cryptoflow.runtime import ensure_recovery_store
 
@@ -196,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     cap.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     cap.set_defaults(func=_capture)
+
+    stalls = sub.add_parser(
+        "host-stalls",
+        help="measure whether the host takes this machine's CPUs away (a latency tail that is not ours)",
+    )
+    stalls.add_argument("--seconds", type=_positive_seconds, default=60.0, help="how long (default 60)")
+    stalls.add_argument("--json", action="store_true", help="the report as JSON")
+    stalls.set_defaults(func=_host_stalls)
 
     rec = sub.add_parser("init-recovery", help="create a Bytewax recovery store unless it exists")
     rec.add_argument("dir")

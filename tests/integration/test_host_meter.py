@@ -4,12 +4,15 @@ positive CPU cost. No timing is asserted (a stall may or may not happen during t
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
-from benchmarks.hiccups import PERIOD_S, HostMeter, summary
+from cryptoflow.hostmeter import PERIOD_S, HostMeter, summary
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +38,16 @@ def test_one_bound_meter_per_cpu_reports_its_units() -> None:
     s = summary(meter.meters)
     assert s["units"] == sum(len(x) for x in meter.meters.values())
     assert 0 <= s["stalled_units"] <= s["units"] and s["episodes"] <= s["stalled_units"]
+
+
+def test_the_cli_measures_and_reports_as_json() -> None:
+    """`cryptoflow host-stalls` as an operator runs it: a real run, a well-formed report; a bad duration
+    is refused with a message."""
+    done = subprocess.run([sys.executable, "-m", "cryptoflow.cli", "host-stalls", "--seconds", "0.5", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    report = json.loads(done.stdout)
+    assert report["seconds"] == 0.5 and report["units"] >= len(report["cpus"])
+    assert report["episodes"] == len(report["episode_list"]) <= report["stalled_units"]
+    bad = subprocess.run([sys.executable, "-m", "cryptoflow.cli", "host-stalls", "--seconds", "0"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 2 and "must be more than 0 seconds" in bad.stderr

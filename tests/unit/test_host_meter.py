@@ -1,4 +1,4 @@
-"""The host-stall meter's arithmetic (benchmarks/hiccups.py) and how the latency benchmark uses it to
+"""The host-stall meter's arithmetic (cryptoflow/hostmeter.py) and how the latency benchmark uses it to
 split its windows: which units count as stalls, which windows a stall spoils, and that the percentiles
 without the stalled windows are those of the calm windows' events alone. Synthetic samples; no timing."""
 
@@ -8,14 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import hiccups
-from benchmarks.hiccups import describe, stalled_units, summary, window_stalled, worst_factor
 from benchmarks.latency import _plus, histogram_percentiles, split_windows
+from benchmarks.report import host_stalls_sentence
+from cryptoflow import hostmeter
+from cryptoflow.hostmeter import episodes, format_text, stalled_units, summary, window_stalled, worst_factor
 
 UNIT_NS = 200_000
 
 
-def _meter(start: float, n: int, slow: dict[int, float]) -> hiccups.Samples:
+def _meter(start: float, n: int, slow: dict[int, float]) -> hostmeter.Samples:
     """A unit every 10 ms from `start`; unit i charged `slow[i]` times the usual cost."""
     return [(start + i * 0.01, int(UNIT_NS * slow.get(i, 1.0))) for i in range(n)]
 
@@ -94,11 +95,32 @@ def test_plus_adds_cumulative_buckets_and_an_empty_side_adds_nothing() -> None:
     assert _plus([], b) == b and _plus(a, []) == a
 
 
-def test_describe_says_how_many_windows_were_left_out() -> None:
+def test_the_sentence_says_how_many_windows_were_left_out() -> None:
     run = {
         "host": summary({"0": _meter(0.0, 100, {5: 9.0})}),
         "windows_stalled": 1,
         "ingest_to_normalized_windows": [{}, {}, {}],
     }
-    said = describe(run)
+    said = host_stalls_sentence(run)
     assert "1 of 100 meter units" in said and "worst 9x" in said and "1 of 3 0.5 s windows" in said
+
+
+def test_episodes_group_both_cpus_and_measure_their_length() -> None:
+    meters = {"0": _meter(0.0, 300, {10: 5.0, 11: 8.0, 13: 6.0}), "1": _meter(0.0, 300, {12: 9.0, 200: 4.5})}
+    found = episodes(meters)
+    assert [e["cpus"] for e in found] == [["0", "1"], ["1"]]
+    first, second = found
+    assert first["start"] == pytest.approx(0.10) and first["worst_factor"] == 9.0
+    assert first["length_ms"] == round((0.13 - 0.10 + hostmeter.PERIOD_S) * 1000)
+    assert second["start"] == pytest.approx(2.0) and second["length_ms"] == round(hostmeter.PERIOD_S * 1000)
+    assert episodes({"0": _meter(0.0, 50, {})}) == []
+
+
+def test_the_operator_report_gives_a_verdict_and_each_episode() -> None:
+    calm = {"seconds": 5.0, **summary({"0": _meter(0.0, 100, {})}), "episode_list": []}
+    assert format_text(calm).endswith("no host stall seen.")
+    meters = {"0": _meter(0.0, 100, {40: 11.0})}
+    stalled = {"seconds": 5.0, **summary(meters), "episode_list": episodes(meters)}
+    text = format_text(stalled)
+    assert "1 of 100 units" in text and "1 episode(s), worst 11x" in text and "not the collector's" in text
+    assert text.splitlines()[-1].strip().startswith("at    0.40 s: ~20 ms, worst 11x, CPUs 0")

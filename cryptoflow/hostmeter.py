@@ -1,22 +1,20 @@
 """Host stalls: when the machine's own CPUs were taken away from everything running on them.
 
 Why: on a shared virtual machine the host can run the virtual CPUs at a small fraction of real time for
-tens of milliseconds. On this project's 2-core VM, idle, a fixed unit of pure-Python work was charged
-9-14x its usual CPU on both CPUs at once through episodes of 20-100 ms (from none for seconds to one
-every 2 s); during a latency run such a unit was charged 10-14x in every 0.5 s window whose p99 passed
-5 ms, and at most 1.8x in the others (docs/benchmarks.md, round 17). No process in the VM can avoid
-such an episode, so a latency tail made of them is the machine's, not the flow's. The latency
-benchmark runs this meter beside the flow and reports its percentiles both over all windows and over
-the windows without a stall.
+tens of milliseconds (a CFS CPU quota on a container does the same). On this project's 2-core VM, idle,
+a fixed unit of pure-Python work was charged 9-14x its usual CPU on both CPUs at once through episodes
+of 20-100 ms (from none for seconds to one every 2 s); during a latency run such a unit was charged
+10-14x in every 0.5 s window whose p99 passed 5 ms, and at most 1.8x in the others (docs/benchmarks.md,
+round 17). No process on the machine can avoid such an episode, so a latency tail made of them is the
+machine's, not the collector's. `cryptoflow host-stalls` measures a node for an operator; the latency
+benchmark runs the same meters beside the flow.
 
 How: one meter process per usable CPU, bound to it, runs a fixed unit of work every `PERIOD_S` and
-records the CPU time its thread was charged for it (`time.thread_time_ns`). Waiting in the VM's own
-run-queue is not charged; a virtual CPU that the host preempts in the middle of a unit is (the guest
-cannot tell the difference), so a unit charged `STALL_FACTOR` times the meter's median marks a host
-stall. jHiccup measures a platform's pauses the same way, beside the application. The meters cost
+records the CPU time its thread was charged for it (`time.thread_time_ns`). Waiting in the machine's
+own run-queue is not charged; a virtual CPU that the host preempts in the middle of a unit is (the
+guest cannot tell the difference), so a unit charged `STALL_FACTOR` times the meter's median marks a
+host stall. jHiccup measures a platform's pauses the same way, beside the application. The meters cost
 about 1 % of a core each.
-
-`python -m benchmarks.hiccups --seconds 20` runs the meters alone and prints what they saw.
 """
 
 from __future__ import annotations
@@ -34,14 +32,14 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # one unit per 20 ms: an episode of 20 ms or more is seen on each CPU; a shorter one may be missed,
 # which leaves its window among the calm ones (the calm figure can only come out worse). At 10 ms (2 %
 # of a core each) the flow's 50k runs were sustained in 1 of 3 against 2 of 3 without the meters: most
 # likely noise, but halving the cost loses little.
 PERIOD_S = 0.02
-UNIT_N = 8_000  # sum(range(UNIT_N)): ~200 µs of CPU on this machine when the host leaves it alone
+UNIT_N = 8_000  # sum(range(UNIT_N)): ~200 µs of CPU on the development machine when the host leaves it alone
 STALL_FACTOR = 4.0  # a unit charged this many times the meter's median: the host took the CPU
+WARM_UP_UNITS = 5  # run, not recorded, before the meter says it is ready
 # a window counts as stalled when a stall ended inside it or this long before it began: events
 # delayed by a stall are observed after it, when the flow has caught up
 SPILL_S = 0.1
@@ -56,7 +54,9 @@ def run_meter(cpu: int | None, out: Path, max_seconds: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    print("ready", flush=True)  # bound: HostMeter waits for this line
+    for _ in range(WARM_UP_UNITS):  # a new process's first units fault pages in: not the host's doing
+        sum(range(UNIT_N))
+    print("ready", flush=True)  # bound and warm: HostMeter waits for this line
     samples: Samples = []
     end = time.monotonic() + max_seconds
     while not stop and time.monotonic() < end:
@@ -90,10 +90,29 @@ def window_stalled(meters: dict[str, Samples], start: float, end: float) -> tupl
     return worst_factor(meters, start, end), worst_factor(meters, start - SPILL_S, end) >= STALL_FACTOR
 
 
+def episodes(meters: dict[str, Samples]) -> list[dict]:
+    """Stalled units of every meter grouped in time: each episode's start (the first stalled unit's end,
+    `time.monotonic()`), its length as the meters saw it (first to last stalled unit, plus one period),
+    its worst factor and the CPUs it hit."""
+    stalls = sorted((t, f, cpu) for cpu, samples in meters.items() for t, f in stalled_units(samples))
+    out: list[dict] = []
+    for t, f, cpu in stalls:
+        if out and t - out[-1]["last"] <= EPISODE_GAP_S:
+            e = out[-1]
+            e["last"], e["worst_factor"] = t, max(e["worst_factor"], f)
+            e["cpus"].add(cpu)
+        else:
+            out.append({"start": t, "last": t, "worst_factor": f, "cpus": {cpu}})
+    return [
+        {"start": e["start"], "length_ms": round((e["last"] - e["start"] + PERIOD_S) * 1000),
+         "worst_factor": round(e["worst_factor"], 1), "cpus": sorted(e["cpus"])}
+        for e in out
+    ]  # fmt: skip
+
+
 def summary(meters: dict[str, Samples]) -> dict:
     """What the meters saw: units, each meter's median unit, stalled units, episodes, the worst factor."""
-    stalls = sorted(s for samples in meters.values() for s in stalled_units(samples))
-    episodes = sum(1 for i, (t, _) in enumerate(stalls) if i == 0 or t - stalls[i - 1][0] > EPISODE_GAP_S)
+    stalls = [s for samples in meters.values() for s in stalled_units(samples)]
     return {
         "cpus": sorted(meters),
         "period_s": PERIOD_S,
@@ -103,24 +122,14 @@ def summary(meters: dict[str, Samples]) -> dict:
             cpu: round(statistics.median(ns for _, ns in s) / 1e3, 1) for cpu, s in meters.items() if s
         },
         "stalled_units": len(stalls),
-        "episodes": episodes,
+        "episodes": len(episodes(meters)),
         "worst_factor": round(max((f for _, f in stalls), default=0.0), 1),
     }
 
 
-def describe(run: dict) -> str:
-    """What the meters saw during a latency run (`benchmarks.latency.run_rate`), in words."""
-    h, windows = run["host"], run["ingest_to_normalized_windows"]
-    return (
-        f"host stalls (benchmarks/hiccups.py): {h['stalled_units']} of {h['units']:,} meter units charged "
-        f">= {h['stall_factor']:g}x their median CPU ({h['episodes']} episode(s), worst {h['worst_factor']:g}x) "
-        f"on CPUs {', '.join(h['cpus'])}; {run['windows_stalled']} of {len(windows)} 0.5 s windows left out"
-    )
-
-
 class HostMeter:
-    """The meters as a context manager: one process per usable CPU while the block runs; `meters`
-    (CPU label -> samples) is filled when it ends."""
+    """The meters as a context manager: one process per usable CPU while the block runs (each bound
+    before the block starts); `meters` (CPU label -> samples) is filled when it ends."""
 
     def __init__(self, max_seconds: float = 3600.0) -> None:
         self.max_seconds = max_seconds
@@ -129,16 +138,16 @@ class HostMeter:
         self._tmp: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> HostMeter:
-        self._tmp = tempfile.TemporaryDirectory(prefix="cryptoflow-hiccups-")
+        self._tmp = tempfile.TemporaryDirectory(prefix="cryptoflow-hostmeter-")
         cpus: list[int | None] = (
             sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [None]
         )
         for cpu in cpus:
             label = "any" if cpu is None else str(cpu)
             out = Path(self._tmp.name) / f"meter-{label}.json"
-            cmd = [sys.executable, "-m", "benchmarks.hiccups", "--meter", label, "--out", str(out),
+            cmd = [sys.executable, "-m", "cryptoflow.hostmeter", "--meter", label, "--out", str(out),
                    "--seconds", str(self.max_seconds)]  # fmt: skip
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             self._procs.append((label, proc, out))
         for label, proc, _ in self._procs:  # every meter bound and measuring before the block runs
             if proc.stdout is None or proc.stdout.readline().strip() != "ready":
@@ -166,18 +175,51 @@ class HostMeter:
             self._tmp.cleanup()
 
 
+def measure(seconds: float, progress: bool = False) -> dict:
+    """`seconds` of the meters alone: the summary plus each episode, its start in seconds from the start."""
+    began = time.monotonic()
+    with HostMeter(max_seconds=seconds + 60) as meter:
+        end = began + seconds
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 5.0))
+            if progress and left > 5.0:
+                print(f"  {time.monotonic() - began:4.0f} s of {seconds:g}", file=sys.stderr, flush=True)
+    found = episodes(meter.meters)
+    for e in found:
+        e["start"] = round(e["start"] - began, 2)
+    return {"seconds": seconds, **summary(meter.meters), "episode_list": found}
+
+
+def format_text(report: dict) -> str:
+    """The operator's view: a verdict, then one line per episode."""
+    units = report["units"]
+    head = (
+        f"{report['seconds']:g} s on CPUs {', '.join(report['cpus'])}: {report['stalled_units']} of {units:,} "
+        f"units of work were charged >= {report['stall_factor']:g}x their usual CPU time"
+    )
+    if not report["episode_list"]:
+        return head + ": no host stall seen."
+    lines = [
+        head + f", in {report['episodes']} episode(s), worst {report['worst_factor']:g}x.",
+        "During an episode the host ran this machine's CPUs at a fraction of real time: every process on",
+        "it, the collector included, fell behind for that long. Latency spikes at these moments are the",
+        "host's (a busy or oversubscribed node, or a CPU quota), not the collector's.",
+    ]
+    lines += [
+        f"  at {e['start']:7.2f} s: ~{e['length_ms']} ms, worst {e['worst_factor']:g}x, CPUs {', '.join(e['cpus'])}"
+        for e in report["episode_list"]
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
+    """One meter process (`--meter CPU --out FILE`, as HostMeter starts it)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long to measure (default 20)")
-    parser.add_argument("--meter", help=argparse.SUPPRESS)  # one meter process: its CPU, or "any"
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--meter", required=True, help="the CPU to bind to, or 'any'")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seconds", type=float, default=3600.0)
     args = parser.parse_args()
-    if args.meter is not None:
-        run_meter(None if args.meter == "any" else int(args.meter), args.out, args.seconds)
-        return
-    with HostMeter() as meter:
-        time.sleep(args.seconds)
-    print(json.dumps(summary(meter.meters), indent=2))
+    run_meter(None if args.meter == "any" else int(args.meter), args.out, args.seconds)
 
 
 if __name__ == "__main__":
