@@ -1,20 +1,21 @@
 """Host stalls: when the machine's own CPUs were taken away from everything running on them.
 
 Why: on a shared virtual machine the host can run the virtual CPUs at a small fraction of real time for
-tens of milliseconds (a CFS CPU quota on a container does the same). On this project's 2-core VM, idle,
-a fixed unit of pure-Python work was charged 9-14x its usual CPU on both CPUs at once through episodes
-of 20-100 ms (from none for seconds to one every 2 s); during a latency run such a unit was charged
-10-14x in every 0.5 s window whose p99 passed 5 ms, and at most 1.8x in the others (docs/benchmarks.md,
-round 17). No process on the machine can avoid such an episode, so a latency tail made of them is the
-machine's, not the collector's. `cryptoflow host-stalls` measures a node for an operator; the latency
-benchmark runs the same meters beside the flow.
+tens of milliseconds. On this project's 2-core VM, idle, a fixed unit of pure-Python work was charged
+9-14x its usual CPU on both CPUs at once through episodes of 20-100 ms (from none for seconds to one
+every 2 s); during a latency run such a unit was charged 10-14x in every 0.5 s window whose p99 passed
+5 ms, and at most 1.8x in the others (docs/benchmarks.md, round 17). No process on the machine can
+avoid such an episode, so a latency tail made of them is the machine's, not the collector's.
+`cryptoflow host-stalls` measures a node for an operator; the latency benchmark runs the same meters
+beside the flow.
 
 How: one meter process per usable CPU, bound to it, runs a fixed unit of work every `PERIOD_S` and
 records the CPU time its thread was charged for it (`time.thread_time_ns`). Waiting in the machine's
 own run-queue is not charged; a virtual CPU that the host preempts in the middle of a unit is (the
 guest cannot tell the difference), so a unit charged `STALL_FACTOR` times the meter's median marks a
-host stall. jHiccup measures a platform's pauses the same way, beside the application. The meters cost
-about 1 % of a core each.
+host stall. jHiccup measures a platform's pauses the same way, beside the application. A container's
+CPU quota is not seen: throttling stops the threads rather than charging them (the cgroup's `cpu.stat`
+counts it as `nr_throttled`). The meters cost about 1 % of a core each.
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ class HostMeter:
         self._procs: list[tuple[str, subprocess.Popen, Path]] = []
         self._tmp: tempfile.TemporaryDirectory | None = None
 
+    @property
+    def pids(self) -> list[int]:
+        """The meter processes, one per CPU."""
+        return [proc.pid for _, proc, _ in self._procs]
+
     def __enter__(self) -> HostMeter:
         self._tmp = tempfile.TemporaryDirectory(prefix="cryptoflow-hostmeter-")
         cpus: list[int | None] = (
@@ -203,7 +209,7 @@ def format_text(report: dict) -> str:
         head + f", in {report['episodes']} episode(s), worst {report['worst_factor']:g}x.",
         "During an episode the host ran this machine's CPUs at a fraction of real time: every process on",
         "it, the collector included, fell behind for that long. Latency spikes at these moments are the",
-        "host's (a busy or oversubscribed node, or a CPU quota), not the collector's.",
+        "host's (a busy or oversubscribed hypervisor), not the collector's.",
     ]
     lines += [
         f"  at {e['start']:7.2f} s: ~{e['length_ms']} ms, worst {e['worst_factor']:g}x, CPUs {', '.join(e['cpus'])}"

@@ -21,8 +21,8 @@ def test_one_bound_meter_per_cpu_reports_its_units() -> None:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     with HostMeter() as meter:
         if cpus is not None:
-            for _, proc, _ in meter._procs:
-                bound = os.sched_getaffinity(proc.pid)
+            for pid in meter.pids:
+                bound = os.sched_getaffinity(pid)
                 assert len(bound) == 1, bound
         started = time.monotonic()
         time.sleep(0.8)
