@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 from benchmarks.report import host_stalls_sentence
 from connectors.iceberg.catalog import load_catalog
 from cryptoflow.config import load_settings
-from cryptoflow.hostmeter import HostMeter, window_stalled
+from cryptoflow.hostmeter import HostMeter, unit_factors, window_stalled
 from cryptoflow.hostmeter import summary as host_summary
 from cryptoflow.simulator.kraken import KrakenV2SyntheticVenue
 from cryptoflow.simulator.server import ExchangeSimulator
@@ -350,8 +350,10 @@ def run_rate(
         normalized_per_s = normalized[1] / (max(normalized[0], feed_end) - feed_start[0])
     ingest = histogram_percentiles(_minus(last.get("ingest", []), baseline.get("ingest", [])))
     windows, unstalled = split_windows(timeline, baseline.get("ingest", []), feed_start, meter)
-    host: dict = {}  # the same over the windows without a host stall (cryptoflow/hostmeter.py): what the
-    if meter is not None:  # flow does when the machine's CPUs are its own; the windows left out, counted
+    # ingest -> normalized over the windows without a host stall (cryptoflow/hostmeter.py): what the flow
+    # does when the machine's CPUs are its own; the windows left out are counted
+    host: dict = {}
+    if meter is not None:
         host = {
             "ingest_to_normalized_unstalled": unstalled,
             "windows_stalled": sum(1 for w in windows if w.get("host_stall")),
@@ -424,13 +426,14 @@ def split_windows(
     meter's worst unit in it and whether it had a host stall; and the percentiles over the windows
     without one (empty without a meter)."""
     windows, kept, previous, since = [], [], baseline, 0.0
+    factors = unit_factors(meter.meters) if meter is not None else []
     for at, buckets in timeline:
         delta = _minus(buckets, previous)
         window = histogram_percentiles(delta)
         if window.get("count"):
             if meter is not None and feed_start is not None:
                 start, end = feed_start[0] + since, feed_start[0] + at
-                factor, stalled = window_stalled(meter.meters, start, end)
+                factor, stalled = window_stalled(factors, start, end)
                 window |= {"host_slowdown": round(factor, 1), "host_stall": stalled}
                 if not stalled:
                     kept = _plus(kept, delta)

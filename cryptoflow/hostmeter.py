@@ -68,36 +68,40 @@ def run_meter(cpu: int | None, out: Path, max_seconds: float) -> None:
     out.write_text(json.dumps({"cpu": cpu, "samples": samples}))
 
 
-def stalled_units(samples: Samples, factor: float = STALL_FACTOR) -> list[tuple[float, float]]:
-    """(time, charged / median) of the units charged at least `factor` times the meter's median."""
-    if not samples:
-        return []
-    median = statistics.median(ns for _, ns in samples)
-    return [(t, ns / median) for t, ns in samples if ns >= factor * median]
+Factors = list[tuple[float, float, str]]  # (time, charged / its meter's median, CPU label), in time order
 
 
-def worst_factor(meters: dict[str, Samples], start: float, end: float) -> float:
-    """The largest charged / median of any meter's units that ended in (start, end]; 0 without units."""
-    worst = 0.0
-    for samples in meters.values():
+def unit_factors(meters: dict[str, Samples]) -> Factors:
+    """Every unit of every meter as a multiple of its meter's median unit (each median computed once)."""
+    out: Factors = []
+    for cpu, samples in meters.items():
         if samples:
             median = statistics.median(ns for _, ns in samples)
-            worst = max([worst, *(ns / median for t, ns in samples if start < t <= end)])
-    return worst
+            out += [(t, ns / median, cpu) for t, ns in samples]
+    return sorted(out)
 
 
-def window_stalled(meters: dict[str, Samples], start: float, end: float) -> tuple[float, bool]:
+def stalled(factors: Factors) -> Factors:
+    """The units charged at least `STALL_FACTOR` times their meter's median."""
+    return [u for u in factors if u[1] >= STALL_FACTOR]
+
+
+def worst_factor(factors: Factors, start: float, end: float) -> float:
+    """The largest factor of the units that ended in (start, end]; 0 without units."""
+    return max((f for t, f, _ in factors if start < t <= end), default=0.0)
+
+
+def window_stalled(factors: Factors, start: float, end: float) -> tuple[float, bool]:
     """(worst factor in the window, whether a stall ended in it or within `SPILL_S` before it)."""
-    return worst_factor(meters, start, end), worst_factor(meters, start - SPILL_S, end) >= STALL_FACTOR
+    return worst_factor(factors, start, end), worst_factor(factors, start - SPILL_S, end) >= STALL_FACTOR
 
 
-def episodes(meters: dict[str, Samples]) -> list[dict]:
+def episodes(factors: Factors) -> list[dict]:
     """Stalled units of every meter grouped in time: each episode's start (the first stalled unit's end,
     `time.monotonic()`), its length as the meters saw it (first to last stalled unit, plus one period),
     its worst factor and the CPUs it hit."""
-    stalls = sorted((t, f, cpu) for cpu, samples in meters.items() for t, f in stalled_units(samples))
     out: list[dict] = []
-    for t, f, cpu in stalls:
+    for t, f, cpu in stalled(factors):
         if out and t - out[-1]["last"] <= EPISODE_GAP_S:
             e = out[-1]
             e["last"], e["worst_factor"] = t, max(e["worst_factor"], f)
@@ -113,18 +117,19 @@ def episodes(meters: dict[str, Samples]) -> list[dict]:
 
 def summary(meters: dict[str, Samples]) -> dict:
     """What the meters saw: units, each meter's median unit, stalled units, episodes, the worst factor."""
-    stalls = [s for samples in meters.values() for s in stalled_units(samples)]
+    factors = unit_factors(meters)
+    stalls = stalled(factors)
     return {
         "cpus": sorted(meters),
         "period_s": PERIOD_S,
         "stall_factor": STALL_FACTOR,
-        "units": sum(len(s) for s in meters.values()),
+        "units": len(factors),
         "unit_cpu_us": {
             cpu: round(statistics.median(ns for _, ns in s) / 1e3, 1) for cpu, s in meters.items() if s
         },
         "stalled_units": len(stalls),
-        "episodes": len(episodes(meters)),
-        "worst_factor": round(max((f for _, f in stalls), default=0.0), 1),
+        "episodes": len(episodes(factors)),
+        "worst_factor": round(max((f for _, f, _ in stalls), default=0.0), 1),
     }
 
 
@@ -190,7 +195,7 @@ def measure(seconds: float, progress: bool = False) -> dict:
             time.sleep(min(left, 5.0))
             if progress and left > 5.0:
                 print(f"  {time.monotonic() - began:4.0f} s of {seconds:g}", file=sys.stderr, flush=True)
-    found = episodes(meter.meters)
+    found = episodes(unit_factors(meter.meters))
     for e in found:
         e["start"] = round(e["start"] - began, 2)
     return {"seconds": seconds, **summary(meter.meters), "episode_list": found}

@@ -11,7 +11,15 @@ import pytest
 from benchmarks.latency import _plus, histogram_percentiles, split_windows
 from benchmarks.report import host_stalls_sentence
 from cryptoflow import hostmeter
-from cryptoflow.hostmeter import episodes, format_text, stalled_units, summary, window_stalled, worst_factor
+from cryptoflow.hostmeter import (
+    episodes,
+    format_text,
+    stalled,
+    summary,
+    unit_factors,
+    window_stalled,
+    worst_factor,
+)
 
 UNIT_NS = 200_000
 
@@ -23,23 +31,26 @@ def _meter(start: float, n: int, slow: dict[int, float]) -> hostmeter.Samples:
 
 def test_only_units_charged_the_stall_factor_count() -> None:
     samples = _meter(0.0, 100, {10: 3.9, 20: 4.0, 30: 12.5})
-    assert [(round(t, 2), f) for t, f in stalled_units(samples)] == [(0.2, 4.0), (0.3, 12.5)]
-    assert stalled_units([]) == []
+    assert [(round(t, 2), f, cpu) for t, f, cpu in stalled(unit_factors({"0": samples}))] == [
+        (0.2, 4.0, "0"),
+        (0.3, 12.5, "0"),
+    ]
+    assert stalled(unit_factors({"0": []})) == []
 
 
 def test_worst_factor_looks_at_every_meter_inside_the_window_only() -> None:
-    meters = {"0": _meter(0.0, 100, {50: 6.0}), "1": _meter(0.005, 100, {52: 9.0})}
-    assert worst_factor(meters, 0.4, 0.6) == pytest.approx(9.0)
-    assert worst_factor(meters, 0.0, 0.45) == pytest.approx(1.0)
-    assert worst_factor({"0": []}, 0.0, 1.0) == 0.0
+    factors = unit_factors({"0": _meter(0.0, 100, {50: 6.0}), "1": _meter(0.005, 100, {52: 9.0})})
+    assert worst_factor(factors, 0.4, 0.6) == pytest.approx(9.0)
+    assert worst_factor(factors, 0.0, 0.45) == pytest.approx(1.0)
+    assert worst_factor(unit_factors({"0": []}), 0.0, 1.0) == 0.0
 
 
 def test_a_stall_spoils_its_window_and_the_next_one_it_spills_into() -> None:
-    meters = {"0": _meter(0.0, 200, {49: 10.0})}  # a stall ending at 0.49 s
-    assert window_stalled(meters, 0.0, 0.5) == (pytest.approx(10.0), True)
-    factor, stalled = window_stalled(meters, 0.5, 1.0)  # its events are normalized after it
-    assert stalled and factor == pytest.approx(1.0)
-    assert window_stalled(meters, 0.6, 1.1)[1] is False  # more than SPILL_S later: calm
+    factors = unit_factors({"0": _meter(0.0, 200, {49: 10.0})})  # a stall ending at 0.49 s
+    assert window_stalled(factors, 0.0, 0.5) == (pytest.approx(10.0), True)
+    factor, spoiled = window_stalled(factors, 0.5, 1.0)  # its events are normalized after it
+    assert spoiled and factor == pytest.approx(1.0)
+    assert window_stalled(factors, 0.6, 1.1)[1] is False  # more than SPILL_S later: calm
 
 
 def test_summary_groups_stalled_units_into_episodes() -> None:
@@ -107,20 +118,20 @@ def test_the_sentence_says_how_many_windows_were_left_out() -> None:
 
 def test_episodes_group_both_cpus_and_measure_their_length() -> None:
     meters = {"0": _meter(0.0, 300, {10: 5.0, 11: 8.0, 13: 6.0}), "1": _meter(0.0, 300, {12: 9.0, 200: 4.5})}
-    found = episodes(meters)
+    found = episodes(unit_factors(meters))
     assert [e["cpus"] for e in found] == [["0", "1"], ["1"]]
     first, second = found
     assert first["start"] == pytest.approx(0.10) and first["worst_factor"] == 9.0
     assert first["length_ms"] == round((0.13 - 0.10 + hostmeter.PERIOD_S) * 1000)
     assert second["start"] == pytest.approx(2.0) and second["length_ms"] == round(hostmeter.PERIOD_S * 1000)
-    assert episodes({"0": _meter(0.0, 50, {})}) == []
+    assert episodes(unit_factors({"0": _meter(0.0, 50, {})})) == []
 
 
 def test_the_operator_report_gives_a_verdict_and_each_episode() -> None:
     calm = {"seconds": 5.0, **summary({"0": _meter(0.0, 100, {})}), "episode_list": []}
     assert format_text(calm).endswith("no host stall seen.")
     meters = {"0": _meter(0.0, 100, {40: 11.0})}
-    stalled = {"seconds": 5.0, **summary(meters), "episode_list": episodes(meters)}
-    text = format_text(stalled)
+    report = {"seconds": 5.0, **summary(meters), "episode_list": episodes(unit_factors(meters))}
+    text = format_text(report)
     assert "1 of 100 units" in text and "1 episode(s), worst 11x" in text and "not the collector's" in text
     assert text.splitlines()[-1].strip().startswith("at    0.40 s: ~20 ms, worst 11x, CPUs 0")
