@@ -2,8 +2,8 @@
 
 Why: on a shared virtual machine the host can run the virtual CPUs at a small fraction of real time for
 tens of milliseconds. On this project's 2-core VM, idle, a fixed unit of pure-Python work was charged
-9-14x its usual CPU on both CPUs at once through episodes of 20-100 ms (from none for seconds to one
-every 2 s); during a latency run such a unit was charged 10-14x in every 0.5 s window whose p99 passed
+9-14x its usual CPU on both CPUs at once through episodes of 20-100 ms (from none for seconds to about
+one a second); during a latency run such a unit was charged 10-14x in every 0.5 s window whose p99 passed
 5 ms, and at most 1.8x in the others (docs/benchmarks.md, round 17). No process on the machine can
 avoid such an episode, so a latency tail made of them is the machine's, not the collector's.
 `cryptoflow host-stalls` measures a node for an operator; the latency benchmark runs the same meters
