@@ -276,10 +276,9 @@ def book_targets(result: dict) -> list[dict]:
     rows.append({"target": "p99 ingest->normalized < 2 ms at 10k frames/s", "goal": 2.0, "measured": p99,
                  "met": None if p99 is None else (p99 < 2.0 and run10k["sustained"]),
                  **({} if run10k else {"note": TODO["latency_percentiles"]})})  # fmt: skip
-    if (
-        run10k and "host" in run10k
-    ):  # the same without the windows the host stalled (cryptoflow/hostmeter.py);
-        # no window without one: not met, as nothing showed it
+    # the same without the windows the host stalled (cryptoflow/hostmeter.py); no window without one: not
+    # met, as nothing showed it
+    if run10k and "host" in run10k:
         calm = run10k["ingest_to_normalized_unstalled"].get("p99_ms")
         rows.append({"target": "p99 ingest->normalized < 2 ms at 10k frames/s, windows without a host stall",
                      "goal": 2.0, "measured": calm,
