@@ -21,6 +21,7 @@ from typing import Any
 from connectors.iceberg import staging
 from connectors.iceberg.catalog import load_catalog
 from connectors.iceberg.maintenance import expire_snapshots
+from connectors.iceberg.ordering import sort_rows
 from connectors.iceberg.remote import RemoteError
 from connectors.iceberg.sink import find_commit
 from cryptoflow import allocator
@@ -99,7 +100,7 @@ class ChildOps:
         arrow = staging.from_ipc(blobs)
         if arrow is None:
             return []
-        arrow = arrow.sort_by(sort_keys)
+        arrow = sort_rows(arrow, sort_keys)
         sorted_at = time.perf_counter()
         entry = self.entry(key)
         with entry.lock:

@@ -46,6 +46,7 @@ from connectors.iceberg.maintenance import (
     writer_key,
     writer_value,
 )
+from connectors.iceberg.ordering import sort_rows
 from connectors.iceberg.remote import RemoteTable, SinkProcess
 from connectors.iceberg.staging import StagedCommit, commit_append, from_ipc, to_ipc, write_data_files
 from cryptoflow import allocator, metrics
@@ -283,7 +284,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
             if commit.tail:  # rows whose files were not written when the state was taken
                 if self.remote is None:
                     tail = from_ipc(commit.tail)
-                    files += self._write_files(tail.sort_by(self.table_def.sort_keys), commit.seq)
+                    files += self._write_files(sort_rows(tail, self.table_def.sort_keys), commit.seq)
                 else:
                     files += self._write_files(None, commit.seq, commit.tail)
                 log.info(
@@ -405,7 +406,7 @@ class IcebergSinkPartition(StatefulSinkPartition[Any, SinkState]):
         started = time.perf_counter()
         if self.remote is None:
             arrow = chunk.arrows[0] if len(chunk.arrows) == 1 else pa.concat_tables(chunk.arrows)
-            arrow = arrow.sort_by(self.table_def.sort_keys)
+            arrow = sort_rows(arrow, self.table_def.sort_keys)
         sorted_at = time.perf_counter()
         files = (
             self._write_files(arrow, seq)

@@ -1,0 +1,101 @@
+"""The sink's sort of a write: Arrow's sort against `sort_rows`, rows in order and rows interleaved.
+
+`python -m benchmarks.sort_rows [--rows 250000] [--symbols 4]` builds `spot_delta` rows shaped like a
+Binance depth stream (20 levels a message), cuts them into the stager's 250-row IPC pieces and reads
+them back as the sink child does (one table of many chunks), then times, CPU per call, median of
+`--repeats`: Arrow's `sort_by` and `sort_rows`, on rows of one symbol in
+exchange order (a one-symbol shard: nothing to sort) and on the same rows of `--symbols` symbols whose
+messages interleave (a many-symbol shard: the check is the overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from connectors.iceberg.ordering import in_sort_order, sort_rows
+from connectors.iceberg.staging import from_ipc, to_ipc
+from cryptoflow.schemas import ARROW_DECIMAL, TABLES
+
+SPOT_DELTA = TABLES["spot_delta"]
+LEVELS_PER_MESSAGE = 20
+PIECE_ROWS = 250  # the stager's piece (sink.convert_every)
+START_US = 1_790_000_000_000_000
+
+
+def delta_rows(rows: int, symbols: int) -> pa.Table:
+    """`rows` level rows of depth messages, round robin over `symbols` symbols, each symbol's messages
+    in exchange order (time and update id rising)."""
+    message = [i // LEVELS_PER_MESSAGE for i in range(rows)]
+    symbol = [f"SYM{m % symbols}USDT" for m in message]
+    ts = [START_US + m * 1_000 for m in message]
+    seq = [1_000_000 + m for m in message]
+    price = pa.array([f"{60000 + i % 997}.{i % 100:02d}" for i in range(rows)]).cast(ARROW_DECIMAL)
+    qty = pa.array([f"0.{i % 9973:05d}" for i in range(rows)]).cast(ARROW_DECIMAL)
+    columns = {
+        "exchange": pa.array(["binance"] * rows),
+        "market": pa.array(["spot"] * rows),
+        "symbol": pa.array(symbol),
+        "exchange_symbol": pa.array(symbol),
+        "exchange_ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "ingest_ts": pa.array([t + 800 for t in ts], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "side": pa.array(["bid" if (i // 10) % 2 == 0 else "ask" for i in range(rows)]),
+        "price": price,
+        "qty": qty,
+        "seq": pa.array(seq, pa.int64()),
+        "first_seq": pa.array(seq, pa.int64()),
+        "prev_seq": pa.array([s - 1 for s in seq], pa.int64()),
+        "is_snapshot": pa.array([False] * rows),
+        "shard": pa.array([0] * rows, pa.int32()),
+        "source_offset": pa.array(message, pa.int64()),
+    }
+    return pa.Table.from_pydict(columns).cast(SPOT_DELTA.arrow_schema)
+
+
+def as_the_child_reads_it(table: pa.Table) -> pa.Table:
+    """The rows as stager pieces: IPC streams of PIECE_ROWS rows, read back into one table."""
+    blobs = [to_ipc(table.slice(i, PIECE_ROWS)) for i in range(0, table.num_rows, PIECE_ROWS)]
+    read = from_ipc(blobs)
+    assert read is not None
+    return read
+
+
+def cpu_ms(call: Callable[[], object], repeats: int) -> float:
+    """Median CPU time of one call (this thread plus Arrow's pool: process time)."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        call()
+        times.append(time.process_time() - started)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=250_000)
+    parser.add_argument("--symbols", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    keys = SPOT_DELTA.sort_keys
+    for label, symbols in (
+        ("one symbol, in order", 1),
+        (f"{args.symbols} symbols interleaved", args.symbols),
+    ):
+        table = as_the_child_reads_it(delta_rows(args.rows, symbols))
+        skipped = in_sort_order(table, keys)
+        assert sort_rows(table, keys).equals(table.sort_by(keys))
+        arrow = cpu_ms(lambda t=table: t.sort_by(keys), args.repeats)
+        ours = cpu_ms(lambda t=table: sort_rows(t, keys), args.repeats)
+        print(
+            f"{label}: {table.num_rows:,} rows in {table.column('symbol').num_chunks} chunks: "
+            f"Arrow's sort_by {arrow:.1f} ms, sort_rows {ours:.1f} ms of CPU "
+            f"({'no sort' if skipped else 'sorted'}; {ours / arrow:.2f}x Arrow's sort)"
+        )
+
+
+if __name__ == "__main__":
+    main()
