@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test crash-test lint bench bench-quick bench-book bench-latency bench-host bench-journal bench-synthetic chaos clean-warehouse
+.PHONY: demo test crash-test lint bench bench-quick bench-book bench-latency bench-host bench-sort bench-journal bench-synthetic chaos clean-warehouse
 
 $(STAMP): pyproject.toml setup.py operators/book/_levels.c connectors/binance/_depth.c cryptoflow/_level_block.c
 	@if [ -z "$(PYTHON_BIN)" ]; then echo "CryptoFlow needs python3.11 or python3.12 on PATH (bytewax 0.21.1 has no wheels for other versions)"; exit 1; fi
@@ -56,6 +56,9 @@ bench-book: $(STAMP)  ## order-book ns per level update, bytes per level, RSS of
 
 bench-latency: $(STAMP)  ## p50/p90/p99/max exchange->ingest->normalized->committed at 10k and 50k offered changes/s
 	$(PY) -m benchmarks.latency
+
+bench-sort: $(STAMP)  ## the sink's sort of a write: Arrow's sort_by against sort_rows, rows in order and interleaved
+	$(PY) -m benchmarks.sort_rows
 
 bench-host: $(STAMP)  ## 20 s of the host-stall meter alone (cryptoflow host-stalls): does the host take this machine's CPUs away?
 	$(PY) -m cryptoflow.cli host-stalls --seconds 20

@@ -105,3 +105,16 @@ def test_same_rows_and_order_as_arrows_stable_sort(seed: int) -> None:
     expected = table.sort_by(KEYS)
     assert sort_rows(table, KEYS).equals(expected)
     assert in_sort_order(table, KEYS) == table.column("row").equals(expected.column("row"))
+
+
+def test_the_benchmarks_rows_are_what_it_says() -> None:
+    """`benchmarks.sort_rows` times a one-symbol write that needs no sort against an interleaved one that
+    does, both in the child's many chunks: if its rows stopped being that, its numbers would mislead."""
+    from benchmarks.sort_rows import as_the_child_reads_it, delta_rows
+
+    one = as_the_child_reads_it(delta_rows(2_000, symbols=1))
+    assert one.column("symbol").num_chunks == 8 and one.schema == TABLES["spot_delta"].arrow_schema
+    assert sort_rows(one, KEYS) is one
+    interleaved = as_the_child_reads_it(delta_rows(2_000, symbols=4))
+    assert not in_sort_order(interleaved, KEYS)
+    assert sort_rows(interleaved, KEYS).equals(interleaved.sort_by(KEYS))
