@@ -3,22 +3,28 @@
 `python -m benchmarks.sort_rows [--rows 250000] [--symbols 4]` builds `spot_delta` rows shaped like a
 Binance depth stream (20 levels a message), cuts them into the stager's 250-row IPC pieces and reads
 them back as the sink child does (one table of many chunks), then times, CPU per call, median of
-`--repeats`: Arrow's `sort_by` and `sort_rows`, on rows of one symbol in
-exchange order (a one-symbol shard: nothing to sort) and on the same rows of `--symbols` symbols whose
-messages interleave (a many-symbol shard: the check is the overhead).
+`--repeats`: Arrow's `sort_by` and `sort_rows`, on rows of one symbol in exchange order (a one-symbol
+shard: nothing to sort) and on the same rows of `--symbols` symbols whose messages interleave (a
+many-symbol shard: the check is the overhead). Last, the whole write stage (sort, then the data files
+the sink writes, on a temporary SqlCatalog table) of the one-symbol rows read from pieces of 250 to
+10,000 rows: after Arrow's sort, as they are, combined into one chunk, and after `sort_rows` (the
+order check, then combined).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
 import pyarrow as pa
 
+from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.ordering import in_sort_order, sort_rows
-from connectors.iceberg.staging import from_ipc, to_ipc
+from connectors.iceberg.staging import from_ipc, to_ipc, write_data_files
+from cryptoflow.config import CatalogConfig, ParquetConfig
 from cryptoflow.schemas import ARROW_DECIMAL, TABLES
 
 SPOT_DELTA = TABLES["spot_delta"]
@@ -56,9 +62,9 @@ def delta_rows(rows: int, symbols: int) -> pa.Table:
     return pa.Table.from_pydict(columns).cast(SPOT_DELTA.arrow_schema)
 
 
-def as_the_child_reads_it(table: pa.Table) -> pa.Table:
-    """The rows as stager pieces: IPC streams of PIECE_ROWS rows, read back into one table."""
-    blobs = [to_ipc(table.slice(i, PIECE_ROWS)) for i in range(0, table.num_rows, PIECE_ROWS)]
+def as_the_child_reads_it(table: pa.Table, piece_rows: int = PIECE_ROWS) -> pa.Table:
+    """The rows as stager pieces: IPC streams of `piece_rows` rows, read back into one table."""
+    blobs = [to_ipc(table.slice(i, piece_rows)) for i in range(0, table.num_rows, piece_rows)]
     read = from_ipc(blobs)
     assert read is not None
     return read
@@ -72,6 +78,30 @@ def cpu_ms(call: Callable[[], object], repeats: int) -> float:
         call()
         times.append(time.process_time() - started)
     return statistics.median(times) * 1000
+
+
+def write_stage(rows: pa.Table, repeats: int) -> None:
+    """CPU of sorting `rows` (one symbol, in order) and writing their data files, per piece size."""
+    keys = SPOT_DELTA.sort_keys
+    with tempfile.TemporaryDirectory() as scratch:
+        config = CatalogConfig(uri=f"sqlite:///{scratch}/catalog.db", warehouse=f"{scratch}/wh")
+        table = ensure_table(load_catalog(config), "bench", SPOT_DELTA, ParquetConfig())
+        for piece_rows in (PIECE_ROWS, 2_500, 5_000, 10_000):
+            read = as_the_child_reads_it(rows, piece_rows)
+            ways: dict[str, Callable[[], pa.Table]] = {
+                "Arrow's sort": lambda t=read: t.sort_by(keys),
+                "as they are": lambda t=read: t,
+                "combined": lambda t=read: t.combine_chunks(),
+                "sort_rows": lambda t=read: sort_rows(t, keys),
+            }
+            spent = {
+                way: cpu_ms(lambda s=sort: write_data_files(table, s()), repeats)
+                for way, sort in ways.items()
+            }
+            print(
+                f"sort + data files, pieces of {piece_rows:,} rows: "
+                + ", ".join(f"{way} {ms:.0f} ms" for way, ms in spent.items())
+            )
 
 
 def main() -> None:
@@ -95,6 +125,7 @@ def main() -> None:
             f"Arrow's sort_by {arrow:.1f} ms, sort_rows {ours:.1f} ms of CPU "
             f"({'no sort' if skipped else 'sorted'}; {ours / arrow:.2f}x Arrow's sort)"
         )
+    write_stage(delta_rows(args.rows, 1), args.repeats)
 
 
 if __name__ == "__main__":

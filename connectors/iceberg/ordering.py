@@ -4,8 +4,8 @@ The sink writes every chunk sorted by its table's sort order (symbol, time, seq)
 file is sorted and a write's partitions are runs of rows (`partitions.partitions_in_runs`). Rows often
 arrive in that order already: a shard of one symbol (the busiest symbols get shards of their own)
 hands them over in exchange order. Arrow's sort is stable, so for such rows it returns them unchanged,
-after computing sort indices and a `take` of every column: ~100 ms of CPU for 250k `spot_delta` rows
-in the child's 1,000 chunks here, where comparing each row with the one before costs ~10 ms
+after computing sort indices and a `take` of every column: 60-100 ms of CPU for 250k `spot_delta`
+rows in the child's 1,000 chunks here, where comparing each row with the one before costs ~10 ms
 (`python -m benchmarks.sort_rows`; docs/benchmarks.md, round 18).
 """
 
@@ -44,11 +44,14 @@ def in_sort_order(arrow: pa.Table, sort_keys: Sequence[tuple[str, str]]) -> bool
 
 
 def sort_rows(arrow: pa.Table, sort_keys: Sequence[tuple[str, str]]) -> pa.Table:
-    """`arrow.sort_by(sort_keys)`: `arrow` itself when its rows are in that order already, else its rows
-    taken in the order of sort indices computed on the key columns alone, each in one chunk. Arrow sorts
-    a table of many chunks (a write is many stager pieces) chunk by chunk and then merges; on the
-    combined key columns the same stable sort cost ~40 % less here, and so did the order check."""
+    """`arrow.sort_by(sort_keys)`, cheaper: the same rows in the same order, each column in one chunk.
+    Rows already in that order are only combined. Parquet's writer pays per chunk: sorted rows read from
+    250-row pieces took 480 ms of CPU to write as they were, 153 ms combined first; from
+    2,500- and 5,000-row pieces combining still saved 10-24 ms, at 10,000 it was even. Other rows are
+    taken in the order of sort indices computed on the key columns alone, in one chunk: Arrow sorts a
+    table of many chunks chunk by chunk and then merges, and the same stable sort on the combined key
+    columns cost ~25-40 % less (250k `spot_delta` rows, `python -m benchmarks.sort_rows`)."""
     keys = pa.table({name: arrow.column(name).combine_chunks() for name, _ in sort_keys})
     if in_sort_order(keys, sort_keys):
-        return arrow
+        return arrow.combine_chunks()  # one chunk already: the same buffers, no copy
     return arrow.take(pc.sort_indices(keys, sort_keys=list(sort_keys)))
