@@ -75,6 +75,7 @@ class E2EResult:
     gap_rows: int = 0  # rows in `gaps`: the corpus is one contiguous chain per symbol, so none
     cores: int = 0  # cores this process may run on (0: not known here)
     child_cores: int = 0  # cores its sink child may run on (0: no child)
+    child_cpu_per_wall: float = 0.0  # the sink child's share of cpu_per_wall (sort, Parquet files, commit)
 
     @property
     def valid(self) -> bool:
@@ -228,11 +229,11 @@ def run_inproc(
         if profiler is not None:
             profiler.start()
         started_at = time.time()
-        cpu0 = _cpu_seconds()
+        cpu0, child0 = _cpu_seconds(), _sink_child_cpu_seconds()
         started = time.perf_counter()
         run_main(flow, epoch_interval=EPOCH)
         seconds = time.perf_counter() - started
-        cpu = _cpu_seconds() - cpu0
+        cpu, child_cpu = _cpu_seconds() - cpu0, _sink_child_cpu_seconds() - child0
         ended_at = time.time()
         if profiler is not None:
             profiler.stop()
@@ -251,6 +252,7 @@ def run_inproc(
         gap_rows,
         cores,
         child_cores,
+        child_cpu / seconds,
     )
 
 

@@ -67,6 +67,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
     rates: dict[str, list[float]] = {"read": [], "orjson": [], "cryptofeed": [], "cryptoflow_e2e": []}
     e2e_rows: list[float] = []
     e2e_cpu: list[float] = []
+    e2e_child_cpu: list[float] = []  # the sink child's share of it
     checks: list[dict] = []
     for i in range(runs):
         rates["read"].append(frames / ceiling.best_of(ceiling.time_read, corpus.frames, 5))
@@ -77,6 +78,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
         rates["cryptoflow_e2e"].append(frames / ours.seconds)
         e2e_rows.append(ours.rows_committed / ours.seconds)
         e2e_cpu.append(ours.cpu_per_wall)
+        e2e_child_cpu.append(ours.child_cpu_per_wall)
         checks.append(
             {
                 "cryptofeed_book_updates": peer.book_updates,
@@ -98,6 +100,7 @@ def bench_binance(corpus: BinanceCorpus, runs: int) -> dict:
     contenders = {name: stats(v) for name, v in rates.items()}
     contenders["cryptoflow_e2e"]["level_rows_per_s"] = stats(e2e_rows)
     contenders["cryptoflow_e2e"]["cpu_per_wall"] = stats(e2e_cpu)
+    contenders["cryptoflow_e2e"]["child_cpu_per_wall"] = stats(e2e_child_cpu)
     for name in ("read", "orjson", "cryptofeed", "cryptoflow_e2e"):
         contenders[name]["level_changes_per_s"] = contenders[name]["median"] * levels / frames
     ours_med = contenders["cryptoflow_e2e"]["median"]

@@ -23,6 +23,7 @@ def test_inproc_driver_commits_exactly_the_expected_rows(name: str) -> None:
     assert result.commits >= 1
     assert result.rows_committed == corpus.snapshot_levels + corpus.applied_levels
     assert result.valid
+    assert 0 < result.child_cpu_per_wall < result.cpu_per_wall  # the sink child wrote the files
 
 
 def test_simulator_driver_runs_spot_delta_unchanged_and_commits_expected_rows() -> None:
