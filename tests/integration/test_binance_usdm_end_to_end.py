@@ -94,10 +94,37 @@ def assert_futures_delta_equals_recording(rows: list[dict]) -> None:
         assert {r["symbol"] for r in mine} == {symbol.removesuffix("USDT") + "-USDT"}
 
 
+def assert_rows_in_seq_order_rebuild_the_books(rows: list[dict]) -> None:
+    """The README's way to rebuild a book from a delta table: one symbol's rows by `seq`, the snapshot's
+    rows first where a diff shares its `seq`; a snapshot replaces the book, a diff level sets a price's
+    quantity (0 removes it). Not by `exchange_ts`: a USD-M snapshot's time can follow the first diff's."""
+    snapshot_after_a_diff = False
+    for symbol in {r["exchange_symbol"] for r in rows}:
+        mine = sorted(
+            (r for r in rows if r["exchange_symbol"] == symbol),
+            key=lambda r: (r["seq"], not r["is_snapshot"]),
+        )
+        book = truth.NaiveBook()
+        for (_, is_snapshot), levels in itertools.groupby(mine, key=lambda r: (r["seq"], r["is_snapshot"])):
+            group = list(levels)
+            if is_snapshot:
+                book = truth.NaiveBook()
+            bids = [(r["price"], r["qty"]) for r in group if r["side"] == "bid"]
+            asks = [(r["price"], r["qty"]) for r in group if r["side"] == "ask"]
+            book.apply(bids, asks)
+        reference = truth.binance_stream(truth.BINANCE_USDM, symbol, usdm=True).at_id(mine[-1]["seq"])
+        assert (book.bids, book.asks) == (reference.bids, reference.asks), symbol
+        snapshot_ts = min(r["exchange_ts"] for r in mine if r["is_snapshot"])
+        snapshot_after_a_diff |= any(r["exchange_ts"] < snapshot_ts for r in mine if not r["is_snapshot"])
+    assert snapshot_after_a_diff  # the recording has the case the README warns of
+
+
 def test_futures_delta_rows_equal_the_recordings_applied_levels(binance_usdm_simulator, tmp_path):
     env = usdm_env(binance_usdm_simulator, tmp_path / "warehouse")
     run_flow("futures_delta", env)
-    assert_futures_delta_equals_recording(read(env, "futures_delta"))
+    rows = read(env, "futures_delta")
+    assert_futures_delta_equals_recording(rows)
+    assert_rows_in_seq_order_rebuild_the_books(rows)
     assert read(env, "gaps") == []
     # depth on /public (the 2026 split), never the legacy URL; one cached exchangeInfo for all shards
     stats = binance_usdm_simulator.stats
