@@ -57,7 +57,7 @@ bench-book: $(STAMP)  ## order-book ns per level update, bytes per level, RSS of
 bench-latency: $(STAMP)  ## p50/p90/p99/max exchange->ingest->normalized->committed at 10k and 50k offered changes/s
 	$(PY) -m benchmarks.latency
 
-bench-sort: $(STAMP)  ## the sink's sort of a write: Arrow's sort_by against sort_rows, rows in order and interleaved
+bench-sort: $(STAMP)  ## the sink's sort of a write (rows in order, interleaved) and its whole write stage: Arrow's sort_by against sort_rows
 	$(PY) -m benchmarks.sort_rows
 
 bench-host: $(STAMP)  ## 20 s of the host-stall meter alone (cryptoflow host-stalls): does the host take this machine's CPUs away?

@@ -45,12 +45,13 @@ def in_sort_order(arrow: pa.Table, sort_keys: Sequence[tuple[str, str]]) -> bool
 
 def sort_rows(arrow: pa.Table, sort_keys: Sequence[tuple[str, str]]) -> pa.Table:
     """`arrow.sort_by(sort_keys)`, cheaper: the same rows in the same order, each column in one chunk.
+
     Rows already in that order are only combined. Parquet's writer pays per chunk: sorted rows read from
-    250-row pieces took 480 ms of CPU to write as they were, 153 ms combined first; from
-    2,500- and 5,000-row pieces combining still saved 10-24 ms, at 10,000 it was even. Other rows are
-    taken in the order of sort indices computed on the key columns alone, in one chunk: Arrow sorts a
-    table of many chunks chunk by chunk and then merges, and the same stable sort on the combined key
-    columns cost ~25-40 % less (250k `spot_delta` rows, `python -m benchmarks.sort_rows`)."""
+    250-row pieces took 480 ms of CPU to write as they were, 153 ms combined first; from 2,500- and
+    5,000-row pieces combining still saved 10-24 ms, at 10,000 it was even. Other rows are taken in the
+    order of sort indices computed on the key columns alone, in one chunk: Arrow sorts a table of many
+    chunks chunk by chunk and then merges, and the same stable sort on the combined key columns cost
+    ~25-40 % less (250k `spot_delta` rows, `python -m benchmarks.sort_rows`)."""
     keys = pa.table({name: arrow.column(name).combine_chunks() for name, _ in sort_keys})
     if in_sort_order(keys, sort_keys):
         return arrow.combine_chunks()  # one chunk already: the same buffers, no copy
