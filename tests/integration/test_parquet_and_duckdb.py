@@ -9,19 +9,18 @@ import pytest
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.sink import IcebergSinkPartition
-from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.config import ParquetConfig
 from cryptoflow.schemas import TABLES
 from operators.positioned import Positioned
 from tests.support.duckdb_offline import connect
-from tests.support.sinks import commit_epoch, expected_aggregates, rows
+from tests.support.sinks import catalog_cfg, commit_epoch, expected_aggregates, rows
 
 pytestmark = pytest.mark.integration
 TICKS = TABLES["ticks"]
 
 
 def write(tmp_path, parquet: ParquetConfig, data: list[Positioned]):
-    cfg = CatalogConfig(uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=str(tmp_path / "wh"))
-    catalog = load_catalog(cfg)
+    catalog = load_catalog(catalog_cfg(tmp_path))
     table = ensure_table(catalog, "cryptoflow", TICKS, parquet)
     part = IcebergSinkPartition(TICKS, table, "test/ticks", None)
     part.write_batch(data)

@@ -13,9 +13,10 @@ from pyiceberg.io.pyarrow import _dataframe_to_data_files, schema_to_pyarrow
 
 from connectors.iceberg.catalog import ensure_table, load_catalog
 from connectors.iceberg.staging import append_files, write_data_files
-from cryptoflow.config import CatalogConfig, ParquetConfig
+from cryptoflow.config import ParquetConfig
 from cryptoflow.model import TradeRow
 from cryptoflow.schemas import TABLES
+from tests.support.sinks import catalog_cfg
 
 METRICS = ("record_count", "partition", "value_counts", "null_value_counts", "nan_value_counts")
 BOUNDS = ("lower_bounds", "upper_bounds", "column_sizes")
@@ -23,8 +24,7 @@ BOUNDS = ("lower_bounds", "upper_bounds", "column_sizes")
 
 @pytest.fixture
 def tables(tmp_path):
-    cfg = CatalogConfig(uri=f"sqlite:///{tmp_path / 'c.db'}", warehouse=str(tmp_path / "wh"))
-    catalog = load_catalog(cfg)
+    catalog = load_catalog(catalog_cfg(tmp_path))
     for name in ("spot_ob", "ticks"):
         ensure_table(catalog, "cryptoflow", TABLES[name], ParquetConfig())
     return lambda name: catalog.load_table(("cryptoflow", name))
