@@ -19,12 +19,13 @@ client missed) and the recording, never from the collector's view:
   so the metadata reaches its steady state early in the run, as a 24/7 collector's does after its first hour; the tables end with far
   fewer snapshots than commits;
 * memory is flat (issue #6), three ways: the Python heap (allocated blocks right after a full gc, sampled in the flow
-  process by tests/support/memprobe) of the last third is within 5 % of the first third's, so nothing
+  process and in its sink child by tests/support/memprobe, without keeping the flow from forking the child
+  as it does in production) of the last third is within 5 % of the first third's, so nothing
   accumulates per connection, gap, resync or epoch; RSS has no upward trend over the second half (its
   least-squares slope projects less than RSS_BOUND_MB / 2 over that half), so a burst's allocator
   high-water is handed back (cryptoflow/allocator.py) instead of ratcheting up; and the median RSS of
   the last third is within `RSS_BOUND_MB` of the first third's (after a warm-up). The sink child (the
-  process that writes every Parquet file and commit) meets the same two RSS rules.
+  process that writes every Parquet file and commit) meets the same three rules.
 
 The same process reads Kraken v2 from the synthetic market (snapshots on the WebSocket) behind its own
 faulty simulator: every connection the simulator broke while the client held a book must be one
@@ -32,6 +33,7 @@ faulty simulator: every connection the simulator broke while the client held a b
 the market's truth (`tests/support/chaos_kraken.py`).
 
 `make test` runs it for 75 s; `make chaos` for CRYPTOFLOW_CHAOS_SECONDS (default 600).
+CFTEST_MEMPROBE_KEEP=<file> keeps the memory probe's lines (both processes, every 5 s) for a closer look.
 """
 
 from __future__ import annotations
@@ -108,9 +110,9 @@ def children_rss_kb(pid: int) -> int | None:
 
 
 def memprobe_env(path: Path) -> dict[str, str]:
-    """The flow process loads tests/support/memprobe: Python heap (allocated blocks, gc objects), glibc
-    mallinfo and RSS by allocator region every 5 s into `path` (CFTEST_MEMPROBE_FRAMES=N adds
-    tracemalloc's top growing allocation sites, at a heavy cost)."""
+    """The flow process and its sink child load tests/support/memprobe: Python heap (allocated blocks,
+    gc objects), glibc mallinfo and RSS by allocator region every 5 s into `path`, a line per process
+    (CFTEST_MEMPROBE_FRAMES=N adds tracemalloc's top growing allocation sites, at a heavy cost)."""
     return {
         "PYTHONPATH": f"{REPO / 'tests' / 'support' / 'memprobe'}{os.pathsep}{REPO}",
         "CFTEST_MEMPROBE": str(path),
@@ -251,7 +253,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     )  # fmt: skip
     kraken_venue = chaos_kraken.venue(SEED, DURATION_S + 0.8 * CALM_S)
     log_path = tmp_path / "spot_delta.log"
-    probe_path = tmp_path / "memprobe.jsonl"
+    probe_path = Path(os.environ.get("CFTEST_MEMPROBE_KEEP", tmp_path / "memprobe.jsonl"))
     with (
         ExchangeSimulator(binance_spot_venue, speed=10, continuous=True, loop=True, faults=plan) as sim,
         ExchangeSimulator(kraken_venue, faults=kraken_plan) as kr,
@@ -415,28 +417,43 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     check_kraken(env, kraken_venue, kraken_stats, kraken_faults, kraken_gaps, kraken_banner.bans)
     print("RSS MB by tenth:", rss.by_tenth)
     probe = [json.loads(line) for line in probe_path.read_text().splitlines()]
-    probe = [p for p in probe if p["t"] >= WARMUP_S and p["t"] <= DURATION_S]
+    check_heap_flat(
+        [p for p in probe if p["process"] == "flow"],
+        "the flow's",
+        f"RSS slope over the second half {rss.slope:+.2f} MB/min; ",
+    )
+    assert_rss_flat(rss, "RSS")
+    assert "sink child process forked" in output, (
+        "the flow did not fork its sink child, as it does in production"
+    )
+    check_child_memory(child_samples, [p for p in probe if p["process"] == "sink_child"])
+
+
+def check_heap_flat(probe: list[dict], whose: str, before: str = "") -> None:
+    """One process's memory probe lines: its Python heap (live blocks after a full gc) in the last
+    third within HEAP_BLOCKS_TOLERANCE of the first third's."""
+    probe = [p for p in probe if WARMUP_S <= p["t"] <= DURATION_S]
+    assert len(probe) >= 3, f"{whose} memory probe wrote {len(probe)} lines"
     p_third = max(1, len(probe) // 3)
     blocks_first = statistics.median(p["live_blocks"] for p in probe[:p_third])
     blocks_last = statistics.median(p["live_blocks"] for p in probe[-p_third:])
     print(
-        f"RSS slope over the second half {rss.slope:+.2f} MB/min; Python heap blocks first third "
-        f"{blocks_first:.0f} last third {blocks_last:.0f}; RSS MB by region first/last probe "
-        f"{probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; glibc in use MB "
-        f"{probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> {probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
+        f"{before}{whose} Python heap blocks first third {blocks_first:.0f} last third {blocks_last:.0f}; "
+        f"RSS MB by region first/last probe {probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; "
+        f"glibc in use MB {probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> "
+        f"{probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
     )
     assert blocks_last <= blocks_first * (1 + HEAP_BLOCKS_TOLERANCE), (
-        f"the Python heap grew: a leak; object types grown most: {probe[-1]['types_grown']}"
+        f"{whose} Python heap grew: a leak; object types grown most: {probe[-1]['types_grown']}"
     )
-    assert_rss_flat(rss, "RSS")
-    check_child_rss(child_samples)
 
 
-def check_child_rss(samples: list[tuple[float, int]]) -> None:
-    """The sink child's memory is flat by the flow's two RSS rules."""
+def check_child_memory(samples: list[tuple[float, int]], probe: list[dict]) -> None:
+    """The sink child's memory is flat by the flow's rules: its Python heap, and its RSS."""
     assert len([t for t, _ in samples if t >= WARMUP_S]) >= 3, (
         f"the sink child was not seen ({len(samples)} samples)"
     )
+    check_heap_flat(probe, "the sink child's")
     rss = rss_trend(samples)
     print(
         f"sink child RSS MB first third {rss.first_mb:.1f} last third {rss.last_mb:.1f}, max {rss.max_mb:.1f}, "

@@ -12,6 +12,14 @@ RSS growing while the Python heap and `uordblks` stay flat is allocator high-wat
 mappings below 0x100000000000: Arrow's default memory pool reserves there), `anon` (pymalloc arenas,
 glibc thread arenas, Rust/jemalloc), `file` (code). CFTEST_MEMPROBE_FRAMES=0 (the default) skips
 tracemalloc, whose snapshots are too slow for a loaded 2-core box and whose tables double RSS.
+
+Both processes of a flow are probed, each line saying which (`process`: "flow" or "sink_child", and
+`pid`). The flow process forks its sink child only while it has no other thread
+(`connectors.iceberg.remote._can_fork`), as in production; a probe thread started at import would make
+it spawn a fresh interpreter instead, a different child from the one users run. So the flow's probe
+starts right after the flow's first fork (the sink child's), and the forked child starts its own
+(`cryptoflow_sink_child`, the hook the fork calls). A child spawned anyway (CRYPTOFLOW_SINK_CHILD_START
+=spawn) imports this file and starts at once.
 """
 
 import ctypes
@@ -113,7 +121,7 @@ def _types() -> Counter:
         sys.setswitchinterval(before)
 
 
-def _run(path: str, every: float, frames: int) -> None:
+def _run(path: str, every: float, frames: int, process: str) -> None:
     if frames:
         tracemalloc.start(frames)
     time.sleep(every)
@@ -129,6 +137,8 @@ def _run(path: str, every: float, frames: int) -> None:
         grown = (types - base_types).most_common(12)
         current, peak = tracemalloc.get_traced_memory()
         line = {
+            "process": process,
+            "pid": os.getpid(),
             "t": round(time.monotonic() - start + every, 1),
             "rss_kb": _rss_kb(),
             "rss_by_region_mb": _regions(),
@@ -153,13 +163,34 @@ def _run(path: str, every: float, frames: int) -> None:
             out.write(json.dumps(line) + "\n")
 
 
-def _install() -> None:
+IN_SINK_CHILD = bool(os.environ.get("CRYPTOFLOW_SINK_CHILD"))
+_started = False
+
+
+def _start(process: str) -> None:
+    """The probe thread of this process, once (`t` counts from here)."""
+    global _started
     path = os.environ.get("CFTEST_MEMPROBE")
-    if not path:
+    if not path or _started:
         return
+    _started = True
     every = float(os.environ.get("CFTEST_MEMPROBE_EVERY_S", "30"))
     frames = int(os.environ.get("CFTEST_MEMPROBE_FRAMES", "0"))
-    threading.Thread(target=_run, args=(path, every, frames), name="memprobe", daemon=True).start()
+    threading.Thread(target=_run, args=(path, every, frames, process), name="memprobe", daemon=True).start()
+
+
+def cryptoflow_sink_child() -> None:
+    """Called by connectors.iceberg.remote in the sink child it has just forked: probe the child too."""
+    global _started
+    _started = False  # the flag came with the fork from the parent; this process has no probe thread yet
+    _start("sink_child")
+
+
+def _install() -> None:
+    if IN_SINK_CHILD:  # spawned: a fresh interpreter that imported this file
+        _start("sink_child")
+    else:  # the flow process: after its first fork (the sink child), so that it can fork at all
+        os.register_at_fork(after_in_parent=lambda: _start("flow"))
 
 
 _install()
