@@ -19,7 +19,8 @@ Both processes of a flow are probed, each line saying which (`process`: "flow" o
 it spawn a fresh interpreter instead, a different child from the one users run. So the flow's probe
 starts right after the flow's first fork (the sink child's), and the forked child starts its own
 (`cryptoflow_sink_child`, the hook the fork calls). A child spawned anyway (CRYPTOFLOW_SINK_CHILD_START
-=spawn) imports this file and starts at once.
+=spawn) imports this file and starts at once. A flow that forks nothing (`sink.executor: thread`) needs
+CFTEST_MEMPROBE_START=import: its probe then starts when this file is imported, as before.
 """
 
 import ctypes
@@ -189,6 +190,8 @@ def cryptoflow_sink_child() -> None:
 def _install() -> None:
     if IN_SINK_CHILD:  # spawned: a fresh interpreter that imported this file
         _start("sink_child")
+    elif os.environ.get("CFTEST_MEMPROBE_START") == "import":  # a flow with no sink child to fork
+        _start("flow")
     else:  # the flow process: after its first fork (the sink child), so that it can fork at all
         os.register_at_fork(after_in_parent=lambda: _start("flow"))
 
