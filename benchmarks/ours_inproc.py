@@ -229,11 +229,12 @@ def run_inproc(
         if profiler is not None:
             profiler.start()
         started_at = time.time()
-        cpu0, child0 = _cpu_seconds(), _sink_child_cpu_seconds()
+        cpu0, child0 = _cpu_seconds()
         started = time.perf_counter()
         run_main(flow, epoch_interval=EPOCH)
         seconds = time.perf_counter() - started
-        cpu, child_cpu = _cpu_seconds() - cpu0, _sink_child_cpu_seconds() - child0
+        cpu1, child1 = _cpu_seconds()
+        cpu, child_cpu = cpu1 - cpu0, child1 - child0
         ended_at = time.time()
         if profiler is not None:
             profiler.stop()
@@ -261,11 +262,13 @@ def _wait_for_go() -> None:
     sys.stdin.readline()
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU time plus its sink child's (`sink.executor: process` does the Parquet files and
-    the commits there), so CPU per frame covers the whole path."""
+def _cpu_seconds() -> tuple[float, float]:
+    """(this process's CPU time plus its sink child's, the child's alone), from one reading of the child
+    (`sink.executor: process` does the Parquet files and the commits there), so CPU per frame covers the
+    whole path and the child's share is of the same moments."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime + _sink_child_cpu_seconds()
+    child = _sink_child_cpu_seconds()
+    return usage.ru_utime + usage.ru_stime + child, child
 
 
 def _sink_child_pid() -> int | None:

@@ -417,11 +417,8 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     check_kraken(env, kraken_venue, kraken_stats, kraken_faults, kraken_gaps, kraken_banner.bans)
     print("RSS MB by tenth:", rss.by_tenth)
     probe = [json.loads(line) for line in probe_path.read_text().splitlines()]
-    check_heap_flat(
-        [p for p in probe if p["process"] == "flow"],
-        "the flow's",
-        f"RSS slope over the second half {rss.slope:+.2f} MB/min; ",
-    )
+    print(f"RSS slope over the second half {rss.slope:+.2f} MB/min")
+    check_heap_flat([p for p in probe if p["process"] == "flow"], "the flow's")
     assert_rss_flat(rss, "RSS")
     assert "sink child process forked" in output, (
         "the flow did not fork its sink child, as it does in production"
@@ -429,7 +426,7 @@ def test_chaos_run_through_bytewax_lands_every_gap_resyncs_and_stays_flat(binanc
     check_child_memory(child_samples, [p for p in probe if p["process"] == "sink_child"])
 
 
-def check_heap_flat(probe: list[dict], whose: str, before: str = "") -> None:
+def check_heap_flat(probe: list[dict], whose: str) -> None:
     """One process's memory probe lines: its Python heap (live blocks after a full gc) in the last
     third within HEAP_BLOCKS_TOLERANCE of the first third's."""
     probe = [p for p in probe if WARMUP_S <= p["t"] <= DURATION_S]
@@ -438,7 +435,7 @@ def check_heap_flat(probe: list[dict], whose: str, before: str = "") -> None:
     blocks_first = statistics.median(p["live_blocks"] for p in probe[:p_third])
     blocks_last = statistics.median(p["live_blocks"] for p in probe[-p_third:])
     print(
-        f"{before}{whose} Python heap blocks first third {blocks_first:.0f} last third {blocks_last:.0f}; "
+        f"{whose} Python heap blocks first third {blocks_first:.0f} last third {blocks_last:.0f}; "
         f"RSS MB by region first/last probe {probe[0]['rss_by_region_mb']} {probe[-1]['rss_by_region_mb']}; "
         f"glibc in use MB {probe[0]['mallinfo_kb'].get('uordblks', 0) // 1024} -> "
         f"{probe[-1]['mallinfo_kb'].get('uordblks', 0) // 1024}"
