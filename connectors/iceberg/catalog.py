@@ -10,6 +10,7 @@ from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 from pyiceberg.table import Table
+from sqlalchemy.exc import OperationalError
 
 from cryptoflow.config import CatalogConfig, ParquetConfig
 from cryptoflow.schemas import SCHEMA_VERSION, TableDef
@@ -39,9 +40,7 @@ def _file_warehouse(warehouse: str) -> str:
 
 def load_catalog(cfg: CatalogConfig) -> Catalog:
     if cfg.type == "sql":
-        return SqlCatalog(
-            cfg.name, uri=_sqlite_uri(cfg.uri), warehouse=_file_warehouse(cfg.warehouse), **cfg.properties
-        )
+        return _sql_catalog(cfg)
     props = {"uri": cfg.rest_uri, "warehouse": cfg.warehouse, **cfg.properties}
     if cfg.region:
         props.update(
@@ -52,6 +51,21 @@ def load_catalog(cfg: CatalogConfig) -> Catalog:
             }
         )
     return RestCatalog(cfg.name, **props)
+
+
+def _sql_catalog(cfg: CatalogConfig, attempts: int = 3) -> SqlCatalog:
+    """The embedded catalog. On a new database SqlCatalog creates its own tables, and two creators at
+    once (a flow's sinks and its sink child all open the catalog as the flow starts) both find them
+    absent: the loser fails with "table iceberg_tables already exists". The tables are there then, so
+    opening it again is all it takes (6 threads on a new database failed so in 28 of 30 trials)."""
+    uri, warehouse = _sqlite_uri(cfg.uri), _file_warehouse(cfg.warehouse)
+    for _ in range(attempts - 1):
+        try:
+            return SqlCatalog(cfg.name, uri=uri, warehouse=warehouse, **cfg.properties)
+        except OperationalError as exc:
+            if "already exists" not in str(exc):
+                raise
+    return SqlCatalog(cfg.name, uri=uri, warehouse=warehouse, **cfg.properties)
 
 
 def table_properties(parquet: ParquetConfig) -> dict[str, str]:
